@@ -1,0 +1,295 @@
+/// A strict RFC 8259 parser. Its input comes from files we do not control (safetensors headers,
+/// model configs), so it accepts nothing the grammar does not: no comments, no trailing commas,
+/// no BOM, no NaN, no invalid UTF-8, no lone surrogates, no duplicate object keys (safetensors
+/// requires duplicate tensor names to be refused) and no nesting deeper than `maximumDepth`
+/// (recursion on hostile input must not exhaust the stack).
+public enum JSONParser {
+    /// The deepest nesting of arrays and objects accepted.
+    public static let maximumDepth = 256
+
+    /// Parses one JSON document. `context` (usually the file path) starts every error message.
+    public static func parse(_ bytes: UnsafeRawBufferPointer, context: String) throws -> JSONValue {
+        var reader = JSONReader(bytes: bytes, context: context)
+        reader.skipWhitespace()
+        let value = try reader.readValue(depth: 0)
+        reader.skipWhitespace()
+        guard reader.position == bytes.count else {
+            throw reader.error("unexpected \(reader.found) after the JSON value")
+        }
+        return value
+    }
+
+    public static func parse(_ bytes: [UInt8], context: String) throws -> JSONValue {
+        try bytes.withUnsafeBytes { try parse($0, context: context) }
+    }
+
+    public static func parse(_ text: String, context: String) throws -> JSONValue {
+        var text = text
+        return try text.withUTF8 { try parse(UnsafeRawBufferPointer($0), context: context) }
+    }
+}
+
+/// The cursor over the input. It only lives for one `JSONParser.parse` call, which owns the
+/// buffer's lifetime; every read is bounds-checked through `peek`.
+private struct JSONReader {
+    let bytes: UnsafeRawBufferPointer
+    let context: String
+    var position = 0
+
+    init(bytes: UnsafeRawBufferPointer, context: String) {
+        self.bytes = bytes
+        self.context = context
+    }
+
+    func error(_ reason: String, at offset: Int? = nil) -> LoRAMixerError {
+        .format("\(context): invalid JSON at byte \(offset ?? position): \(reason)")
+    }
+
+    func peek(_ ahead: Int = 0) -> UInt8? {
+        let index = position + ahead
+        return index < bytes.count ? bytes[index] : nil
+    }
+
+    /// Names the byte at the cursor for error messages: printable ASCII as itself, anything else
+    /// in hex, so a message never carries raw binary.
+    var found: String {
+        guard let byte = peek() else { return "end of input" }
+        if byte >= 0x20 && byte < 0x7F { return "'\(Character(Unicode.Scalar(byte)))'" }
+        return "byte 0x\(String(byte, radix: 16, uppercase: true))"
+    }
+
+    mutating func skipWhitespace() {
+        while let byte = peek(), byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09 {
+            position += 1
+        }
+    }
+
+    mutating func expect(_ byte: UInt8, _ what: String) throws {
+        guard peek() == byte else { throw error("expected \(what), found \(found)") }
+        position += 1
+    }
+
+    mutating func readValue(depth: Int) throws -> JSONValue {
+        guard let byte = peek() else { throw error("expected a value, found end of input") }
+        switch byte {
+        case UInt8(ascii: "{"): return .object(try readObject(depth: depth + 1))
+        case UInt8(ascii: "["): return .array(try readArray(depth: depth + 1))
+        case UInt8(ascii: "\""): return .string(try readString())
+        case UInt8(ascii: "t"): try readLiteral("true"); return .bool(true)
+        case UInt8(ascii: "f"): try readLiteral("false"); return .bool(false)
+        case UInt8(ascii: "n"): try readLiteral("null"); return .null
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return .number(try readNumber())
+        default: throw error("expected a value, found \(found)")
+        }
+    }
+
+    mutating func readLiteral(_ word: StaticString) throws {
+        let start = position
+        for index in 0..<word.utf8CodeUnitCount {
+            guard peek(index) == word.utf8Start[index] else { throw error("expected '\(word)'", at: start) }
+        }
+        position += word.utf8CodeUnitCount
+    }
+
+    func checkDepth(_ depth: Int) throws {
+        guard depth <= JSONParser.maximumDepth else {
+            throw error("nesting deeper than \(JSONParser.maximumDepth) levels")
+        }
+    }
+
+    mutating func readObject(depth: Int) throws -> JSONObject {
+        try checkDepth(depth)
+        position += 1
+        var object = JSONObject()
+        skipWhitespace()
+        if peek() == UInt8(ascii: "}") {
+            position += 1
+            return object
+        }
+        while true {
+            skipWhitespace()
+            let keyOffset = position
+            guard peek() == UInt8(ascii: "\"") else {
+                throw error("expected a string key, found \(found)")
+            }
+            let key = try readString()
+            skipWhitespace()
+            try expect(UInt8(ascii: ":"), "':' after an object key")
+            skipWhitespace()
+            let value = try readValue(depth: depth)
+            guard object.insertNew(key, value) else { throw error("duplicate key \"\(key)\"", at: keyOffset) }
+            skipWhitespace()
+            if peek() == UInt8(ascii: "}") {
+                position += 1
+                return object
+            }
+            try expect(UInt8(ascii: ","), "',' or '}' in an object")
+        }
+    }
+
+    mutating func readArray(depth: Int) throws -> [JSONValue] {
+        try checkDepth(depth)
+        position += 1
+        var elements: [JSONValue] = []
+        skipWhitespace()
+        if peek() == UInt8(ascii: "]") {
+            position += 1
+            return elements
+        }
+        while true {
+            skipWhitespace()
+            elements.append(try readValue(depth: depth))
+            skipWhitespace()
+            if peek() == UInt8(ascii: "]") {
+                position += 1
+                return elements
+            }
+            try expect(UInt8(ascii: ","), "',' or ']' in an array")
+        }
+    }
+
+    /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`, returned as its literal text.
+    mutating func readNumber() throws -> String {
+        let start = position
+        if peek() == UInt8(ascii: "-") { position += 1 }
+        if peek() == UInt8(ascii: "0") {
+            position += 1
+            if let next = peek(), isDigit(next) { throw error("number with a leading zero", at: start) }
+        } else {
+            try readDigits("a digit")
+        }
+        if peek() == UInt8(ascii: ".") {
+            position += 1
+            try readDigits("a digit after the decimal point")
+        }
+        if peek() == UInt8(ascii: "e") || peek() == UInt8(ascii: "E") {
+            position += 1
+            if peek() == UInt8(ascii: "+") || peek() == UInt8(ascii: "-") { position += 1 }
+            try readDigits("a digit in the exponent")
+        }
+        return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self)
+    }
+
+    func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
+
+    mutating func readDigits(_ what: String) throws {
+        guard let first = peek(), isDigit(first) else {
+            throw error("expected \(what), found \(found)")
+        }
+        while let byte = peek(), isDigit(byte) { position += 1 }
+    }
+
+    /// Reads a string starting at its opening quote. Unescaped strings (the common case) are
+    /// validated in place and copied once; escapes switch to building the UTF-8 bytes.
+    mutating func readString() throws -> String {
+        position += 1
+        let start = position
+        // Filled only once an escape shows the raw bytes cannot be used as they are.
+        var decoded: [UInt8] = []
+        var hasEscapes = false
+        while true {
+            guard let byte = peek() else { throw error("unterminated string", at: start - 1) }
+            switch byte {
+            case UInt8(ascii: "\""):
+                let raw = UnsafeRawBufferPointer(rebasing: bytes[start..<position])
+                position += 1
+                return hasEscapes ? String(decoding: decoded, as: UTF8.self) : String(decoding: raw, as: UTF8.self)
+            case UInt8(ascii: "\\"):
+                if !hasEscapes {
+                    decoded = Array(bytes[start..<position])
+                    hasEscapes = true
+                }
+                try readEscape(into: &decoded)
+            case 0x00..<0x20:
+                throw error("unescaped control character 0x\(String(byte, radix: 16, uppercase: true)) in a string")
+            case 0x20..<0x80:
+                if hasEscapes { decoded.append(byte) }
+                position += 1
+            default:
+                let length = try utf8SequenceLength()
+                if hasEscapes { decoded.append(contentsOf: bytes[position..<position + length]) }
+                position += length
+            }
+        }
+    }
+
+    /// Validates the multi-byte UTF-8 sequence at the cursor (Unicode Table 3-7: no overlong
+    /// forms, no surrogates, nothing above U+10FFFF) and returns its length.
+    func utf8SequenceLength() throws -> Int {
+        guard let lead = peek() else { throw error("unexpected end of input") }
+        let length: Int
+        var secondRange: ClosedRange<UInt8> = 0x80...0xBF
+        switch lead {
+        case 0xC2...0xDF: length = 2
+        case 0xE0: length = 3; secondRange = 0xA0...0xBF
+        case 0xED: length = 3; secondRange = 0x80...0x9F
+        case 0xE1...0xEF: length = 3
+        case 0xF0: length = 4; secondRange = 0x90...0xBF
+        case 0xF4: length = 4; secondRange = 0x80...0x8F
+        case 0xF1...0xF3: length = 4
+        default: throw error("invalid UTF-8 lead byte 0x\(String(lead, radix: 16, uppercase: true))")
+        }
+        for index in 1..<length {
+            guard let byte = peek(index), (index == 1 ? secondRange : 0x80...0xBF).contains(byte) else {
+                throw error("invalid UTF-8 sequence")
+            }
+        }
+        return length
+    }
+
+    mutating func readEscape(into output: inout [UInt8]) throws {
+        let start = position
+        position += 1
+        guard let byte = peek() else { throw error("unterminated string") }
+        position += 1
+        switch byte {
+        case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): output.append(byte)
+        case UInt8(ascii: "b"): output.append(0x08)
+        case UInt8(ascii: "f"): output.append(0x0C)
+        case UInt8(ascii: "n"): output.append(0x0A)
+        case UInt8(ascii: "r"): output.append(0x0D)
+        case UInt8(ascii: "t"): output.append(0x09)
+        case UInt8(ascii: "u"):
+            var scalar = UInt32(try readHex4())
+            if (0xDC00...0xDFFF).contains(scalar) {
+                throw error("lone low surrogate \\u\(String(scalar, radix: 16, uppercase: true))", at: start)
+            }
+            if (0xD800...0xDBFF).contains(scalar) {
+                guard peek() == UInt8(ascii: "\\"), peek(1) == UInt8(ascii: "u") else {
+                    throw error("high surrogate not followed by a \\u low surrogate", at: start)
+                }
+                position += 2
+                let low = UInt32(try readHex4())
+                guard (0xDC00...0xDFFF).contains(low) else {
+                    throw error("high surrogate followed by \\u\(String(low, radix: 16, uppercase: true)), not a low surrogate", at: start)
+                }
+                scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+            }
+            // Surrogates were handled above, so the scalar is always valid.
+            if let unicode = Unicode.Scalar(scalar) { UTF8.encode(unicode) { output.append($0) } }
+        default:
+            throw error("invalid escape '\\\(Character(Unicode.Scalar(byte)))'", at: start)
+        }
+    }
+
+    mutating func readHex4() throws -> UInt16 {
+        var value: UInt16 = 0
+        for _ in 0..<4 {
+            guard let byte = peek(), let digit = hexValue(byte) else {
+                throw error("expected 4 hex digits after \\u, found \(found)")
+            }
+            value = value << 4 | UInt16(digit)
+            position += 1
+        }
+        return value
+    }
+
+    func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+    }
+}

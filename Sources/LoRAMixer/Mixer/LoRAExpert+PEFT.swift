@@ -1,0 +1,88 @@
+import Foundation
+
+extension LoRAExpert {
+    /// Loads a PEFT LoRA folder (`adapter_config.json` + `adapter_model.safetensors`) for `config`,
+    /// checking every tensor against the model's shapes.
+    public convenience init(peftDirectory directory: String, name: String, config: ModelConfig) throws {
+        let configPath = (directory as NSString).appendingPathComponent("adapter_config.json")
+        let weightsPath = (directory as NSString).appendingPathComponent("adapter_model.safetensors")
+        guard let configData = FileManager.default.contents(atPath: configPath) else {
+            throw LoRAMixerError.io("\(directory): cannot read adapter_config.json (expected a PEFT LoRA folder)")
+        }
+        guard FileManager.default.fileExists(atPath: weightsPath) else {
+            let hasBin = FileManager.default.fileExists(atPath: (directory as NSString).appendingPathComponent("adapter_model.bin"))
+            throw LoRAMixerError.io("\(directory): no adapter_model.safetensors"
+                + (hasBin ? " (adapter_model.bin is a pickle; convert it to safetensors)" : ""))
+        }
+        let adapterConfig = try PEFTAdapterConfig(json: JSONParser.parse([UInt8](configData), context: configPath),
+                                                  source: configPath)
+        let file = try SafeTensorsFile(path: weightsPath, mode: .copied)
+
+        var pairs: [PEFTTensorKey.Slot: (a: TensorView?, b: TensorView?)] = [:]
+        for tensorName in file.tensorNames {
+            let key = try PEFTTensorKey(tensorName: tensorName, source: weightsPath)
+            let view = try file.tensor(tensorName)
+            if key.isA { pairs[key.slot, default: (nil, nil)].a = view } else { pairs[key.slot, default: (nil, nil)].b = view }
+        }
+
+        var builder = LoRAExpertBuilder(config: config, source: directory)
+        for (slot, pair) in pairs.sorted(by: { ($0.key.layer, $0.key.module) < ($1.key.layer, $1.key.module) }) {
+            let what = "layer \(slot.layer) \(slot.module.name)"
+            guard let a = pair.a, let b = pair.b else {
+                throw LoRAMixerError.format("\(weightsPath): \(what) has lora_\(pair.a == nil ? "A" : "B") but no lora_\(pair.a == nil ? "B" : "A")")
+            }
+            let (inFeatures, outFeatures) = config.shape(of: slot.module)
+            guard a.shape.count == 2, a.shape[1] == inFeatures, a.shape[0] > 0 else {
+                throw LoRAMixerError.shape("\(weightsPath): tensor '\(a.name)' has shape \(a.shape), expected [r, \(inFeatures)] for \(slot.module.name) of this model")
+            }
+            let rank = a.shape[0]
+            guard b.shape == [outFeatures, rank] else {
+                throw LoRAMixerError.shape("\(weightsPath): tensor '\(b.name)' has shape \(b.shape), expected [\(outFeatures), \(rank)]")
+            }
+            let moduleKey = "model.layers.\(slot.layer).\(slot.module.block).\(slot.module.name)"
+            let expectedRank = try adapterConfig.rank(for: moduleKey)
+            guard rank == expectedRank else {
+                throw LoRAMixerError.shape("\(weightsPath): tensor '\(a.name)' has rank \(rank), but adapter_config.json gives r = \(expectedRank) for \(moduleKey)")
+            }
+            let alpha = try adapterConfig.alpha(for: moduleKey)
+            try builder.add(layer: slot.layer, module: slot.module, rank: rank,
+                            scale: LoRAWeights.scale(alpha: alpha, rank: rank, rsLoRA: adapterConfig.useRSLoRA),
+                            a: a.floats(), b: b.floats(), what: what)
+        }
+        try self.init(builder: builder, name: name)
+    }
+
+    convenience init(builder: LoRAExpertBuilder, name: String) throws {
+        let expert = try builder.build(name: name)
+        self.init(name: name, source: expert.source, slots: expert.slots)
+    }
+}
+
+/// `base_model.model.model.layers.{i}.{self_attn|mlp}.{module}.lora_{A|B}.weight`, parsed.
+struct PEFTTensorKey {
+    struct Slot: Hashable {
+        let layer: Int
+        let module: ProjectionModule
+    }
+
+    let slot: Slot
+    let isA: Bool
+
+    init(tensorName: String, source: String) throws {
+        let parts = tensorName.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        // base_model . model . model . layers . i . block . module . lora_X . weight
+        guard parts.count == 9, parts[0] == "base_model", parts[1] == "model", parts[2] == "model", parts[3] == "layers",
+              let layer = Int(parts[4]), layer >= 0, parts[8] == "weight", parts[7] == "lora_A" || parts[7] == "lora_B"
+        else {
+            if tensorName.contains("lora_magnitude_vector") {
+                throw LoRAMixerError.format("\(source): tensor '\(tensorName)' belongs to a DoRA adapter, which loramixer does not support")
+            }
+            throw LoRAMixerError.format("\(source): tensor '\(tensorName)' is not a LoRA A/B tensor of a decoder layer projection (expected base_model.model.model.layers.{i}.{self_attn|mlp}.{module}.lora_{A|B}.weight)")
+        }
+        guard let module = ProjectionModule(name: parts[6]), module.block == parts[5] else {
+            throw LoRAMixerError.format("\(source): tensor '\(tensorName)' adapts '\(parts[5]).\(parts[6])', which loramixer does not route (supported: \(ProjectionModule.supportedNames))")
+        }
+        slot = Slot(layer: layer, module: module)
+        isA = parts[7] == "lora_A"
+    }
+}

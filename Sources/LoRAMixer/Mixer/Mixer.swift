@@ -1,0 +1,62 @@
+import Foundation
+
+/// A model plus named experts and an optional router. Sessions take a snapshot of it, so adding
+/// experts later never changes a running session.
+public final class Mixer: @unchecked Sendable {
+    public let model: LanguageModel
+    private let lock = NSLock()
+    private var _experts: [LoRAExpert] = []
+    private var _router: Router?
+
+    public init(model: LanguageModel) {
+        self.model = model
+    }
+
+    public var experts: [LoRAExpert] { lock.withLock { _experts } }
+    public var router: Router? { lock.withLock { _router } }
+
+    /// Adds `expert`; returns its index. Names are unique. Experts must all be added before a
+    /// router is loaded, since the router has one row per expert.
+    @discardableResult
+    public func add(_ expert: LoRAExpert) throws -> Int {
+        try lock.withLock {
+            guard !expert.name.isEmpty else { throw LoRAMixerError.invalidArgument("expert name must not be empty") }
+            guard !_experts.contains(where: { $0.name == expert.name }) else {
+                throw LoRAMixerError.invalidArgument("an expert named '\(expert.name)' is already in the mixer")
+            }
+            if let router = _router {
+                throw LoRAMixerError.state("cannot add expert '\(expert.name)': the mixer already has a router (\(router.source)) for experts \(router.expertNames); add every expert before loading the router")
+            }
+            _experts.append(expert)
+            return _experts.count - 1
+        }
+    }
+
+    /// Loads the PEFT folder `directory` as expert `name`.
+    @discardableResult
+    public func addPEFT(name: String, directory: String) throws -> Int {
+        try checkNameIsFree(name)
+        return try add(LoRAExpert(peftDirectory: directory, name: name, config: model.config))
+    }
+
+    /// Loads the router file at `path`, matching its experts to the mixer's by name.
+    public func loadRouter(path: String) throws {
+        let router = try Router(path: path, config: model.config)
+        try lock.withLock {
+            _router = try router.ordered(for: _experts.map(\.name))
+        }
+    }
+
+    /// Fails early on a taken name, before an adapter is read.
+    private func checkNameIsFree(_ name: String) throws {
+        if experts.contains(where: { $0.name == name }) {
+            throw LoRAMixerError.invalidArgument("an expert named '\(name)' is already in the mixer")
+        }
+    }
+
+    /// A new session over the experts and router the mixer has now.
+    public func makeSession(contextLength: Int? = nil, trace: Bool = true) throws -> Session {
+        let (experts, router) = lock.withLock { (_experts, _router) }
+        return try Session(model: model, experts: experts, router: router, contextLength: contextLength, trace: trace)
+    }
+}

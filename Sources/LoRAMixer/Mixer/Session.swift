@@ -1,0 +1,152 @@
+/// One sequence being evaluated over a snapshot of a mixer: its KV cache, routing settings,
+/// the router's running context and the routing trace. Use from one thread at a time.
+public final class Session {
+    public let model: LanguageModel
+    public let experts: [LoRAExpert]
+    public let router: Router?
+    public let contextLength: Int
+    public private(set) var routing: RoutingMode
+    /// nil = the router file's top_k.
+    public private(set) var topKOverride: Int?
+    /// nil = the router file's temperature.
+    public private(set) var temperatureOverride: Float?
+    public private(set) var trace: RoutingTrace?
+    private var cache: KVCache
+    private var contextSums: [[Float]]
+    private var lastLogits: [Float]?
+
+    init(model: LanguageModel, experts: [LoRAExpert], router: Router?, contextLength: Int?, trace: Bool) throws {
+        let config = model.config
+        let length = contextLength ?? config.maxPositions
+        guard (1...config.maxPositions).contains(length) else {
+            throw LoRAMixerError.invalidArgument("n_ctx \(length) must be in 1...\(config.maxPositions) (max_position_embeddings)")
+        }
+        self.model = model
+        self.experts = experts
+        self.router = router
+        self.contextLength = length
+        routing = router == nil ? .none : .learned
+        self.trace = trace ? RoutingTrace(layers: config.layerCount, width: experts.count) : nil
+        cache = KVCache(layers: config.layerCount, capacity: length, kvDim: config.kvDim)
+        contextSums = Array(repeating: Array(repeating: 0, count: config.hiddenSize), count: config.layerCount)
+    }
+
+    public var position: Int { cache.count }
+    public var effectiveTopK: Int { topKOverride ?? router?.topK ?? experts.count }
+    public var effectiveTemperature: Float { temperatureOverride ?? router?.temperature ?? 1 }
+
+    public func setRouting(_ mode: RoutingMode) throws {
+        switch mode {
+        case .learned, .soft:
+            guard router != nil else {
+                throw LoRAMixerError.state("routing '\(mode.name)' needs a router: load one into the mixer before creating the session")
+            }
+        case .fixed(let weights):
+            guard weights.count == experts.count else {
+                throw LoRAMixerError.invalidArgument("fixed routing needs \(experts.count) weights (one per expert), got \(weights.count)")
+            }
+            if let bad = weights.firstIndex(where: { !$0.isFinite }) {
+                throw LoRAMixerError.invalidArgument("fixed weight [\(bad)] = \(weights[bad]) is not finite")
+            }
+        case .uniform:
+            guard !experts.isEmpty else { throw LoRAMixerError.state("uniform routing needs at least one expert") }
+        case .none:
+            break
+        }
+        routing = mode
+    }
+
+    /// Top-K for learned routing, 1...experts; nil restores the router file's value.
+    public func setTopK(_ k: Int?) throws {
+        if let k, !(1...max(experts.count, 1)).contains(k) || experts.isEmpty {
+            throw LoRAMixerError.invalidArgument("top_k \(k) must be in 1...\(experts.count) (the session's expert count)")
+        }
+        topKOverride = k
+    }
+
+    /// Router temperature (> 0, finite); nil restores the router file's value.
+    public func setTemperature(_ temperature: Float?) throws {
+        if let temperature, !(temperature.isFinite && temperature > 0) {
+            throw LoRAMixerError.invalidArgument("router temperature \(temperature) must be finite and > 0")
+        }
+        temperatureOverride = temperature
+    }
+
+    public func reset() {
+        cache.reset()
+        for l in contextSums.indices { contextSums[l] = Array(repeating: 0, count: contextSums[l].count) }
+        trace?.removeAll()
+        lastLogits = nil
+    }
+
+    /// Processes `tokens` after those already held and returns the selected logits
+    /// (`[rows, vocab]`). Validates everything first: on error the session is unchanged.
+    public func evaluate(_ tokens: [Int32], logits selection: LogitsSelection) throws -> [Float] {
+        guard !tokens.isEmpty else { throw LoRAMixerError.invalidArgument("no tokens to evaluate") }
+        let vocab = model.config.vocabSize
+        if let bad = tokens.firstIndex(where: { $0 < 0 || Int($0) >= vocab }) {
+            throw LoRAMixerError.invalidArgument("token id \(tokens[bad]) at index \(bad) is out of range (vocab size \(vocab))")
+        }
+        guard tokens.count <= cache.remaining else {
+            throw LoRAMixerError.state("context full: \(cache.count) tokens held, \(tokens.count) more do not fit in n_ctx \(contextLength)")
+        }
+        var adapter = ExpertAdapter(
+            experts: experts, router: router, mode: experts.isEmpty ? .none : routing, topK: effectiveTopK,
+            temperature: effectiveTemperature, firstPosition: cache.count, contextSums: contextSums)
+        let wanted: LogitsSelection = selection == .all ? .all : .last
+        let logits = model.forward(tokens: tokens, cache: &cache, adapter: &adapter, logits: wanted)
+        contextSums = adapter.contextSums
+        trace?.append(tokens: tokens, perLayer: adapter.layerGates)
+        let vocabRows = logits.count / vocab
+        lastLogits = Array(logits[((vocabRows - 1) * vocab)...])
+        switch selection {
+        case .none: return []
+        case .last: return lastLogits ?? []
+        case .all: return logits
+        }
+    }
+
+    /// Options of `generate`.
+    public struct GenerationOptions: Sendable {
+        public var maxTokens: Int = 32
+        public var sampling = SamplingOptions()
+        public var stopTokens: Set<Int32> = []
+        public init(maxTokens: Int = 32, sampling: SamplingOptions = SamplingOptions(), stopTokens: Set<Int32> = []) {
+            self.maxTokens = maxTokens
+            self.sampling = sampling
+            self.stopTokens = stopTokens
+        }
+    }
+
+    /// Evaluates `prompt` (may be empty to continue), then samples up to `maxTokens` tokens, each
+    /// evaluated in turn so the session always holds everything it returned. Stops at a stop
+    /// token (not returned), when `onToken` returns false, or when the context is full.
+    public func generate(prompt: [Int32], options: GenerationOptions,
+                         onToken: (Int32) -> Bool = { _ in true }) throws -> [Int32] {
+        try options.sampling.validate()
+        guard options.maxTokens >= 0 else { throw LoRAMixerError.invalidArgument("max_tokens must be >= 0") }
+        var next: [Float]
+        if prompt.isEmpty {
+            guard let lastLogits else {
+                throw LoRAMixerError.state("the prompt is empty and the session holds no logits to continue from (evaluate a prompt first)")
+            }
+            next = lastLogits
+        } else {
+            next = try evaluate(prompt, logits: .last)
+        }
+        var sampler = Sampler(options: options.sampling)
+        var output: [Int32] = []
+        while output.count < options.maxTokens {
+            let token = sampler.sample(next)
+            if options.stopTokens.contains(token) { break }
+            output.append(token)
+            let goOn = onToken(token)
+            guard goOn, output.count < options.maxTokens, cache.remaining > 0 else {
+                if cache.remaining > 0 { _ = try evaluate([token], logits: .none) }
+                break
+            }
+            next = try evaluate([token], logits: .last)
+        }
+        return output
+    }
+}

@@ -1,0 +1,35 @@
+import Foundation
+
+/// Causal multi-head attention with grouped KV heads over a KV cache:
+///   out[t, h] = sum_p softmax_p(q[t, h] . K[p, g(h)] / sqrt(D)) V[p, g(h)],
+///   g(h) = h / (H / Hkv), keys p in [max(0, pos_t - window + 1), pos_t], pos_t = firstPosition + t.
+///   q: [T, H, D], keys/values: [P, Hkv, D] with P >= firstPosition + T, out: [T, H, D]
+func attentionForward(
+    _ out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, keys: UnsafePointer<Float>,
+    values: UnsafePointer<Float>, tokens: Int, heads: Int, kvHeads: Int, headDim: Int,
+    firstPosition: Int, window: Int?
+) {
+    let group = heads / kvHeads
+    let scale = 1 / Float(headDim).squareRoot()
+    let kvStride = kvHeads * headDim
+    withScratch(count: firstPosition + tokens) { scores in
+        for t in 0..<tokens {
+            let position = firstPosition + t
+            let first = window.map { max(0, position - $0 + 1) } ?? 0
+            let span = position - first + 1
+            for h in 0..<heads {
+                let query = q + (t * heads + h) * headDim
+                let kvOffset = (h / group) * headDim
+                for p in first...position {
+                    scores[p - first] = dot(query, keys + p * kvStride + kvOffset, headDim) * scale
+                }
+                softmaxInPlace(scores, span)
+                let o = out + (t * heads + h) * headDim
+                o.update(repeating: 0, count: headDim)
+                for p in first...position {
+                    axpy(o, scores[p - first], values + p * kvStride + kvOffset, headDim)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,54 @@
+import Foundation
+import XCTest
+@testable import LoRAMixer
+
+/// Paths and expected tensors of the oracle fixtures written by tools/make_fixtures.py.
+enum Fixtures {
+    static let root: String = {
+        let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        return here.deletingLastPathComponent().appendingPathComponent("Fixtures").path
+    }()
+
+    static let cases = ["llama_f32", "mistral_f32", "qwen2_f32", "llama_bf16"]
+    static let expertNames = ["e0", "e1", "e2"]
+
+    static func path(_ components: String...) -> String {
+        components.reduce(root) { ($0 as NSString).appendingPathComponent($1) }
+    }
+
+    static func expected(_ fixture: String) throws -> SafeTensorsFile {
+        try SafeTensorsFile(path: path(fixture, "expected.safetensors"))
+    }
+
+    static func tokens(_ fixture: String) throws -> [Int32] {
+        try expected(fixture).tensor("tokens").int32s()
+    }
+
+    static func mixer(_ fixture: String, router: String? = "router.safetensors") throws -> Mixer {
+        let mixer = Mixer(model: try LanguageModel(directory: path(fixture)))
+        for name in expertNames {
+            try mixer.addPEFT(name: name, directory: path(fixture, "adapters", name))
+        }
+        if let router { try mixer.loadRouter(path: path(fixture, router)) }
+        return mixer
+    }
+
+    /// Tolerance on logits: f32 weights must match the oracle to 1e-4; bf16 weights are compared
+    /// at the 2e-2 (the oracle computes in f32 from the same bf16 values).
+    static func tolerance(_ fixture: String) -> Float { fixture.hasSuffix("bf16") ? 2e-2 : 1e-4 }
+}
+
+func assertClose(_ actual: [Float], _ expected: [Float], tolerance: Float, _ what: String,
+                 file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(actual.count, expected.count, "\(what): element count", file: file, line: line)
+    guard actual.count == expected.count else { return }
+    var worst: Float = 0
+    var worstIndex = 0
+    for i in actual.indices where abs(actual[i] - expected[i]) > worst || actual[i].isNaN {
+        worst = actual[i].isNaN ? .infinity : abs(actual[i] - expected[i])
+        worstIndex = i
+    }
+    XCTAssertLessThanOrEqual(worst, tolerance,
+        "\(what): max |diff| \(worst) at \(worstIndex) (got \(actual[worstIndex]), expected \(expected[worstIndex]))",
+        file: file, line: line)
+}

@@ -1,0 +1,344 @@
+/*
+ * loramixer.h — the host C API of libloramixer.
+ *
+ * Load a Hugging Face llama-family model, add LoRA experts (PEFT folders or raw tensors), load a
+ * learned router, and evaluate or generate tokens while the router picks, per token and layer,
+ * which experts are mixed into the attention and MLP projections (LoRA-Mixer, arXiv 2507.00029).
+ *
+ * Conventions (every function below follows them):
+ *  - Functions return an lmx_status: LMX_OK (0) on success, a negative code on failure. After a
+ *    failure, lmx_last_error() describes it precisely (file, tensor, argument, expected vs found).
+ *  - Handles are opaque. Constructors write the new handle through a trailing `out` pointer; every
+ *    handle has an lmx_<object>_free that accepts NULL. A handle passed after it was freed, or a
+ *    handle of the wrong kind, is detected and refused with LMX_ERR_INVALID_ARGUMENT.
+ *  - Params structs begin with `struct_size`; get defaults from lmx_<x>_params_default(). A NULL
+ *    params pointer means the defaults. New fields are only ever appended.
+ *  - Strings are UTF-8 and NUL-terminated. Output strings go into a caller buffer: the call writes at
+ *    most `capacity` bytes including the NUL and reports the full length (without NUL) in `*needed`.
+ *  - Threads: a model is immutable once loaded and may be shared by any number of threads. A mixer
+ *    may be read (sessions created from it) by many threads, but must not be modified (experts or
+ *    routers added) while another thread uses it. A session is used by one thread at a time.
+ *  - Nothing in this library aborts the host process on bad input: every argument is validated.
+ */
+#ifndef LORAMIXER_H
+#define LORAMIXER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define LMX_API __attribute__((visibility("default")))
+#else
+#define LMX_API
+#endif
+
+/* Version of this header. lmx_version_number() reports the library's; a host can compare them. */
+#define LMX_VERSION_MAJOR 0
+#define LMX_VERSION_MINOR 1
+#define LMX_VERSION_PATCH 0
+#define LMX_VERSION_NUMBER (LMX_VERSION_MAJOR * 10000 + LMX_VERSION_MINOR * 100 + LMX_VERSION_PATCH)
+
+/* ---------------------------------------------------------------------------------------------
+ * Status codes. Values are fixed forever; new codes are only ever added at the end.
+ * ------------------------------------------------------------------------------------------- */
+typedef int32_t lmx_status;
+
+enum {
+    LMX_OK = 0,
+    LMX_ERR_INVALID_ARGUMENT = -1, /* NULL pointer, zero length, out-of-range value, bad handle */
+    LMX_ERR_IO = -2,               /* a file is missing or unreadable */
+    LMX_ERR_FORMAT = -3,           /* a file is corrupt or not of the expected format */
+    LMX_ERR_SHAPE = -4,            /* a tensor or buffer does not have the expected shape/size */
+    LMX_ERR_PLUGIN = -5,           /* a plugin failed (reserved for the plugin API) */
+    LMX_ERR_ABI = -6,              /* a struct or plugin of an incompatible ABI version */
+    LMX_ERR_OUT_OF_MEMORY = -7,    /* an allocation failed or a size would overflow */
+    LMX_ERR_STATE = -8,            /* the object is not in a state that allows the call */
+    LMX_ERR_NOT_FOUND = -9,        /* a named expert, tensor or module does not exist */
+    LMX_ERR_CANCELLED = -10        /* the host cancelled the operation */
+};
+
+/* Opaque handles. */
+typedef struct lmx_model lmx_model;
+typedef struct lmx_mixer lmx_mixer;
+typedef struct lmx_session lmx_session;
+
+/* ---------------------------------------------------------------------------------------------
+ * Library
+ * ------------------------------------------------------------------------------------------- */
+
+/* Library version as "MAJOR.MINOR.PATCH". Static storage; never free. Thread-safe. */
+LMX_API const char *lmx_version(void);
+
+/* Library version as MAJOR*10000 + MINOR*100 + PATCH; compare with LMX_VERSION_NUMBER to check
+ * that the header a host was built with matches the library it runs with. Thread-safe. */
+LMX_API uint32_t lmx_version_number(void);
+
+/* Static English text naming `status` ("ok", "invalid argument", ...; "unknown status" for codes
+ * this library does not define). Never NULL, never free. Thread-safe. */
+LMX_API const char *lmx_status_string(lmx_status status);
+
+/* Message describing the most recent failure on the calling thread ("" if none yet). Successful
+ * calls leave it unchanged. Owned by the library, valid until the next lmx_* call on this thread.
+ * Thread-safe: each thread has its own. */
+LMX_API const char *lmx_last_error(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Models
+ * ------------------------------------------------------------------------------------------- */
+
+/* How weights get into memory. */
+enum {
+    LMX_LOAD_MMAP = 0, /* map the safetensors files and use weights in place (lowest memory) */
+    LMX_LOAD_COPY = 1  /* read weights into ordinary memory (immune to page-out of mapped files) */
+};
+
+typedef struct lmx_model_params {
+    uint32_t struct_size; /* sizeof(lmx_model_params) */
+    uint32_t load_mode;   /* LMX_LOAD_MMAP (default) or LMX_LOAD_COPY */
+} lmx_model_params;
+
+/* Default model params. Returned by value; thread-safe. */
+LMX_API lmx_model_params lmx_model_params_default(void);
+
+/* Load a Hugging Face model folder (config.json + model.safetensors, or shards listed in
+ * model.safetensors.index.json). Families: llama, mistral, qwen2; weights F32, F16 or BF16.
+ * `path` is borrowed for the call. On success *out owns a new model: free it with lmx_model_free.
+ * Errors: LMX_ERR_IO (missing file), LMX_ERR_FORMAT (corrupt file, unknown architecture),
+ * LMX_ERR_SHAPE (a tensor of the wrong shape), LMX_ERR_INVALID_ARGUMENT. Thread-safe. */
+LMX_API lmx_status lmx_model_load(const char *path, const lmx_model_params *params, lmx_model **out);
+
+/* Release the caller's reference to a model. Mixers and sessions created from it keep it alive
+ * until they are freed too, so this may be called at any time. NULL is a no-op. */
+LMX_API void lmx_model_free(lmx_model *model);
+
+typedef struct lmx_model_info {
+    uint32_t struct_size;       /* set by the caller to sizeof(lmx_model_info) */
+    uint32_t n_vocab;           /* vocabulary size: valid token ids are 0 .. n_vocab-1 */
+    uint32_t n_layers;          /* decoder layers */
+    uint32_t d_model;           /* hidden size */
+    uint32_t n_heads;           /* attention (query) heads */
+    uint32_t n_kv_heads;        /* key/value heads (GQA when fewer than n_heads) */
+    uint32_t head_dim;          /* size of one attention head */
+    uint32_t d_ff;              /* MLP intermediate size */
+    uint32_t max_positions;     /* max_position_embeddings from config.json */
+    char architecture[64];      /* e.g. "LlamaForCausalLM", NUL-terminated */
+} lmx_model_info;
+
+/* Fill `*out` with the model's dimensions. The caller sets out->struct_size; only fields that fit
+ * are written. Errors: LMX_ERR_INVALID_ARGUMENT, LMX_ERR_ABI (struct_size too small for
+ * struct_size itself). Thread-safe. */
+LMX_API lmx_status lmx_model_get_info(const lmx_model *model, lmx_model_info *out);
+
+/* Projection modules that experts can adapt. Values are fixed forever. */
+enum {
+    LMX_MODULE_Q_PROJ = 0,
+    LMX_MODULE_K_PROJ = 1,
+    LMX_MODULE_V_PROJ = 2,
+    LMX_MODULE_O_PROJ = 3,
+    LMX_MODULE_GATE_PROJ = 4,
+    LMX_MODULE_UP_PROJ = 5,
+    LMX_MODULE_DOWN_PROJ = 6
+};
+
+/* Input and output features of projection `module` (an LMX_MODULE_* value) in this model, i.e. a
+ * LoRA A for it is [rank x in_features] and B is [out_features x rank]. Thread-safe.
+ * Errors: LMX_ERR_INVALID_ARGUMENT (NULL pointer, unknown module). */
+LMX_API lmx_status lmx_model_module_shape(const lmx_model *model, uint32_t module,
+                                          uint32_t *in_features, uint32_t *out_features);
+
+/* ---------------------------------------------------------------------------------------------
+ * Mixers: a model plus a set of named experts and an optional router
+ * ------------------------------------------------------------------------------------------- */
+
+/* Create an empty mixer over `model`. The mixer keeps the model alive. On success *out owns a new
+ * mixer: free it with lmx_mixer_free. Thread-safe with respect to the model. */
+LMX_API lmx_status lmx_mixer_create(const lmx_model *model, lmx_mixer **out);
+
+/* Release the caller's reference to a mixer; sessions created from it keep what they use alive.
+ * NULL is a no-op. */
+LMX_API void lmx_mixer_free(lmx_mixer *mixer);
+
+/* Add the PEFT LoRA adapter in folder `dir` (adapter_config.json + adapter_model.safetensors) as
+ * expert `name` (unique in this mixer). Shapes are checked against the model here. Tensors are
+ * copied into the mixer. On success, if `out_index` is not NULL it receives the expert's index
+ * (experts are numbered 0, 1, ... in the order they were added). Strings are borrowed for the call.
+ * Errors: LMX_ERR_IO, LMX_ERR_FORMAT, LMX_ERR_SHAPE, LMX_ERR_INVALID_ARGUMENT (duplicate name).
+ * Not thread-safe with respect to other uses of the same mixer. */
+LMX_API lmx_status lmx_mixer_add_peft(lmx_mixer *mixer, const char *name, const char *dir,
+                                      int32_t *out_index);
+
+/* Element types of tensors handed over from memory. Values are fixed forever. */
+enum {
+    LMX_DTYPE_F32 = 0,
+    LMX_DTYPE_F16 = 1,
+    LMX_DTYPE_BF16 = 2
+};
+
+/* One (layer, module) pair of a LoRA expert given from memory. Row-major, as in PEFT: `a` is
+ * [rank x in_features], `b` is [out_features x rank], both of the descriptor's dtype. */
+typedef struct lmx_lora_tensor {
+    uint32_t layer;  /* 0 .. n_layers-1 */
+    uint32_t module; /* an LMX_MODULE_* value */
+    const void *a;   /* rank * in_features elements */
+    const void *b;   /* out_features * rank elements */
+} lmx_lora_tensor;
+
+typedef struct lmx_lora_desc {
+    uint32_t struct_size;            /* sizeof(lmx_lora_desc) */
+    uint32_t dtype;                  /* LMX_DTYPE_* of every a and b */
+    uint32_t rank;                   /* r, > 0 */
+    float alpha;                     /* lora_alpha; scale = alpha / rank (alpha / sqrt(rank) if rslora) */
+    uint32_t use_rslora;             /* nonzero: rank-stabilised scaling */
+    const lmx_lora_tensor *tensors;  /* n_tensors entries; each (layer, module) at most once */
+    size_t n_tensors;                /* > 0 */
+} lmx_lora_desc;
+
+/* Add a LoRA expert from memory as expert `name`. Every tensor is validated and copied, so the
+ * caller's memory may be released as soon as this returns. `out_index` as in lmx_mixer_add_peft.
+ * Errors: LMX_ERR_INVALID_ARGUMENT, LMX_ERR_SHAPE, LMX_ERR_ABI (struct_size too small).
+ * Not thread-safe with respect to other uses of the same mixer. */
+LMX_API lmx_status lmx_mixer_add_lora(lmx_mixer *mixer, const char *name, const lmx_lora_desc *desc,
+                                      int32_t *out_index);
+
+/* Number of experts in the mixer. Errors: LMX_ERR_INVALID_ARGUMENT. */
+LMX_API lmx_status lmx_mixer_expert_count(const lmx_mixer *mixer, size_t *out_count);
+
+/* Name of expert `index` into `buf` (see the string convention above; `buf` may be NULL when
+ * `capacity` is 0, to ask for the length). Errors: LMX_ERR_INVALID_ARGUMENT, LMX_ERR_NOT_FOUND. */
+LMX_API lmx_status lmx_mixer_expert_name(const lmx_mixer *mixer, size_t index, char *buf,
+                                         size_t capacity, size_t *needed);
+
+/* Load a router file (safetensors, format "loramixer.router"; see README) into the mixer, replacing
+ * any earlier router. Its experts are matched to the mixer's by name: a name the mixer lacks, or a
+ * mixer expert the router does not list, is an error naming it; so add every expert first. Sessions
+ * created afterwards default to LMX_ROUTING_LEARNED with the file's top_k and temperature.
+ * Errors: LMX_ERR_IO, LMX_ERR_FORMAT, LMX_ERR_SHAPE, LMX_ERR_NOT_FOUND.
+ * Not thread-safe with respect to other uses of the same mixer. */
+LMX_API lmx_status lmx_mixer_load_router(lmx_mixer *mixer, const char *path);
+
+/* ---------------------------------------------------------------------------------------------
+ * Sessions: a KV cache, routing settings and a routing trace over one mixer
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct lmx_session_params {
+    uint32_t struct_size; /* sizeof(lmx_session_params) */
+    uint32_t n_ctx;       /* max tokens held (prompt + generated); 0 = the model's max_positions */
+    uint32_t trace;       /* nonzero (default): record the routing trace */
+} lmx_session_params;
+
+/* Default session params. Returned by value; thread-safe. */
+LMX_API lmx_session_params lmx_session_params_default(void);
+
+/* Create a session over a snapshot of `mixer`: the experts and router it has now (experts added to
+ * the mixer later are not seen by this session). The session keeps what it uses alive. Routing
+ * starts as LMX_ROUTING_LEARNED when the mixer has a router, else LMX_ROUTING_NONE.
+ * Free with lmx_session_free. Errors: LMX_ERR_INVALID_ARGUMENT (n_ctx above max_positions).
+ * Thread-safe with respect to the mixer (several threads may create sessions from one mixer). */
+LMX_API lmx_status lmx_session_create(const lmx_mixer *mixer, const lmx_session_params *params,
+                                      lmx_session **out);
+
+/* Free a session and its KV cache and trace. NULL is a no-op. */
+LMX_API void lmx_session_free(lmx_session *session);
+
+/* Forget all processed tokens (KV cache, router context, trace); routing settings are kept. */
+LMX_API lmx_status lmx_session_reset(lmx_session *session);
+
+/* Number of tokens processed since creation or the last reset. */
+LMX_API lmx_status lmx_session_n_past(const lmx_session *session, size_t *out_n_past);
+
+/* Routing modes (see README, "Routing"). Values are fixed forever. */
+enum {
+    LMX_ROUTING_NONE = 0,    /* base model only */
+    LMX_ROUTING_LEARNED = 1, /* router, sparse top-K, gates renormalised over the selected experts */
+    LMX_ROUTING_SOFT = 2,    /* router, all experts, gates = router probabilities */
+    LMX_ROUTING_FIXED = 3,   /* the weights of lmx_session_set_fixed_weights for every token */
+    LMX_ROUTING_UNIFORM = 4  /* every expert with gate 1/E */
+};
+
+/* Set the routing mode for tokens evaluated from now on. LEARNED and SOFT need a router; FIXED
+ * needs weights set first. Errors: LMX_ERR_INVALID_ARGUMENT (unknown mode), LMX_ERR_STATE. */
+LMX_API lmx_status lmx_session_set_routing(lmx_session *session, uint32_t mode);
+
+/* Set the mode to LMX_ROUTING_FIXED with one weight per expert (index order of the mixer), used as
+ * given for every token: a one-hot vector selects one adapter, weights summing to 1 make a static
+ * merge. `weights` is copied. Errors: LMX_ERR_INVALID_ARGUMENT (NULL, n != expert count,
+ * non-finite weight). */
+LMX_API lmx_status lmx_session_set_fixed_weights(lmx_session *session, const float *weights,
+                                                 size_t n_weights);
+
+/* Number of experts the learned router selects per token (1 .. expert count); 0 restores the router
+ * file's top_k. Errors: LMX_ERR_INVALID_ARGUMENT. */
+LMX_API lmx_status lmx_session_set_top_k(lmx_session *session, uint32_t top_k);
+
+/* Router softmax temperature (finite, > 0); 0 restores the router file's temperature.
+ * Errors: LMX_ERR_INVALID_ARGUMENT. */
+LMX_API lmx_status lmx_session_set_temperature(lmx_session *session, float temperature);
+
+/* Which logits lmx_session_eval writes. */
+enum {
+    LMX_LOGITS_NONE = 0, /* none (just fill the KV cache) */
+    LMX_LOGITS_LAST = 1, /* the last position's: n_vocab floats */
+    LMX_LOGITS_ALL = 2   /* every position's: n_tokens * n_vocab floats, row-major */
+};
+
+/* Process `n_tokens` tokens (prefill, or one token for decode) after those already in the session,
+ * and write logits into `logits` (caller memory of `capacity` floats) as chosen by `which`. `logits`
+ * may be NULL only with LMX_LOGITS_NONE. On failure the session is unchanged.
+ * Errors: LMX_ERR_INVALID_ARGUMENT (NULL, zero tokens, token id >= n_vocab), LMX_ERR_SHAPE
+ * (capacity too small: the message says how many floats are needed), LMX_ERR_STATE (context full).
+ * One thread at a time per session. */
+LMX_API lmx_status lmx_session_eval(lmx_session *session, const int32_t *tokens, size_t n_tokens,
+                                    uint32_t which, float *logits, size_t capacity);
+
+/* Called once per generated token with the token and the host's user_data. Return 0 to go on,
+ * nonzero to stop generation after this token. Runs on the thread that called generate. */
+typedef int32_t (*lmx_token_callback)(int32_t token, void *user_data);
+
+typedef struct lmx_generate_params {
+    uint32_t struct_size;        /* sizeof(lmx_generate_params) */
+    uint32_t max_tokens;         /* new tokens at most (default 32) */
+    float temperature;           /* 0 = greedy (default); > 0 samples */
+    uint32_t top_k;              /* keep the k most likely tokens before sampling; 0 = all */
+    float top_p;                 /* nucleus: smallest set with probability >= top_p; 1 = all */
+    uint64_t seed;               /* sampling seed; equal seeds give equal samples */
+    const int32_t *stop_tokens;  /* generation ends when one of these is produced (not written) */
+    size_t n_stop_tokens;
+    lmx_token_callback on_token; /* optional */
+    void *user_data;             /* passed to on_token */
+} lmx_generate_params;
+
+/* Default generation params: greedy, 32 tokens. Returned by value; thread-safe. */
+LMX_API lmx_generate_params lmx_generate_params_default(void);
+
+/* Evaluate `prompt` (may be empty when the session already holds tokens), then generate up to
+ * params->max_tokens tokens into `out_tokens` (capacity `out_capacity`, which bounds max_tokens
+ * too); `*n_out` receives the number written. Ends at max tokens, a stop token, a callback asking to
+ * stop, or a full context (not an error). Errors as lmx_session_eval.
+ * One thread at a time per session. */
+LMX_API lmx_status lmx_session_generate(lmx_session *session, const int32_t *prompt, size_t n_prompt,
+                                        const lmx_generate_params *params, int32_t *out_tokens,
+                                        size_t out_capacity, size_t *n_out);
+
+/* Size of the routing trace: one entry per processed token and layer, each `width` slots wide
+ * (width = the session's expert count). Errors: LMX_ERR_INVALID_ARGUMENT. */
+LMX_API lmx_status lmx_session_trace_size(const lmx_session *session, size_t *n_tokens,
+                                          size_t *n_layers, size_t *width);
+
+/* Copy the routing trace: `expert_ids` and `gates` receive n_tokens * n_layers * width values
+ * (row-major [token][layer][slot]); each entry lists the experts applied to that token at that
+ * layer, largest gate first, then -1 and 0.0 in unused slots. `tokens`, if not NULL, receives the
+ * n_tokens token ids. `capacity` is the number of elements each of expert_ids and gates can hold.
+ * Errors: LMX_ERR_INVALID_ARGUMENT, LMX_ERR_SHAPE (capacity too small), LMX_ERR_STATE (tracing off). */
+LMX_API lmx_status lmx_session_trace_copy(const lmx_session *session, int32_t *expert_ids,
+                                          float *gates, size_t capacity, int32_t *tokens,
+                                          size_t tokens_capacity);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LORAMIXER_H */
