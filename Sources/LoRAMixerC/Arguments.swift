@@ -22,16 +22,19 @@ enum Arguments {
         return string
     }
 
-    /// A caller array of `count` elements; NULL is refused unless `count` is 0 and `allowEmpty`.
-    static func array<T>(_ pointer: UnsafePointer<T>?, count: Int, _ name: String, allowEmpty: Bool = false) throws -> [T] {
+    /// A caller array of `count` elements, at most `limit` (checked before any element is read, so
+    /// a wrong count is refused rather than read past); NULL is refused unless `count` is 0 and
+    /// `allowEmpty`.
+    static func array<T>(_ pointer: UnsafePointer<T>?, count: Int, limit: Int, _ name: String,
+                         allowEmpty: Bool = false) throws -> [T] {
+        guard count >= 0, count <= limit else {
+            throw LoRAMixerError.invalidArgument("'\(name)' has \(UInt(bitPattern: count)) elements, more than the \(limit) allowed here")
+        }
         if count == 0 {
             guard allowEmpty else { throw LoRAMixerError.invalidArgument("'\(name)' must not be empty (count is 0)") }
             return []
         }
         guard let pointer else { throw LoRAMixerError.invalidArgument("'\(name)' must not be NULL when its count is \(count)") }
-        guard count <= Int.max / MemoryLayout<T>.stride else {
-            throw LoRAMixerError.invalidArgument("'\(name)' count \(count) is too large")
-        }
         return Array(UnsafeBufferPointer(start: pointer, count: count))
     }
 
@@ -44,9 +47,9 @@ enum Arguments {
         return Int(size)
     }
 
-    static func size(_ value: Int, _ name: String) throws -> Int {
-        guard value >= 0 else { throw LoRAMixerError.invalidArgument("'\(name)' is too large") }
-        return value
+    /// A caller buffer's capacity: a `size_t` above Int.max means "more than enough".
+    static func capacity(_ value: Int) -> Int {
+        value < 0 ? Int.max : value
     }
 }
 

@@ -39,8 +39,9 @@ public func lmx_mixer_add_lora(_ mixer: OpaquePointer?, _ name: UnsafePointer<CC
         }
         let rank = Int(desc.rank)
         let dtype = try memoryDType(desc.dtype)
-        let entries = try Arguments.array(desc.tensors, count: Arguments.size(desc.n_tensors, "desc.n_tensors"), "desc.tensors")
         let config = mixer.model.config
+        let entries = try Arguments.array(desc.tensors, count: desc.n_tensors,
+                                          limit: config.layerCount * ProjectionModule.allCases.count, "desc.tensors")
         let tensors = try entries.enumerated().map { index, entry in
             let module = try projectionModule(entry.module, "desc.tensors[\(index)].module")
             let (inFeatures, outFeatures) = config.shape(of: module)
@@ -94,7 +95,7 @@ public func lmx_mixer_expert_name(_ mixer: OpaquePointer?, _ index: Int, _ buffe
         guard buffer != nil || needed != nil else {
             throw LoRAMixerError.invalidArgument("'buf' and 'needed' are both NULL: nothing to write")
         }
-        try copyString(experts[index].name, into: buffer, capacity: Arguments.size(capacity, "capacity"), needed: needed)
+        try copyString(experts[index].name, into: buffer, capacity: Arguments.capacity(capacity), needed: needed)
     }
 }
 

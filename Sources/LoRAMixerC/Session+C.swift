@@ -67,7 +67,10 @@ public func lmx_session_set_routing(_ session: OpaquePointer?, _ mode: UInt32) -
 public func lmx_session_set_fixed_weights(_ session: OpaquePointer?, _ weights: UnsafePointer<Float>?, _ count: Int) -> lmx_status {
     withStatus {
         let session = try resolveSession(session)
-        try session.setRouting(.fixed(Arguments.array(weights, count: Arguments.size(count, "n_weights"), "weights")))
+        guard count == session.experts.count else {
+            throw LoRAMixerError.invalidArgument("'n_weights' is \(UInt(bitPattern: count)), expected \(session.experts.count) (one weight per expert)")
+        }
+        try session.setRouting(.fixed(Arguments.array(weights, count: count, limit: count, "weights")))
     }
 }
 
@@ -86,7 +89,7 @@ public func lmx_session_eval(_ session: OpaquePointer?, _ tokens: UnsafePointer<
                              _ logits: UnsafeMutablePointer<Float>?, _ capacity: Int) -> lmx_status {
     withStatus {
         let session = try resolveSession(session)
-        let tokens = try Arguments.array(tokens, count: Arguments.size(count, "n_tokens"), "tokens")
+        let tokens = try Arguments.array(tokens, count: count, limit: session.contextLength, "tokens")
         let selection: LogitsSelection
         let rows: Int
         switch Int(which) {
@@ -98,7 +101,7 @@ public func lmx_session_eval(_ session: OpaquePointer?, _ tokens: UnsafePointer<
         let needed = rows * session.model.config.vocabSize
         if needed > 0 {
             guard logits != nil else { throw LoRAMixerError.invalidArgument("'logits' must not be NULL unless which is LMX_LOGITS_NONE") }
-            guard try Arguments.size(capacity, "capacity") >= needed else {
+            guard Arguments.capacity(capacity) >= needed else {
                 throw LoRAMixerError.shape("'capacity' is \(capacity) floats, but \(rows) row(s) of \(session.model.config.vocabSize) logits need \(needed)")
             }
         }
@@ -124,13 +127,13 @@ public func lmx_session_generate(_ session: OpaquePointer?, _ prompt: UnsafePoin
         let outCount = try Arguments.required(outCount, "n_out")
         outCount.pointee = 0
         let outTokens = try Arguments.required(outTokens, "out_tokens")
-        let capacity = try Arguments.size(outCapacity, "out_capacity")
-        let prompt = try Arguments.array(prompt, count: Arguments.size(promptCount, "n_prompt"), "prompt", allowEmpty: true)
+        let capacity = Arguments.capacity(outCapacity)
+        let prompt = try Arguments.array(prompt, count: promptCount, limit: session.contextLength, "prompt", allowEmpty: true)
         let params = try params.map { params in
             _ = try Arguments.structSize(params.pointee.struct_size, minimum: MemoryLayout<lmx_generate_params>.size, "lmx_generate_params")
             return params.pointee
         } ?? lmx_generate_params_default()
-        let stops = try Arguments.array(params.stop_tokens, count: Arguments.size(params.n_stop_tokens, "params.n_stop_tokens"),
+        let stops = try Arguments.array(params.stop_tokens, count: params.n_stop_tokens, limit: session.model.config.vocabSize,
                                         "params.stop_tokens", allowEmpty: true)
         let options = Session.GenerationOptions(
             maxTokens: min(Int(params.max_tokens), capacity),
@@ -170,11 +173,11 @@ public func lmx_session_trace_copy(_ session: OpaquePointer?, _ expertIDs: Unsaf
         guard let trace = session.trace else {
             throw LoRAMixerError.state("the session was created with tracing off (lmx_session_params.trace = 0)")
         }
-        guard try Arguments.size(capacity, "capacity") >= trace.expertIDs.count else {
+        guard Arguments.capacity(capacity) >= trace.expertIDs.count else {
             throw LoRAMixerError.shape("'capacity' is \(capacity), but the trace holds \(trace.expertIDs.count) entries (n_tokens * n_layers * width)")
         }
         if let tokens {
-            guard try Arguments.size(tokensCapacity, "tokens_capacity") >= trace.tokenCount else {
+            guard Arguments.capacity(tokensCapacity) >= trace.tokenCount else {
                 throw LoRAMixerError.shape("'tokens_capacity' is \(tokensCapacity), but the trace holds \(trace.tokenCount) tokens")
             }
             tokens.update(from: trace.tokens, count: trace.tokenCount)
