@@ -6,16 +6,16 @@ extension LoRAExpert {
     public convenience init(peftDirectory directory: String, name: String, config: ModelConfig) throws {
         let configPath = (directory as NSString).appendingPathComponent("adapter_config.json")
         let weightsPath = (directory as NSString).appendingPathComponent("adapter_model.safetensors")
-        guard let configData = FileManager.default.contents(atPath: configPath) else {
-            throw LoRAMixerError.io("\(directory): cannot read adapter_config.json (expected a PEFT LoRA folder)")
+        guard FileManager.default.fileExists(atPath: configPath) else {
+            throw LoRAMixerError.io("\(directory): no adapter_config.json (expected a PEFT LoRA folder)")
         }
         guard FileManager.default.fileExists(atPath: weightsPath) else {
             let hasBin = FileManager.default.fileExists(atPath: (directory as NSString).appendingPathComponent("adapter_model.bin"))
             throw LoRAMixerError.io("\(directory): no adapter_model.safetensors"
                 + (hasBin ? " (adapter_model.bin is a pickle; convert it to safetensors)" : ""))
         }
-        let adapterConfig = try PEFTAdapterConfig(json: JSONParser.parse([UInt8](configData), context: configPath),
-                                                  source: configPath)
+        let adapterConfig = try PEFTAdapterConfig(contentsOf: configPath)
+        try adapterConfig.checkSupported()
         let file = try SafeTensorsFile(path: weightsPath, mode: .copied)
 
         var pairs: [PEFTTensorKey.Slot: (a: TensorView?, b: TensorView?)] = [:]
@@ -44,9 +44,8 @@ extension LoRAExpert {
             guard rank == expectedRank else {
                 throw LoRAMixerError.shape("\(weightsPath): tensor '\(a.name)' has rank \(rank), but adapter_config.json gives r = \(expectedRank) for \(moduleKey)")
             }
-            let alpha = try adapterConfig.alpha(for: moduleKey)
             try builder.add(layer: slot.layer, module: slot.module, rank: rank,
-                            scale: LoRAWeights.scale(alpha: alpha, rank: rank, rsLoRA: adapterConfig.useRSLoRA),
+                            scale: adapterConfig.scale(for: moduleKey, rank: rank),
                             a: a.floats(), b: b.floats(), what: what)
         }
         try self.init(builder: builder, name: name)

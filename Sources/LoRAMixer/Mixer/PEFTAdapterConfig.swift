@@ -1,44 +1,74 @@
-/// The parts of PEFT's `adapter_config.json` that decide a LoRA's shape and scale, validated.
-struct PEFTAdapterConfig {
-    let source: String
-    let rank: Int
-    let alpha: Double
-    let useRSLoRA: Bool
-    let rankPattern: [(pattern: String, value: Int)]
-    let alphaPattern: [(pattern: String, value: Double)]
+import Foundation
 
-    init(json: JSONValue, source: String) throws {
+/// The parts of PEFT's `adapter_config.json` that decide a LoRA's shape and scale. Reading is
+/// lenient (so tools can describe any LoRA config); `checkSupported()` says whether loramixer can
+/// apply it.
+public struct PEFTAdapterConfig: Sendable {
+    public let source: String
+    public let rank: Int
+    public let alpha: Double
+    public let useRSLoRA: Bool
+    public let rankPattern: [(pattern: String, value: Int)]
+    public let alphaPattern: [(pattern: String, value: Double)]
+    private let unsupported: String?
+
+    public init(contentsOf path: String) throws {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw LoRAMixerError.io("\(path): cannot read file")
+        }
+        try self.init(json: JSONParser.parse([UInt8](data), context: path), source: path)
+    }
+
+    public init(json: JSONValue, source: String) throws {
         guard let root = json.object else { throw LoRAMixerError.format("\(source): top level is not a JSON object") }
         let fields = ConfigFields(object: root, source: source)
         self.source = source
-        if let type = try fields.optionalString("peft_type"), type != "LORA" {
-            throw LoRAMixerError.format("\(source): peft_type '\(type)' is not supported (expected 'LORA')")
-        }
-        if try fields.optionalBool("use_dora") == true {
-            throw LoRAMixerError.format("\(source): use_dora = true (DoRA) is not supported")
-        }
-        if try fields.optionalBool("fan_in_fan_out") == true {
-            throw LoRAMixerError.format("\(source): fan_in_fan_out = true is for GPT-2 style Conv1D layers; llama-family projections are nn.Linear")
-        }
-        if let bias = try fields.optionalString("bias"), bias != "none" {
-            throw LoRAMixerError.format("\(source): bias = '\(bias)' trains base-model biases, which loramixer does not load (expected 'none')")
-        }
-        if let saved = root["modules_to_save"]?.array, !saved.isEmpty {
-            throw LoRAMixerError.format("\(source): modules_to_save replaces whole base modules (\(saved.compactMap(\.string).joined(separator: ", "))), which loramixer does not support")
-        }
         rank = try fields.positiveInt("r")
-        alpha = try fields.optionalDouble("lora_alpha") ?? Double(rank)
+        // PEFT's LoraConfig default when the file leaves it out.
+        alpha = try fields.optionalDouble("lora_alpha") ?? 8
         useRSLoRA = try fields.optionalBool("use_rslora") ?? false
         rankPattern = try Self.pattern("rank_pattern", fields: fields) { value in value.int.flatMap { $0 > 0 ? $0 : nil } }
         alphaPattern = try Self.pattern("alpha_pattern", fields: fields) { value in value.double.flatMap { $0.isFinite ? $0 : nil } }
+        unsupported = try Self.unsupportedFeature(root, fields)
     }
 
-    func rank(for moduleKey: String) throws -> Int {
+    /// Throws, saying why, when the adapter uses a PEFT feature loramixer cannot apply.
+    public func checkSupported() throws {
+        if let unsupported { throw LoRAMixerError.format("\(source): \(unsupported)") }
+    }
+
+    private static func unsupportedFeature(_ root: JSONObject, _ fields: ConfigFields) throws -> String? {
+        if let type = try fields.optionalString("peft_type"), type != "LORA" {
+            return "peft_type '\(type)' is not supported (expected 'LORA')"
+        }
+        if try fields.optionalBool("use_dora") == true {
+            return "use_dora = true (DoRA) is not supported"
+        }
+        if try fields.optionalBool("fan_in_fan_out") == true {
+            return "fan_in_fan_out = true is for GPT-2 style Conv1D layers; llama-family projections are nn.Linear"
+        }
+        if let bias = try fields.optionalString("bias"), bias != "none" {
+            return "bias = '\(bias)' trains base-model biases, which loramixer does not load (expected 'none')"
+        }
+        if let saved = root["modules_to_save"]?.array, !saved.isEmpty {
+            return "modules_to_save replaces whole base modules (\(saved.compactMap(\.string).joined(separator: ", "))), which loramixer does not support"
+        }
+        return nil
+    }
+
+    /// r for the module named `moduleKey` (e.g. `model.layers.0.self_attn.v_proj`).
+    public func rank(for moduleKey: String) throws -> Int {
         try Self.match(rankPattern, moduleKey, source: source) ?? rank
     }
 
-    func alpha(for moduleKey: String) throws -> Double {
+    /// lora_alpha for the module named `moduleKey`.
+    public func alpha(for moduleKey: String) throws -> Double {
         try Self.match(alphaPattern, moduleKey, source: source) ?? alpha
+    }
+
+    /// The delta's scale for a module with rank `rank`: alpha / r, or alpha / sqrt(r) with rsLoRA.
+    public func scale(for moduleKey: String, rank: Int) throws -> Float {
+        LoRAWeights.scale(alpha: try alpha(for: moduleKey), rank: rank, rsLoRA: useRSLoRA)
     }
 
     private static func pattern<T>(_ key: String, fields: ConfigFields, value: (JSONValue) -> T?) throws -> [(pattern: String, value: T)] {

@@ -119,8 +119,10 @@ public final class Session {
     }
 
     /// Evaluates `prompt` (may be empty to continue), then samples up to `maxTokens` tokens, each
-    /// evaluated in turn so the session always holds everything it returned. Stops at a stop
-    /// token (not returned), when `onToken` returns false, or when the context is full.
+    /// evaluated in turn so that a later call continues where this one ended. Stops at a stop
+    /// token (not returned), when `onToken` returns false, or when the context is full; in that
+    /// last case the final token, sampled from the last position, is returned but cannot be
+    /// evaluated.
     public func generate(prompt: [Int32], options: GenerationOptions,
                          onToken: (Int32) -> Bool = { _ in true }) throws -> [Int32] {
         try options.sampling.validate()
