@@ -62,8 +62,7 @@ public struct Router: Sendable {
         var layers: [RouterLayer] = []
         for layer in 0..<config.layerCount {
             let prefix = "router.layers.\(layer)"
-            func matrix(_ name: String, required: Bool) throws -> [Float]? {
-                guard file.info(name) != nil || required else { return nil }
+            func matrix(_ name: String) throws -> [Float] {
                 let view = try file.tensor(name)
                 guard view.shape == [e, d] else {
                     throw LoRAMixerError.shape("\(path): tensor '\(name)' has shape \(view.shape), expected [\(e), \(d)] (experts x d_model)")
@@ -71,8 +70,8 @@ public struct Router: Sendable {
                 expected.insert(name)
                 return try view.floats()
             }
-            let weight = try matrix("\(prefix).weight", required: true)!
-            let contextWeight = try matrix("\(prefix).context_weight", required: input == .context)
+            let weight = try matrix("\(prefix).weight")
+            let contextWeight = input == .context ? try matrix("\(prefix).context_weight") : nil
             var bias: [Float]?
             if file.info("\(prefix).bias") != nil {
                 let view = try file.tensor("\(prefix).bias")
@@ -111,7 +110,7 @@ public struct Router: Sendable {
         if let extra = experts.first(where: { !expertNames.contains($0) }) {
             throw LoRAMixerError.notFound("\(source): the mixer has expert '\(extra)', which the router does not route to (router experts: \(expertNames))")
         }
-        let permutation = experts.map { name in expertNames.firstIndex(of: name)! }
+        let permutation = experts.compactMap { name in expertNames.firstIndex(of: name) }
         return Router(source: source, expertNames: experts, topK: topK, temperature: temperature, input: input,
                       layers: layers.map { $0.permuted(permutation) })
     }

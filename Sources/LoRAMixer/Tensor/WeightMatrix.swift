@@ -29,7 +29,7 @@ public struct WeightMatrix: @unchecked Sendable {
         } else {
             let copy = AlignedBuffer(byteCount: view.bytes.count)
             copy.raw.copyMemory(from: view.bytes)
-            base = UnsafeRawPointer(copy.raw.baseAddress ?? UnsafeMutableRawPointer(copy.pointer))
+            base = UnsafeRawPointer(copy.pointer)
             owner = copy
         }
     }
