@@ -47,10 +47,10 @@ public func lmx_mixer_add_lora(_ mixer: OpaquePointer?, _ name: UnsafePointer<CC
             let (inFeatures, outFeatures) = config.shape(of: module)
             return LoRAExpert.MemoryTensor(
                 layer: Int(entry.layer), module: module,
-                a: try widen(entry.a, count: rank * inFeatures, dtype: dtype, "desc.tensors[\(index)].a"),
-                b: try widen(entry.b, count: outFeatures * rank, dtype: dtype, "desc.tensors[\(index)].b"))
+                a: try copyMatrix(entry.a, rows: rank, cols: inFeatures, dtype: dtype, "desc.tensors[\(index)].a"),
+                b: try copyMatrix(entry.b, rows: outFeatures, cols: rank, dtype: dtype, "desc.tensors[\(index)].b"))
         }
-        let expert = try LoRAExpert(name: name, rank: rank, alpha: Double(desc.alpha), useRSLoRA: desc.use_rslora != 0,
+        let expert = try LoRAExpert(name: name, alpha: Double(desc.alpha), useRSLoRA: desc.use_rslora != 0,
                                     tensors: tensors, config: config)
         outIndex?.pointee = Int32(try mixer.add(expert))
     }
@@ -65,14 +65,11 @@ private func memoryDType(_ value: UInt32) throws -> DType {
     }
 }
 
-/// Copies `count` elements of `dtype` from caller memory into f32.
-private func widen(_ pointer: UnsafeRawPointer?, count: Int, dtype: DType, _ name: String) throws -> [Float] {
+/// Copies a `[rows, cols]` matrix of `dtype` out of caller memory (kept in its dtype).
+private func copyMatrix(_ pointer: UnsafeRawPointer?, rows: Int, cols: Int, dtype: DType, _ name: String) throws -> WeightMatrix {
     guard let pointer else { throw LoRAMixerError.invalidArgument("'\(name)' must not be NULL") }
-    var values = [Float](repeating: 0, count: count)
-    try values.withUnsafeMutableBufferPointer { out in
-        try convertToFloat(UnsafeRawBufferPointer(start: pointer, count: count * dtype.byteSize), dtype: dtype, into: out)
-    }
-    return values
+    return try WeightMatrix(rows: rows, cols: cols, dtype: dtype,
+                            copying: UnsafeRawBufferPointer(start: pointer, count: rows * cols * dtype.byteSize))
 }
 
 @_cdecl("lmx_mixer_expert_count")

@@ -92,7 +92,7 @@ final class SessionTests: XCTestCase {
                 peft.weights(layer: layer, module: module).map { LoRAExpert.MemoryTensor(layer: layer, module: module, a: $0.a, b: $0.b) }
             }
         }
-        let memory = try LoRAExpert(name: "mem", rank: 4, alpha: 8, useRSLoRA: false, tensors: tensors, config: model.config)
+        let memory = try LoRAExpert(name: "mem", alpha: 8, useRSLoRA: false, tensors: tensors, config: model.config)
         let mixer = Mixer(model: model)
         try mixer.add(memory)
         let s = try mixer.makeSession()
@@ -115,4 +115,57 @@ final class SessionTests: XCTestCase {
         let copied = try Mixer(model: LanguageModel(directory: Fixtures.path("llama_bf16"), mode: .copied)).makeSession()
         XCTAssertEqual(try mapped.evaluate(tokens, logits: .all), try copied.evaluate(tokens, logits: .all))
     }
+
+    /// An expert that fails mid-pass fails the evaluation and leaves the session as it was.
+    func testFailingExpertLeavesTheSessionUnchanged() throws {
+        final class Failing: Expert, @unchecked Sendable {
+            let name = "failing"
+            var armed = false
+            func adapts(layer: Int, module: ProjectionModule) -> Bool { layer == 1 && module == .down }
+            func delta(layer: Int, module: ProjectionModule, rows: UnsafePointer<Float>, count: Int,
+                       into delta: UnsafeMutablePointer<Float>) throws {
+                if armed { throw LoRAMixerError(.plugin, "expert failed on purpose") }
+            }
+        }
+        let failing = Failing()
+        let mixer = Mixer(model: try LanguageModel(directory: Fixtures.path("llama_f32")))
+        try mixer.add(failing)
+        let session = try mixer.makeSession()
+        try session.setRouting(.uniform)
+        let tokens = try Fixtures.tokens("llama_f32")
+        _ = try session.evaluate(Array(tokens.prefix(3)), logits: .none)
+        failing.armed = true
+        XCTAssertThrowsError(try session.evaluate(Array(tokens.dropFirst(3)), logits: .all)) { error in
+            XCTAssertEqual((error as? LoRAMixerError)?.kind, .plugin)
+        }
+        XCTAssertEqual(session.position, 3)
+        XCTAssertEqual(session.trace?.tokenCount, 3)
+        failing.armed = false
+        let resumed = try session.evaluate(Array(tokens.dropFirst(3)), logits: .all)
+        let expected = try Fixtures.expected("llama_f32").tensor("base_logits").floats()
+        assertClose(resumed, Array(expected[(3 * 128)...]), tolerance: 1e-4, "after a failed pass")
+    }
+
+    func testBorrowedWeightsAreReleasedOnceWhenTheLastUserGoes() throws {
+        let values: [Float] = (0..<(64 * 4)).map { Float($0) / 256 }
+        let pointer = UnsafeMutablePointer<Float>.allocate(capacity: values.count)
+        pointer.initialize(from: values, count: values.count)
+        let address = Int(bitPattern: pointer)
+        let released = ManagedCounter()
+        do {
+            let matrix = try WeightMatrix(rows: 4, cols: 64, dtype: .f32, borrowing: pointer) {
+                released.increment()
+                UnsafeMutablePointer<Float>(bitPattern: address)?.deallocate()
+            }
+            let copy = matrix
+            XCTAssertEqual(copy.floats(), values, "used in place")
+            XCTAssertEqual(released.value, 0)
+        }
+        XCTAssertEqual(released.value, 1)
+    }
+}
+
+private final class ManagedCounter: @unchecked Sendable {
+    private(set) var value = 0
+    func increment() { value += 1 }
 }

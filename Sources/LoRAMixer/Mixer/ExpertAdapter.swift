@@ -4,7 +4,8 @@ import Foundation
 /// (once per token, reused by every projection of the layer), then adds each expert's low-rank
 /// delta, grouped by expert over the tokens that chose it.
 struct ExpertAdapter: ProjectionAdapter {
-    let experts: [LoRAExpert]
+    let config: ModelConfig
+    let experts: [any Expert]
     let router: Router?
     let mode: RoutingMode
     let topK: Int
@@ -16,8 +17,9 @@ struct ExpertAdapter: ProjectionAdapter {
     /// Per layer, the gates decided for this pass.
     private(set) var layerGates: [LayerGates] = []
 
-    init(experts: [LoRAExpert], router: Router?, mode: RoutingMode, topK: Int, temperature: Float,
+    init(config: ModelConfig, experts: [any Expert], router: Router?, mode: RoutingMode, topK: Int, temperature: Float,
          firstPosition: Int, contextSums: [[Float]]) {
+        self.config = config
         self.experts = experts
         self.router = router
         self.mode = mode
@@ -83,33 +85,26 @@ struct ExpertAdapter: ProjectionAdapter {
         return logits
     }
 
-    /// output[t] += sum_e g[t, e] * s_e * B_e (A_e input[t]), computed per expert over the tokens
-    /// it was chosen for: gather rows -> A -> B -> scaled scatter-add. B A is never formed.
+    /// output[t] += sum_e g[t, e] * delta_e(input[t]), computed per expert over the tokens it was
+    /// chosen for: gather rows -> the expert's delta -> gated scatter-add.
     func addDelta(layer: Int, module: ProjectionModule, input: UnsafePointer<Float>,
-                  output: UnsafeMutablePointer<Float>, tokens: Int) {
+                  output: UnsafeMutablePointer<Float>, tokens: Int) throws {
         guard let gates = layerGates.last, gates.experts > 0 else { return }
-        for (e, expert) in experts.enumerated() {
-            guard let lora = expert.weights(layer: layer, module: module) else { continue }
+        let (inFeatures, outFeatures) = config.shape(of: module)
+        for (e, expert) in experts.enumerated() where expert.adapts(layer: layer, module: module) {
             let chosen = (0..<tokens).filter { gates.gates[$0 * gates.experts + e] != 0 }
             guard !chosen.isEmpty else { continue }
-            loraDeltaForward(output, input, lora, rows: chosen,
-                             rowScales: chosen.map { gates.gates[$0 * gates.experts + e] * lora.scale })
-        }
-    }
-}
-
-/// Grouped LoRA delta for the listed rows:
-///   z = A u_t (rank values), y_t += rowScale_t * B z       u: [T, in], y: [T, out]
-func loraDeltaForward(_ y: UnsafeMutablePointer<Float>, _ u: UnsafePointer<Float>, _ lora: LoRAWeights,
-                      rows: [Int], rowScales: [Float]) {
-    let (r, inFeatures, outFeatures) = (lora.rank, lora.inFeatures, lora.outFeatures)
-    lora.a.withUnsafeBufferPointer { a in
-        lora.b.withUnsafeBufferPointer { b in
-            withScratch(count: r) { z in
-                for (row, scale) in zip(rows, rowScales) {
-                    for j in 0..<r { z[j] = dot(a.baseAddress! + j * inFeatures, u + row * inFeatures, inFeatures) * scale }
-                    let out = y + row * outFeatures
-                    for o in 0..<outFeatures { out[o] += dot(b.baseAddress! + o * r, z, r) }
+            var rows = [Float](repeating: 0, count: chosen.count * inFeatures)
+            rows.withUnsafeMutableBufferPointer { rows in
+                for (i, t) in chosen.enumerated() {
+                    (rows.baseAddress! + i * inFeatures).update(from: input + t * inFeatures, count: inFeatures)
+                }
+            }
+            var delta = [Float](repeating: 0, count: chosen.count * outFeatures)
+            try expert.delta(layer: layer, module: module, rows: rows, count: chosen.count, into: &delta)
+            delta.withUnsafeBufferPointer { delta in
+                for (i, t) in chosen.enumerated() {
+                    axpy(output + t * outFeatures, gates.gates[t * gates.experts + e], delta.baseAddress! + i * outFeatures, outFeatures)
                 }
             }
         }

@@ -36,17 +36,15 @@ extension LoRAExpert {
                 throw LoRAMixerError.shape("\(weightsPath): tensor '\(a.name)' has shape \(a.shape), expected [r, \(inFeatures)] for \(slot.module.name) of this model")
             }
             let rank = a.shape[0]
-            guard b.shape == [outFeatures, rank] else {
-                throw LoRAMixerError.shape("\(weightsPath): tensor '\(b.name)' has shape \(b.shape), expected [\(outFeatures), \(rank)]")
-            }
             let moduleKey = "model.layers.\(slot.layer).\(slot.module.block).\(slot.module.name)"
             let expectedRank = try adapterConfig.rank(for: moduleKey)
             guard rank == expectedRank else {
                 throw LoRAMixerError.shape("\(weightsPath): tensor '\(a.name)' has rank \(rank), but adapter_config.json gives r = \(expectedRank) for \(moduleKey)")
             }
-            try builder.add(layer: slot.layer, module: slot.module, rank: rank,
-                            scale: adapterConfig.scale(for: moduleKey, rank: rank),
-                            a: a.floats(), b: b.floats(), what: what)
+            try builder.add(layer: slot.layer, module: slot.module,
+                            a: WeightMatrix(a, rows: rank, cols: inFeatures, source: weightsPath),
+                            b: WeightMatrix(b, rows: outFeatures, cols: rank, source: weightsPath),
+                            scale: adapterConfig.scale(for: moduleKey, rank: rank), what: what)
         }
         try self.init(builder: builder, name: name)
     }

@@ -1,6 +1,6 @@
-/// One LoRA expert: low-rank `A`/`B` pairs for some (layer, module) slots of a model, copied into
-/// memory the expert owns. Immutable; shared by every session that uses it.
-public final class LoRAExpert: @unchecked Sendable {
+/// One LoRA expert: low-rank `A`/`B` pairs for some (layer, module) slots of a model. Immutable;
+/// its tensors are stored once, however many sessions use it.
+public final class LoRAExpert: Expert, @unchecked Sendable {
     public let name: String
     /// Where it came from (a folder, or "memory"), for messages.
     public let source: String
@@ -24,26 +24,45 @@ public final class LoRAExpert: @unchecked Sendable {
     }
 
     public var parameterCount: Int {
-        slots.joined().compactMap { $0 }.reduce(0) { $0 + $1.a.count + $1.b.count }
+        slots.joined().compactMap { $0 }.reduce(0) { $0 + $1.a.rows * $1.a.cols + $1.b.rows * $1.b.cols }
     }
 
-    func weights(layer: Int, module: ProjectionModule) -> LoRAWeights? {
-        slots[layer][module.rawValue]
+    public func weights(layer: Int, module: ProjectionModule) -> LoRAWeights? {
+        slots.indices.contains(layer) ? slots[layer][module.rawValue] : nil
+    }
+
+    public func adapts(layer: Int, module: ProjectionModule) -> Bool {
+        weights(layer: layer, module: module) != nil
+    }
+
+    public func delta(layer: Int, module: ProjectionModule, rows: UnsafePointer<Float>, count: Int,
+                      into delta: UnsafeMutablePointer<Float>) {
+        guard let lora = weights(layer: layer, module: module) else { return }
+        loraDeltaForward(delta, rows, lora, count: count)
     }
 }
 
-/// One (layer, module) pair: delta(u) = scale * B (A u), A: [rank, in], B: [out, rank], f32.
-struct LoRAWeights: Sendable {
-    let rank: Int
-    let inFeatures: Int
-    let outFeatures: Int
-    let scale: Float
-    let a: [Float]
-    let b: [Float]
+/// One (layer, module) pair: delta(u) = scale * B (A u), A: [rank, in], B: [out, rank].
+public struct LoRAWeights: Sendable {
+    public let a: WeightMatrix
+    public let b: WeightMatrix
+    public let scale: Float
+
+    public var rank: Int { a.rows }
 
     /// Scale of a LoRA with `alpha` and `rank`: alpha / r, or alpha / sqrt(r) with rank-stabilised LoRA.
     static func scale(alpha: Double, rank: Int, rsLoRA: Bool) -> Float {
         Float(rsLoRA ? alpha / Double(rank).squareRoot() : alpha / Double(rank))
+    }
+}
+
+/// LoRA delta of a batch of rows, low-rank: B A is never formed.
+///   z = u A^T: [n, r], delta = scale * z B^T: [n, out]      u: [n, in]
+func loraDeltaForward(_ delta: UnsafeMutablePointer<Float>, _ u: UnsafePointer<Float>, _ lora: LoRAWeights, count n: Int) {
+    withScratch(count: n * lora.rank) { z in
+        linearForward(z, u, lora.a, bias: nil, tokens: n)
+        for i in 0..<(n * lora.rank) { z[i] *= lora.scale }
+        linearForward(delta, z, lora.b, bias: nil, tokens: n)
     }
 }
 
@@ -59,8 +78,8 @@ struct LoRAExpertBuilder {
         slots = Array(repeating: Array(repeating: nil, count: ProjectionModule.allCases.count), count: config.layerCount)
     }
 
-    /// `a` is [rank, in] and `b` [out, rank] for `module` of `layer`; `what` names the tensors.
-    mutating func add(layer: Int, module: ProjectionModule, rank: Int, scale: Float, a: [Float], b: [Float],
+    /// `a` must be [rank, in] and `b` [out, rank] for `module`; `what` names the pair in messages.
+    mutating func add(layer: Int, module: ProjectionModule, a: WeightMatrix, b: WeightMatrix, scale: Float,
                       what: String) throws {
         guard (0..<config.layerCount).contains(layer) else {
             throw LoRAMixerError.shape("\(source): \(what): layer \(layer) does not exist (the model has \(config.layerCount) layers)")
@@ -68,21 +87,18 @@ struct LoRAExpertBuilder {
         guard slots[layer][module.rawValue] == nil else {
             throw LoRAMixerError.invalidArgument("\(source): \(what): layer \(layer) \(module.name) is given twice")
         }
-        guard rank > 0 else {
-            throw LoRAMixerError.shape("\(source): \(what): rank must be positive")
-        }
         guard scale.isFinite else {
             throw LoRAMixerError.invalidArgument("\(source): \(what): scale \(scale) is not finite")
         }
         let (inFeatures, outFeatures) = config.shape(of: module)
-        guard a.count == rank * inFeatures else {
-            throw LoRAMixerError.shape("\(source): \(what): lora_A has \(a.count) values, expected [\(rank), \(inFeatures)] for \(module.name)")
+        let rank = a.rows
+        guard rank > 0, a.cols == inFeatures else {
+            throw LoRAMixerError.shape("\(source): \(what): lora_A is [\(a.rows), \(a.cols)], expected [r, \(inFeatures)] for \(module.name)")
         }
-        guard b.count == outFeatures * rank else {
-            throw LoRAMixerError.shape("\(source): \(what): lora_B has \(b.count) values, expected [\(outFeatures), \(rank)] for \(module.name)")
+        guard b.rows == outFeatures, b.cols == rank else {
+            throw LoRAMixerError.shape("\(source): \(what): lora_B is [\(b.rows), \(b.cols)], expected [\(outFeatures), \(rank)] for \(module.name)")
         }
-        slots[layer][module.rawValue] = LoRAWeights(
-            rank: rank, inFeatures: inFeatures, outFeatures: outFeatures, scale: scale, a: a, b: b)
+        slots[layer][module.rawValue] = LoRAWeights(a: a, b: b, scale: scale)
     }
 
     func build(name: String) throws -> LoRAExpert {

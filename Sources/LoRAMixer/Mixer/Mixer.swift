@@ -5,20 +5,20 @@ import Foundation
 public final class Mixer: @unchecked Sendable {
     public let model: LanguageModel
     private let lock = NSLock()
-    private var _experts: [LoRAExpert] = []
+    private var _experts: [any Expert] = []
     private var _router: Router?
 
     public init(model: LanguageModel) {
         self.model = model
     }
 
-    public var experts: [LoRAExpert] { lock.withLock { _experts } }
+    public var experts: [any Expert] { lock.withLock { _experts } }
     public var router: Router? { lock.withLock { _router } }
 
     /// Adds `expert`; returns its index. Names are unique. Experts must all be added before a
     /// router is loaded, since the router has one row per expert.
     @discardableResult
-    public func add(_ expert: LoRAExpert) throws -> Int {
+    public func add(_ expert: any Expert) throws -> Int {
         try lock.withLock {
             guard !expert.name.isEmpty else { throw LoRAMixerError.invalidArgument("expert name must not be empty") }
             guard !_experts.contains(where: { $0.name == expert.name }) else {

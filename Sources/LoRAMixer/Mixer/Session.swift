@@ -2,7 +2,7 @@
 /// the router's running context and the routing trace. Use from one thread at a time.
 public final class Session {
     public let model: LanguageModel
-    public let experts: [LoRAExpert]
+    public let experts: [any Expert]
     public let router: Router?
     public let contextLength: Int
     public private(set) var routing: RoutingMode
@@ -15,7 +15,7 @@ public final class Session {
     private var contextSums: [[Float]]
     private var lastLogits: [Float]?
 
-    init(model: LanguageModel, experts: [LoRAExpert], router: Router?, contextLength: Int?, trace: Bool) throws {
+    init(model: LanguageModel, experts: [any Expert], router: Router?, contextLength: Int?, trace: Bool) throws {
         let config = model.config
         let length = contextLength ?? config.maxPositions
         guard (1...config.maxPositions).contains(length) else {
@@ -91,10 +91,10 @@ public final class Session {
             throw LoRAMixerError.state("context full: \(cache.count) tokens held, \(tokens.count) more do not fit in n_ctx \(contextLength)")
         }
         var adapter = ExpertAdapter(
-            experts: experts, router: router, mode: experts.isEmpty ? .none : routing, topK: effectiveTopK,
+            config: model.config, experts: experts, router: router, mode: experts.isEmpty ? .none : routing, topK: effectiveTopK,
             temperature: effectiveTemperature, firstPosition: cache.count, contextSums: contextSums)
         let wanted: LogitsSelection = selection == .all ? .all : .last
-        let logits = model.forward(tokens: tokens, cache: &cache, adapter: &adapter, logits: wanted)
+        let logits = try model.forward(tokens: tokens, cache: &cache, adapter: &adapter, logits: wanted)
         contextSums = adapter.contextSums
         trace?.append(tokens: tokens, perLayer: adapter.layerGates)
         let vocabRows = logits.count / vocab

@@ -25,6 +25,15 @@ struct KVCache {
 
     mutating func commit(tokens: Int) { count += tokens }
 
+    /// Forgets every position from `count` on (rows of a pass that did not complete, too).
+    mutating func truncate(to count: Int) {
+        for layer in keys.indices {
+            keys[layer].removeSubrange((count * rowSize)...)
+            values[layer].removeSubrange((count * rowSize)...)
+        }
+        self.count = count
+    }
+
     mutating func reset() {
         for layer in keys.indices {
             keys[layer].removeAll(keepingCapacity: true)

@@ -6,10 +6,22 @@ public enum LogitsSelection: Sendable {
 extension LanguageModel {
     /// Runs `tokens` (already validated: ids < vocab, room in `cache`) after the positions held in
     /// `cache`, appending their keys and values, and returns logits: `[rows, vocab]` for the
-    /// selected rows (empty for `.none`).
+    /// selected rows (empty for `.none`). If the adapter throws, `cache` is left as it was.
     func forward<Adapter: ProjectionAdapter>(
         tokens: [Int32], cache: inout KVCache, adapter: inout Adapter, logits selection: LogitsSelection
-    ) -> [Float] {
+    ) throws -> [Float] {
+        let held = cache.count
+        do {
+            return try forwardLayers(tokens: tokens, cache: &cache, adapter: &adapter, logits: selection)
+        } catch {
+            cache.truncate(to: held)
+            throw error
+        }
+    }
+
+    private func forwardLayers<Adapter: ProjectionAdapter>(
+        tokens: [Int32], cache: inout KVCache, adapter: inout Adapter, logits selection: LogitsSelection
+    ) throws -> [Float] {
         let c = config
         let n = tokens.count
         let d = c.hiddenSize
@@ -31,9 +43,9 @@ extension LanguageModel {
             // Attention block: h = RMSNorm(x); x += o_proj(attention(q_proj h, k_proj h, v_proj h))
             rmsNormForward(&h, x, weight: layer.inputNorm, eps: c.rmsNormEps, tokens: n, dim: d)
             h.withUnsafeBufferPointer { adapter.beginLayer(l, routerInput: $0.baseAddress!, tokens: n) }
-            project(&q, h, layer, .q, l, &adapter, n)
-            project(&k, h, layer, .k, l, &adapter, n)
-            project(&v, h, layer, .v, l, &adapter, n)
+            try project(&q, h, layer, .q, l, &adapter, n)
+            try project(&k, h, layer, .k, l, &adapter, n)
+            try project(&v, h, layer, .v, l, &adapter, n)
             ropeForward(&q, tokens: n, heads: c.headCount, headDim: c.headDim, firstPosition: firstPosition,
                         inverseFrequencies: inverseFrequencies)
             ropeForward(&k, tokens: n, heads: c.kvHeadCount, headDim: c.headDim, firstPosition: firstPosition,
@@ -44,15 +56,15 @@ extension LanguageModel {
             attentionForward(&attention, q: q, keys: cache.keys[l], values: cache.values[l], tokens: n,
                              heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim,
                              firstPosition: firstPosition, window: c.slidingWindows[l])
-            project(&projected, attention, layer, .o, l, &adapter, n)
+            try project(&projected, attention, layer, .o, l, &adapter, n)
             for i in 0..<(n * d) { x[i] += projected[i] }
 
             // MLP block: x += down_proj(silu(gate_proj h) * up_proj h), h = RMSNorm(x)
             rmsNormForward(&h, x, weight: layer.postAttentionNorm, eps: c.rmsNormEps, tokens: n, dim: d)
-            project(&gate, h, layer, .gate, l, &adapter, n)
-            project(&up, h, layer, .up, l, &adapter, n)
+            try project(&gate, h, layer, .gate, l, &adapter, n)
+            try project(&up, h, layer, .up, l, &adapter, n)
             swigluForward(&gate, up, count: n * c.intermediateSize)
-            project(&projected, gate, layer, .down, l, &adapter, n)
+            try project(&projected, gate, layer, .down, l, &adapter, n)
             for i in 0..<(n * d) { x[i] += projected[i] }
         }
         cache.commit(tokens: n)
@@ -74,13 +86,13 @@ extension LanguageModel {
     private func project<Adapter: ProjectionAdapter>(
         _ output: inout [Float], _ input: [Float], _ layer: DecoderLayerWeights, _ module: ProjectionModule,
         _ l: Int, _ adapter: inout Adapter, _ tokens: Int
-    ) {
+    ) throws {
         let projection = layer.projections[module.rawValue]
-        input.withUnsafeBufferPointer { input in
-            output.withUnsafeMutableBufferPointer { output in
+        try input.withUnsafeBufferPointer { input in
+            try output.withUnsafeMutableBufferPointer { output in
                 let bias = projection.bias
                 bias.withOptionalPointer { linearForward(output.baseAddress!, input.baseAddress!, projection.weight, bias: $0, tokens: tokens) }
-                adapter.addDelta(layer: l, module: module, input: input.baseAddress!, output: output.baseAddress!, tokens: tokens)
+                try adapter.addDelta(layer: l, module: module, input: input.baseAddress!, output: output.baseAddress!, tokens: tokens)
             }
         }
     }

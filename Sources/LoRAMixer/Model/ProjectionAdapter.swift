@@ -5,15 +5,8 @@ protocol ProjectionAdapter {
     /// h = RMSNorm_attn(x): [tokens, d_model]. Decides the gates used by every module of the layer.
     mutating func beginLayer(_ layer: Int, routerInput: UnsafePointer<Float>, tokens: Int)
 
-    /// Adds this adapter's delta to one projection's output.
+    /// Adds this adapter's delta to one projection's output; throwing abandons the forward pass.
     ///   input: [tokens, in_features] (the module's own input), output: [tokens, out_features]
     func addDelta(layer: Int, module: ProjectionModule, input: UnsafePointer<Float>,
-                  output: UnsafeMutablePointer<Float>, tokens: Int)
-}
-
-/// The base model alone.
-struct NoAdapter: ProjectionAdapter {
-    mutating func beginLayer(_ layer: Int, routerInput: UnsafePointer<Float>, tokens: Int) {}
-    func addDelta(layer: Int, module: ProjectionModule, input: UnsafePointer<Float>,
-                  output: UnsafeMutablePointer<Float>, tokens: Int) {}
+                  output: UnsafeMutablePointer<Float>, tokens: Int) throws
 }

@@ -20,29 +20,56 @@ public struct WeightMatrix: @unchecked Sendable {
             throw LoRAMixerError.shape(
                 "\(source): tensor '\(view.name)' has shape \(view.shape), expected [\(rows), \(cols)]")
         }
-        self.rows = rows
-        self.cols = cols
-        self.dtype = view.dtype
         if let address = view.bytes.baseAddress, Int(bitPattern: address) % view.dtype.byteSize == 0 {
-            base = address
-            owner = view.owner
+            self.init(rows: rows, cols: cols, dtype: view.dtype, base: address, owner: view.owner)
         } else {
-            let copy = AlignedBuffer(byteCount: view.bytes.count)
-            copy.raw.copyMemory(from: view.bytes)
-            base = UnsafeRawPointer(copy.pointer)
-            owner = copy
+            try self.init(rows: rows, cols: cols, dtype: view.dtype, copying: view.bytes)
         }
     }
 
-    /// A matrix owning a copy of `values` (f32); callers have checked `values.count == rows * cols`.
-    init(rows: Int, cols: Int, values: [Float]) {
-        let buffer = AlignedBuffer(byteCount: values.count * MemoryLayout<Float>.stride)
-        values.withUnsafeBytes { buffer.raw.copyMemory(from: $0) }
+    /// A matrix owning a copy of `values` (f32, row-major).
+    public init(rows: Int, cols: Int, values: [Float]) throws {
+        self = try values.withUnsafeBytes { try WeightMatrix(rows: rows, cols: cols, dtype: .f32, copying: $0) }
+    }
+
+    /// A matrix owning a copy of `bytes`: `rows * cols` elements of `dtype`, row-major, any alignment.
+    public init(rows: Int, cols: Int, dtype: DType, copying bytes: UnsafeRawBufferPointer) throws {
+        let byteCount = try Self.byteCount(rows: rows, cols: cols, dtype: dtype)
+        guard bytes.count == byteCount, let source = bytes.baseAddress else {
+            throw LoRAMixerError.shape("a [\(rows), \(cols)] \(dtype.rawValue) matrix needs \(byteCount) bytes, got \(bytes.count)")
+        }
+        let copy = AlignedBuffer(byteCount: byteCount)
+        copy.pointer.copyMemory(from: source, byteCount: byteCount)
+        self.init(rows: rows, cols: cols, dtype: dtype, base: UnsafeRawPointer(copy.pointer), owner: copy)
+    }
+
+    /// A matrix over memory someone else owns, used in place until the matrix and every copy of it
+    /// are gone; then `release` runs once. Memory not aligned for `dtype` is copied (and released
+    /// at once).
+    public init(rows: Int, cols: Int, dtype: DType, borrowing base: UnsafeRawPointer, release: @escaping @Sendable () -> Void) throws {
+        let byteCount = try Self.byteCount(rows: rows, cols: cols, dtype: dtype)
+        guard Int(bitPattern: base) % dtype.byteSize == 0 else {
+            try self.init(rows: rows, cols: cols, dtype: dtype, copying: UnsafeRawBufferPointer(start: base, count: byteCount))
+            release()
+            return
+        }
+        self.init(rows: rows, cols: cols, dtype: dtype, base: base, owner: ReleaseOnDeinit(release))
+    }
+
+    private init(rows: Int, cols: Int, dtype: DType, base: UnsafeRawPointer, owner: AnyObject) {
         self.rows = rows
         self.cols = cols
-        self.dtype = .f32
-        self.base = UnsafeRawPointer(buffer.pointer)
-        self.owner = buffer
+        self.dtype = dtype
+        self.base = base
+        self.owner = owner
+    }
+
+    private static func byteCount(rows: Int, cols: Int, dtype: DType) throws -> Int {
+        guard dtype.isFloatingWeight else {
+            throw LoRAMixerError.invalidArgument("weights must be F32, F16 or BF16, not \(dtype.rawValue)")
+        }
+        guard rows > 0, cols > 0 else { throw LoRAMixerError.shape("a weight matrix cannot be [\(rows), \(cols)]") }
+        return try checkedProduct([rows, cols, dtype.byteSize], "[\(rows), \(cols)] \(dtype.rawValue) matrix")
     }
 
     public var byteCount: Int { rows * cols * dtype.byteSize }
@@ -75,6 +102,13 @@ public struct WeightMatrix: @unchecked Sendable {
     var f32Base: UnsafePointer<Float>? {
         dtype == .f32 ? base.assumingMemoryBound(to: Float.self) : nil
     }
+}
+
+/// Runs a release callback when the last holder of borrowed memory goes away.
+final class ReleaseOnDeinit: @unchecked Sendable {
+    private let release: @Sendable () -> Void
+    init(_ release: @escaping @Sendable () -> Void) { self.release = release }
+    deinit { release() }
 }
 
 /// Heap memory aligned to 64 bytes, freed with its owner.
