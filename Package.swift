@@ -13,12 +13,14 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // The public C types of include/loramixer.h, seen from Swift through a module map.
         .systemLibrary(name: "CLoRAMixer", path: "Sources/CLoRAMixer"),
         .target(
             name: "LoRAMixer",
+            dependencies: ["CLoRAMixer", .product(name: "Crypto", package: "swift-crypto")],
             path: "Sources/LoRAMixer",
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
         ),

@@ -23,8 +23,7 @@
 #ifndef LORAMIXER_H
 #define LORAMIXER_H
 
-#include <stddef.h>
-#include <stdint.h>
+#include "loramixer_common.h" /* lmx_status and LMX_ERR_*, LMX_MODULE_*, LMX_DTYPE_*, expert descriptors */
 
 #ifdef __cplusplus
 extern "C" {
@@ -41,25 +40,6 @@ extern "C" {
 #define LMX_VERSION_MINOR 1
 #define LMX_VERSION_PATCH 0
 #define LMX_VERSION_NUMBER (LMX_VERSION_MAJOR * 10000 + LMX_VERSION_MINOR * 100 + LMX_VERSION_PATCH)
-
-/* ---------------------------------------------------------------------------------------------
- * Status codes. Values are fixed forever; new codes are only ever added at the end.
- * ------------------------------------------------------------------------------------------- */
-typedef int32_t lmx_status;
-
-enum {
-    LMX_OK = 0,
-    LMX_ERR_INVALID_ARGUMENT = -1, /* NULL pointer, zero length, out-of-range value, bad handle */
-    LMX_ERR_IO = -2,               /* a file is missing or unreadable */
-    LMX_ERR_FORMAT = -3,           /* a file is corrupt or not of the expected format */
-    LMX_ERR_SHAPE = -4,            /* a tensor or buffer does not have the expected shape/size */
-    LMX_ERR_PLUGIN = -5,           /* a plugin failed (reserved for the plugin API) */
-    LMX_ERR_ABI = -6,              /* a struct or plugin of an incompatible ABI version */
-    LMX_ERR_OUT_OF_MEMORY = -7,    /* an allocation failed or a size would overflow */
-    LMX_ERR_STATE = -8,            /* the object is not in a state that allows the call */
-    LMX_ERR_NOT_FOUND = -9,        /* a named expert, tensor or module does not exist */
-    LMX_ERR_CANCELLED = -10        /* the host cancelled the operation */
-};
 
 /* Opaque handles. */
 typedef struct lmx_model lmx_model;
@@ -133,17 +113,6 @@ typedef struct lmx_model_info {
  * struct_size itself). Thread-safe. */
 LMX_API lmx_status lmx_model_get_info(const lmx_model *model, lmx_model_info *out);
 
-/* Projection modules that experts can adapt. Values are fixed forever. */
-enum {
-    LMX_MODULE_Q_PROJ = 0,
-    LMX_MODULE_K_PROJ = 1,
-    LMX_MODULE_V_PROJ = 2,
-    LMX_MODULE_O_PROJ = 3,
-    LMX_MODULE_GATE_PROJ = 4,
-    LMX_MODULE_UP_PROJ = 5,
-    LMX_MODULE_DOWN_PROJ = 6
-};
-
 /* Input and output features of projection `module` (an LMX_MODULE_* value) in this model, i.e. a
  * LoRA A for it is [rank x in_features] and B is [out_features x rank]. Thread-safe.
  * Errors: LMX_ERR_INVALID_ARGUMENT (NULL pointer, unknown module). */
@@ -171,38 +140,21 @@ LMX_API void lmx_mixer_free(lmx_mixer *mixer);
 LMX_API lmx_status lmx_mixer_add_peft(lmx_mixer *mixer, const char *name, const char *dir,
                                       int32_t *out_index);
 
-/* Element types of tensors handed over from memory. Values are fixed forever. */
-enum {
-    LMX_DTYPE_F32 = 0,
-    LMX_DTYPE_F16 = 1,
-    LMX_DTYPE_BF16 = 2
-};
-
-/* One (layer, module) pair of a LoRA expert given from memory. Row-major, as in PEFT: `a` is
- * [rank x in_features], `b` is [out_features x rank], both of the descriptor's dtype. */
-typedef struct lmx_lora_tensor {
-    uint32_t layer;  /* 0 .. n_layers-1 */
-    uint32_t module; /* an LMX_MODULE_* value */
-    const void *a;   /* rank * in_features elements */
-    const void *b;   /* out_features * rank elements */
-} lmx_lora_tensor;
-
-typedef struct lmx_lora_desc {
-    uint32_t struct_size;            /* sizeof(lmx_lora_desc) */
-    uint32_t dtype;                  /* LMX_DTYPE_* of every a and b */
-    uint32_t rank;                   /* r, > 0 */
-    float alpha;                     /* lora_alpha; scale = alpha / rank (alpha / sqrt(rank) if rslora) */
-    uint32_t use_rslora;             /* nonzero: rank-stabilised scaling */
-    const lmx_lora_tensor *tensors;  /* n_tensors entries; each (layer, module) at most once */
-    size_t n_tensors;                /* > 0 */
-} lmx_lora_desc;
-
-/* Add a LoRA expert from memory as expert `name`. Every tensor is validated and copied, so the
- * caller's memory may be released as soon as this returns. `out_index` as in lmx_mixer_add_peft.
- * Errors: LMX_ERR_INVALID_ARGUMENT, LMX_ERR_SHAPE, LMX_ERR_ABI (struct_size too small).
- * Not thread-safe with respect to other uses of the same mixer. */
+/* Add a LoRA expert from memory (lmx_lora_desc, in loramixer_common.h) as expert `name`. Every
+ * tensor is validated now; it is copied when desc->release is NULL (the caller's memory may be
+ * released as soon as this returns), else borrowed until desc->release(desc->user_data) is called.
+ * `out_index` as in lmx_mixer_add_peft. Errors: LMX_ERR_INVALID_ARGUMENT, LMX_ERR_SHAPE,
+ * LMX_ERR_ABI (struct_size too small). Not thread-safe with respect to other uses of the mixer. */
 LMX_API lmx_status lmx_mixer_add_lora(lmx_mixer *mixer, const char *name, const lmx_lora_desc *desc,
                                       int32_t *out_index);
+
+/* Add a custom expert (lmx_custom_expert_desc, in loramixer_common.h): host code that computes its
+ * own delta for the modules and layers it names. Dimensions are checked against the model now.
+ * desc->destroy(desc->user_data) runs once when no mixer or session uses the expert any more (not
+ * if this call fails). `out_index` as in lmx_mixer_add_peft. Errors: LMX_ERR_INVALID_ARGUMENT,
+ * LMX_ERR_SHAPE, LMX_ERR_ABI. Not thread-safe with respect to other uses of the same mixer. */
+LMX_API lmx_status lmx_mixer_add_custom(lmx_mixer *mixer, const char *name, const lmx_custom_expert_desc *desc,
+                                        int32_t *out_index);
 
 /* Number of experts in the mixer. Errors: LMX_ERR_INVALID_ARGUMENT. */
 LMX_API lmx_status lmx_mixer_expert_count(const lmx_mixer *mixer, size_t *out_count);
@@ -219,6 +171,56 @@ LMX_API lmx_status lmx_mixer_expert_name(const lmx_mixer *mixer, size_t index, c
  * Errors: LMX_ERR_IO, LMX_ERR_FORMAT, LMX_ERR_SHAPE, LMX_ERR_NOT_FOUND.
  * Not thread-safe with respect to other uses of the same mixer. */
 LMX_API lmx_status lmx_mixer_load_router(lmx_mixer *mixer, const char *path);
+
+/* ---------------------------------------------------------------------------------------------
+ * Plugins: third-party experts in shared libraries (see loramixer_plugin.h and the README)
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct lmx_plugin_params {
+    uint32_t struct_size;                /* sizeof(lmx_plugin_params) */
+    const char *config;                  /* passed to the plugin's init (NULL = ""); copied */
+    const char *const *allowed_sha256;   /* NULL: any file; else the file's SHA-256 (hex) must be listed */
+    size_t n_allowed_sha256;
+    uint32_t allow_writable;             /* nonzero: accept a file or folder writable by group/others */
+} lmx_plugin_params;
+
+/* Default plugin params: no config, no SHA-256 pinning, writable files refused. Thread-safe. */
+LMX_API lmx_plugin_params lmx_plugin_params_default(void);
+
+/* Load the plugin library at `path` into the mixer: check it against the params' policy, open it,
+ * check its ABI version and descriptor, and run its init with params->config. Everything it
+ * registers is added at once if init returns OK and every registration succeeded; otherwise
+ * nothing is, the library is closed, and the error (with the plugin's own message) is reported.
+ * `out_index` (optional) receives its index among lmx_mixer_plugin_count. Errors: LMX_ERR_IO
+ * (missing file), LMX_ERR_PLUGIN (not a shared library, no lmx_plugin_entry, init failed, policy),
+ * LMX_ERR_ABI (wrong major version, descriptor too small), and those of the registrations.
+ * Not thread-safe with respect to other uses of the same mixer. */
+LMX_API lmx_status lmx_mixer_load_plugin(lmx_mixer *mixer, const char *path, const lmx_plugin_params *params,
+                                         size_t *out_index);
+
+/* Number of plugins loaded into the mixer. Errors: LMX_ERR_INVALID_ARGUMENT. */
+LMX_API lmx_status lmx_mixer_plugin_count(const lmx_mixer *mixer, size_t *out_count);
+
+/* Which string lmx_mixer_plugin_string returns. */
+enum {
+    LMX_PLUGIN_ID = 0,          /* reverse-DNS id */
+    LMX_PLUGIN_VERSION = 1,     /* the plugin's own version */
+    LMX_PLUGIN_DESCRIPTION = 2,
+    LMX_PLUGIN_LICENSE = 3,
+    LMX_PLUGIN_PATH = 4,        /* the file it was loaded from */
+    LMX_PLUGIN_EXPERTS = 5      /* names of the experts it registered, one per line */
+};
+
+/* A string about plugin `index` (0 .. count-1) into `buf` (see the string convention above).
+ * Errors: LMX_ERR_INVALID_ARGUMENT (unknown field), LMX_ERR_NOT_FOUND (index out of range). */
+LMX_API lmx_status lmx_mixer_plugin_string(const lmx_mixer *mixer, size_t index, uint32_t field, char *buf,
+                                           size_t capacity, size_t *needed);
+
+/* Unload the plugin with id `id`: its experts leave the mixer (and the router, if it routes to any
+ * of them), so expert indices after them shift down. Sessions created earlier keep using them; the
+ * library's shutdown runs and it is closed when the last of them is freed.
+ * Errors: LMX_ERR_NOT_FOUND. Not thread-safe with respect to other uses of the same mixer. */
+LMX_API lmx_status lmx_mixer_unload_plugin(lmx_mixer *mixer, const char *id);
 
 /* ---------------------------------------------------------------------------------------------
  * Sessions: a KV cache, routing settings and a routing trace over one mixer

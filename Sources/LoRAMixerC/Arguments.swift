@@ -42,7 +42,7 @@ enum Arguments {
     /// version of that struct), or an ABI error naming the struct.
     static func structSize(_ size: UInt32, minimum: Int, _ name: String) throws -> Int {
         guard Int(size) >= minimum else {
-            throw LoRAMixerError(.abi, "\(name).struct_size is \(size), expected at least \(minimum); initialise it with \(name)_default() or sizeof(\(name))")
+            throw LoRAMixerError(.abi, "\(name).struct_size is \(size), expected at least \(minimum); set it to sizeof(\(name))")
         }
         return Int(size)
     }

@@ -54,9 +54,10 @@ public func lmx_session_set_routing(_ session: OpaquePointer?, _ mode: UInt32) -
         case Int(LMX_ROUTING_SOFT): try session.setRouting(.soft)
         case Int(LMX_ROUTING_UNIFORM): try session.setRouting(.uniform)
         case Int(LMX_ROUTING_FIXED):
-            guard case .fixed = session.routing else {
-                throw LoRAMixerError.state("LMX_ROUTING_FIXED needs weights: call lmx_session_set_fixed_weights instead")
+            guard let weights = session.fixedWeights else {
+                throw LoRAMixerError.state("LMX_ROUTING_FIXED needs weights: call lmx_session_set_fixed_weights first")
             }
+            try session.setRouting(.fixed(weights))
         default:
             throw LoRAMixerError.invalidArgument("'mode' \(mode) is not an LMX_ROUTING_* value (0...4)")
         }
@@ -89,6 +90,7 @@ public func lmx_session_eval(_ session: OpaquePointer?, _ tokens: UnsafePointer<
                              _ logits: UnsafeMutablePointer<Float>?, _ capacity: Int) -> lmx_status {
     withStatus {
         let session = try resolveSession(session)
+        if count > 0, count <= Int.max / 2 { try session.checkRoom(for: count) }
         let tokens = try Arguments.array(tokens, count: count, limit: session.contextLength, "tokens")
         let selection: LogitsSelection
         let rows: Int
@@ -128,6 +130,7 @@ public func lmx_session_generate(_ session: OpaquePointer?, _ prompt: UnsafePoin
         outCount.pointee = 0
         let outTokens = try Arguments.required(outTokens, "out_tokens")
         let capacity = Arguments.capacity(outCapacity)
+        if promptCount > 0, promptCount <= Int.max / 2 { try session.checkRoom(for: promptCount) }
         let prompt = try Arguments.array(prompt, count: promptCount, limit: session.contextLength, "prompt", allowEmpty: true)
         let params = try params.map { params in
             _ = try Arguments.structSize(params.pointee.struct_size, minimum: MemoryLayout<lmx_generate_params>.size, "lmx_generate_params")

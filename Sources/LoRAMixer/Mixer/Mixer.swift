@@ -7,6 +7,13 @@ public final class Mixer: @unchecked Sendable {
     private let lock = NSLock()
     private var _experts: [any Expert] = []
     private var _router: Router?
+    private var _plugins: [LoadedPlugin] = []
+
+    /// A plugin the mixer holds, with the names of the experts it registered.
+    struct LoadedPlugin {
+        let library: PluginLibrary
+        let expertNames: [String]
+    }
 
     public init(model: LanguageModel) {
         self.model = model
@@ -51,6 +58,40 @@ public final class Mixer: @unchecked Sendable {
     private func checkNameIsFree(_ name: String) throws {
         if experts.contains(where: { $0.name == name }) {
             throw LoRAMixerError.invalidArgument("an expert named '\(name)' is already in the mixer")
+        }
+    }
+
+    var plugins: [LoadedPlugin] { lock.withLock { _plugins } }
+
+    /// Adds a plugin's staged experts (and router) all at once, or nothing: names must be new, and
+    /// the router that results must route to exactly the experts that result.
+    func commit(plugin: LoadedPlugin, experts: [any Expert], router: Router?) throws {
+        try lock.withLock {
+            guard !_plugins.contains(where: { $0.library.id == plugin.library.id }) else {
+                throw LoRAMixerError.plugin("\(plugin.library.path): a plugin with id '\(plugin.library.id)' is already loaded")
+            }
+            if let clash = experts.first(where: { expert in _experts.contains { $0.name == expert.name } }) {
+                throw LoRAMixerError.invalidArgument("\(plugin.library.path): plugin '\(plugin.library.id)' registers expert '\(clash.name)', but the mixer already has an expert of that name")
+            }
+            let combined = _experts + experts
+            let newRouter = try (router ?? _router)?.ordered(for: combined.map(\.name))
+            _experts = combined
+            _router = newRouter
+            _plugins.append(plugin)
+        }
+    }
+
+    /// Removes a plugin's experts (and the router, if it routes to any of them). Sessions that
+    /// use them keep them until they end; the library closes when the last user is gone.
+    public func unloadPlugin(id: String) throws {
+        try lock.withLock {
+            guard let index = _plugins.firstIndex(where: { $0.library.id == id }) else {
+                throw LoRAMixerError.notFound("no plugin with id '\(id)' is loaded (loaded: \(_plugins.map(\.library.id)))")
+            }
+            let removed = Set(_plugins[index].expertNames)
+            _experts.removeAll { removed.contains($0.name) }
+            if let router = _router, router.expertNames.contains(where: removed.contains) { _router = nil }
+            _plugins.remove(at: index)
         }
     }
 

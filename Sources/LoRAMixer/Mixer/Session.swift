@@ -6,6 +6,8 @@ public final class Session {
     public let router: Router?
     public let contextLength: Int
     public private(set) var routing: RoutingMode
+    /// The weights of the last `.fixed` mode set, kept when the mode changes.
+    public private(set) var fixedWeights: [Float]?
     /// nil = the router file's top_k.
     public private(set) var topKOverride: Int?
     /// nil = the router file's temperature.
@@ -48,6 +50,7 @@ public final class Session {
             if let bad = weights.firstIndex(where: { !$0.isFinite }) {
                 throw LoRAMixerError.invalidArgument("fixed weight [\(bad)] = \(weights[bad]) is not finite")
             }
+            fixedWeights = weights
         case .uniform:
             guard !experts.isEmpty else { throw LoRAMixerError.state("uniform routing needs at least one expert") }
         case .none:
@@ -72,6 +75,13 @@ public final class Session {
         temperatureOverride = temperature
     }
 
+    /// Throws `.state` ("context full") unless `count` more tokens fit in the context.
+    public func checkRoom(for count: Int) throws {
+        guard count <= cache.remaining else {
+            throw LoRAMixerError.state("context full: \(cache.count) tokens held, \(count) more do not fit in n_ctx \(contextLength)")
+        }
+    }
+
     public func reset() {
         cache.reset()
         for l in contextSums.indices { contextSums[l] = Array(repeating: 0, count: contextSums[l].count) }
@@ -87,9 +97,7 @@ public final class Session {
         if let bad = tokens.firstIndex(where: { $0 < 0 || Int($0) >= vocab }) {
             throw LoRAMixerError.invalidArgument("token id \(tokens[bad]) at index \(bad) is out of range (vocab size \(vocab))")
         }
-        guard tokens.count <= cache.remaining else {
-            throw LoRAMixerError.state("context full: \(cache.count) tokens held, \(tokens.count) more do not fit in n_ctx \(contextLength)")
-        }
+        try checkRoom(for: tokens.count)
         var adapter = ExpertAdapter(
             config: model.config, experts: experts, router: router, mode: experts.isEmpty ? .none : routing, topK: effectiveTopK,
             temperature: effectiveTemperature, firstPosition: cache.count, contextSums: contextSums)

@@ -32,4 +32,5 @@ public struct LoRAMixerError: Error, CustomStringConvertible, Equatable {
     public static func state(_ message: String) -> Self { .init(.state, message) }
     public static func notFound(_ message: String) -> Self { .init(.notFound, message) }
     public static func outOfMemory(_ message: String) -> Self { .init(.outOfMemory, message) }
+    public static func plugin(_ message: String) -> Self { .init(.plugin, message) }
 }

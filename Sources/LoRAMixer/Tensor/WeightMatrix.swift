@@ -43,17 +43,21 @@ public struct WeightMatrix: @unchecked Sendable {
         self.init(rows: rows, cols: cols, dtype: dtype, base: UnsafeRawPointer(copy.pointer), owner: copy)
     }
 
-    /// A matrix over memory someone else owns, used in place until the matrix and every copy of it
-    /// are gone; then `release` runs once. Memory not aligned for `dtype` is copied (and released
-    /// at once).
-    public init(rows: Int, cols: Int, dtype: DType, borrowing base: UnsafeRawPointer, release: @escaping @Sendable () -> Void) throws {
+    /// A matrix over memory someone else owns, used in place while `owner` is kept alive (every
+    /// copy of the matrix keeps it). Memory not aligned for `dtype` is copied instead.
+    public init(rows: Int, cols: Int, dtype: DType, borrowing base: UnsafeRawPointer, owner: AnyObject) throws {
         let byteCount = try Self.byteCount(rows: rows, cols: cols, dtype: dtype)
         guard Int(bitPattern: base) % dtype.byteSize == 0 else {
             try self.init(rows: rows, cols: cols, dtype: dtype, copying: UnsafeRawBufferPointer(start: base, count: byteCount))
-            release()
             return
         }
-        self.init(rows: rows, cols: cols, dtype: dtype, base: base, owner: ReleaseOnDeinit(release))
+        self.init(rows: rows, cols: cols, dtype: dtype, base: base, owner: owner)
+    }
+
+    /// A matrix over memory someone else owns; `release` runs once when the matrix and every copy
+    /// of it are gone (at once if the memory had to be copied for alignment).
+    public init(rows: Int, cols: Int, dtype: DType, borrowing base: UnsafeRawPointer, release: @escaping @Sendable () -> Void) throws {
+        try self.init(rows: rows, cols: cols, dtype: dtype, borrowing: base, owner: ReleaseOnDeinit(release))
     }
 
     private init(rows: Int, cols: Int, dtype: DType, base: UnsafeRawPointer, owner: AnyObject) {
@@ -105,9 +109,9 @@ public struct WeightMatrix: @unchecked Sendable {
 }
 
 /// Runs a release callback when the last holder of borrowed memory goes away.
-final class ReleaseOnDeinit: @unchecked Sendable {
+public final class ReleaseOnDeinit: @unchecked Sendable {
     private let release: @Sendable () -> Void
-    init(_ release: @escaping @Sendable () -> Void) { self.release = release }
+    public init(_ release: @escaping @Sendable () -> Void) { self.release = release }
     deinit { release() }
 }
 

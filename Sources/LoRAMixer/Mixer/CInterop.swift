@@ -1,0 +1,90 @@
+internal import CLoRAMixer
+
+/// Conversions from the C descriptors shared by the host API and the plugin API into experts, so
+/// `lmx_mixer_add_lora` and a plugin's `register_lora` run the same checks. For the C layer only:
+/// the descriptors arrive as raw pointers, keeping C types out of the core's public API.
+@_spi(CABI) public enum CInterop {
+    /// An expert from an `lmx_lora_desc`: tensors copied, or borrowed until the expert is gone
+    /// when `desc.release` is set. `keepAlive` (a plugin library) outlives the release call.
+    public static func loraExpert(name: String, desc rawDesc: UnsafeRawPointer, config: ModelConfig,
+                                  keepAlive: AnyObject? = nil) throws -> LoRAExpert {
+        let minimum = MemoryLayout<lmx_lora_desc>.offset(of: \lmx_lora_desc.release) ?? 0
+        let declared = rawDesc.load(as: UInt32.self)
+        guard Int(declared) >= minimum else {
+            throw LoRAMixerError(.abi, "lmx_lora_desc.struct_size is \(declared), expected at least \(minimum)")
+        }
+        // Fields appended after `n_tensors` are read only when the caller's struct has them.
+        var desc = lmx_lora_desc()
+        withUnsafeMutableBytes(of: &desc) { $0.copyMemory(from: UnsafeRawBufferPointer(start: rawDesc, count: min(Int(declared), $0.count))) }
+        guard desc.rank > 0, desc.rank <= 1 << 16 else {
+            throw LoRAMixerError.invalidArgument("desc.rank \(desc.rank) must be in 1...65536")
+        }
+        let dtype = try memoryDType(desc.dtype, "desc.dtype")
+        let limit = config.layerCount * ProjectionModule.allCases.count
+        guard desc.n_tensors > 0, desc.n_tensors <= limit, let entries = desc.tensors else {
+            throw LoRAMixerError.invalidArgument("desc.tensors must be non-NULL with n_tensors 1...\(limit) (layers x modules), got \(desc.n_tensors)")
+        }
+        let owner: AnyObject? = desc.release.map { release in
+            let userData = UncheckedSendable(desc.user_data)
+            return ReleaseOnDeinit { [keepAlive] in
+                release(userData.value)
+                _ = keepAlive
+            }
+        }
+        let rank = Int(desc.rank)
+        let tensors = try (0..<desc.n_tensors).map { index in
+            let entry = entries[index]
+            guard let module = ProjectionModule(rawValue: Int(entry.module)) else {
+                throw LoRAMixerError.invalidArgument("desc.tensors[\(index)].module \(entry.module) is not an LMX_MODULE_* value")
+            }
+            let (inFeatures, outFeatures) = config.shape(of: module)
+            func matrix(_ pointer: UnsafeRawPointer?, rows: Int, cols: Int, _ what: String) throws -> WeightMatrix {
+                guard let pointer else { throw LoRAMixerError.invalidArgument("desc.tensors[\(index)].\(what) must not be NULL") }
+                if let owner { return try WeightMatrix(rows: rows, cols: cols, dtype: dtype, borrowing: pointer, owner: owner) }
+                return try WeightMatrix(rows: rows, cols: cols, dtype: dtype,
+                                        copying: UnsafeRawBufferPointer(start: pointer, count: rows * cols * dtype.byteSize))
+            }
+            return LoRAExpert.MemoryTensor(layer: Int(entry.layer), module: module,
+                                           a: try matrix(entry.a, rows: rank, cols: inFeatures, "a"),
+                                           b: try matrix(entry.b, rows: outFeatures, cols: rank, "b"))
+        }
+        return try LoRAExpert(name: name, alpha: Double(desc.alpha), useRSLoRA: desc.use_rslora != 0, tensors: tensors, config: config)
+    }
+
+    /// A custom expert from an `lmx_custom_expert_desc`; `keepAlive` outlives its destroy call.
+    public static func customExpert(name: String, desc rawDesc: UnsafeRawPointer, config: ModelConfig,
+                                    keepAlive: AnyObject? = nil) throws -> any Expert {
+        let declared = rawDesc.load(as: UInt32.self)
+        guard Int(declared) >= MemoryLayout<lmx_custom_expert_desc>.size else {
+            throw LoRAMixerError(.abi, "lmx_custom_expert_desc.struct_size is \(declared), expected at least \(MemoryLayout<lmx_custom_expert_desc>.size)")
+        }
+        return try CustomExpert(name: name, desc: rawDesc.load(as: lmx_custom_expert_desc.self), config: config, keepAlive: keepAlive)
+    }
+
+    /// Validates `desc` and adds the custom expert to `mixer`; if that fails, its destroy callback
+    /// is not called (the caller keeps user_data).
+    public static func addCustomExpert(to mixer: Mixer, name: String, desc: UnsafeRawPointer) throws -> Int {
+        let expert = try customExpert(name: name, desc: desc, config: mixer.model.config)
+        do {
+            return try mixer.add(expert)
+        } catch {
+            (expert as? CustomExpert)?.disownUserData()
+            throw error
+        }
+    }
+
+    static func memoryDType(_ value: UInt32, _ name: String) throws -> DType {
+        switch Int(value) {
+        case Int(LMX_DTYPE_F32): return .f32
+        case Int(LMX_DTYPE_F16): return .f16
+        case Int(LMX_DTYPE_BF16): return .bf16
+        default: throw LoRAMixerError.invalidArgument("\(name) \(value) is not LMX_DTYPE_F32, LMX_DTYPE_F16 or LMX_DTYPE_BF16")
+        }
+    }
+}
+
+/// A value the caller vouches may cross threads (a C user_data pointer).
+struct UncheckedSendable<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}

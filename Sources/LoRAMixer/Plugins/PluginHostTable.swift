@@ -1,0 +1,126 @@
+internal import CLoRAMixer
+import Foundation
+
+/// The `lmx_host_api` table handed to a plugin's init. Each entry resolves the registrar pointer
+/// back to its `PluginStaging`, validates, converts and stages; failures become a status plus a
+/// message kept in the staging.
+enum PluginHostTable {
+    static func make() -> lmx_host_api {
+        var table = lmx_host_api()
+        table.struct_size = UInt32(MemoryLayout<lmx_host_api>.size)
+        table.abi_version = UInt32(LMX_PLUGIN_ABI_MAJOR << 16 | LMX_PLUGIN_ABI_MINOR)
+        table.log = { registrar, level, message in
+            guard let staging = PluginHostTable.staging(registrar), let message else { return }
+            staging.log(level: level, String(cString: message))
+        }
+        table.model_info = { registrar, out in
+            PluginHostTable.call(registrar, "model_info") { staging in
+                guard let out else { throw LoRAMixerError.invalidArgument("'out' must not be NULL") }
+                let size = Int(out.pointee.struct_size)
+                guard size >= MemoryLayout<UInt32>.size else {
+                    throw LoRAMixerError(.abi, "lmx_plugin_model_info.struct_size is \(size); set it to sizeof(lmx_plugin_model_info)")
+                }
+                let c = staging.config
+                var info = lmx_plugin_model_info()
+                info.struct_size = out.pointee.struct_size
+                (info.n_vocab, info.n_layers, info.d_model) = (UInt32(c.vocabSize), UInt32(c.layerCount), UInt32(c.hiddenSize))
+                (info.n_heads, info.n_kv_heads, info.head_dim) = (UInt32(c.headCount), UInt32(c.kvHeadCount), UInt32(c.headDim))
+                (info.d_ff, info.max_positions) = (UInt32(c.intermediateSize), UInt32(c.maxPositions))
+                withUnsafeMutableBytes(of: &info.architecture) { PluginHostTable.copyCString(c.architecture, into: $0) }
+                withUnsafeMutableBytes(of: &info.family) { PluginHostTable.copyCString(c.family.rawValue, into: $0) }
+                withUnsafeBytes(of: &info) { UnsafeMutableRawPointer(out).copyMemory(from: $0.baseAddress!, byteCount: min(size, $0.count)) }
+            }
+        }
+        table.module_shape = { registrar, module, inFeatures, outFeatures in
+            PluginHostTable.call(registrar, "module_shape") { staging in
+                guard let inFeatures, let outFeatures else { throw LoRAMixerError.invalidArgument("'in_features' and 'out_features' must not be NULL") }
+                guard let module = ProjectionModule(rawValue: Int(module)) else {
+                    throw LoRAMixerError.invalidArgument("module \(module) is not an LMX_MODULE_* value")
+                }
+                let shape = staging.config.shape(of: module)
+                (inFeatures.pointee, outFeatures.pointee) = (UInt32(shape.inFeatures), UInt32(shape.outFeatures))
+            }
+        }
+        table.register_lora = { registrar, name, desc in
+            PluginHostTable.call(registrar, "register_lora") { staging in
+                let name = try PluginHostTable.cString(name, "name")
+                guard let desc else { throw LoRAMixerError.invalidArgument("'desc' must not be NULL") }
+                try staging.register("expert '\(name)'") {
+                    try staging.stage(CInterop.loraExpert(name: name, desc: desc, config: staging.config, keepAlive: staging.library))
+                }
+            }
+        }
+        table.register_peft = { registrar, name, directory in
+            PluginHostTable.call(registrar, "register_peft") { staging in
+                let name = try PluginHostTable.cString(name, "name")
+                let directory = try PluginHostTable.cString(directory, "dir")
+                try staging.register("expert '\(name)'") {
+                    try staging.stage(LoRAExpert(peftDirectory: directory, name: name, config: staging.config))
+                }
+            }
+        }
+        table.register_custom = { registrar, name, desc in
+            PluginHostTable.call(registrar, "register_custom") { staging in
+                let name = try PluginHostTable.cString(name, "name")
+                guard let desc else { throw LoRAMixerError.invalidArgument("'desc' must not be NULL") }
+                try staging.register("expert '\(name)'") {
+                    try staging.stage(CInterop.customExpert(name: name, desc: desc, config: staging.config, keepAlive: staging.library))
+                }
+            }
+        }
+        table.register_router_file = { registrar, path in
+            PluginHostTable.call(registrar, "register_router_file") { staging in
+                let path = try PluginHostTable.cString(path, "path")
+                try staging.register("router") {
+                    _ = try Router(path: path, config: staging.config)  // fail now, with the file named
+                    staging.stageRouter(.file(path))
+                }
+            }
+        }
+        table.register_router = { registrar, desc in
+            PluginHostTable.call(registrar, "register_router") { staging in
+                guard let desc else { throw LoRAMixerError.invalidArgument("'desc' must not be NULL") }
+                try staging.register("router") {
+                    staging.stageRouter(.memory(try Router(desc: desc, config: staging.config, source: "router from plugin \(staging.library.id)")))
+                }
+            }
+        }
+        table.set_error = { registrar, message in
+            guard let staging = PluginHostTable.staging(registrar), let message else { return }
+            staging.pluginMessage = String(cString: message)
+        }
+        return table
+    }
+
+    /// The staging behind a registrar pointer (the plugin gets it unretained for init's duration).
+    private static func staging(_ registrar: OpaquePointer?) -> PluginStaging? {
+        registrar.map { Unmanaged<PluginStaging>.fromOpaque(UnsafeRawPointer($0)).takeUnretainedValue() }
+    }
+
+    private static func call(_ registrar: OpaquePointer?, _ function: String, _ body: (PluginStaging) throws -> Void) -> lmx_status {
+        // `function` names the entry in messages of registrations that fail before staging.
+        guard let staging = staging(registrar) else { return lmx_status(LMX_ERR_INVALID_ARGUMENT) }
+        do {
+            try body(staging)
+            return lmx_status(LMX_OK)
+        } catch let error as LoRAMixerError {
+            return error.kind.cStatus
+        } catch {
+            return lmx_status(LMX_ERR_INVALID_ARGUMENT)
+        }
+    }
+
+    private static func cString(_ pointer: UnsafePointer<CChar>?, _ name: String) throws -> String {
+        guard let pointer else { throw LoRAMixerError.invalidArgument("'\(name)' must not be NULL") }
+        guard let string = String(validatingCString: pointer), !string.isEmpty else {
+            throw LoRAMixerError.invalidArgument("'\(name)' must be a non-empty UTF-8 string")
+        }
+        return string
+    }
+
+    private static func copyCString(_ string: String, into buffer: UnsafeMutableRawBufferPointer) {
+        let bytes = Array(string.utf8.prefix(buffer.count - 1))
+        buffer.copyBytes(from: bytes)
+        buffer[bytes.count] = 0
+    }
+}

@@ -1,0 +1,107 @@
+/*
+ * loramixer_common.h — types shared by the host API (loramixer.h) and the plugin API
+ * (loramixer_plugin.h). Included by both; not meant to be included on its own.
+ */
+#ifndef LORAMIXER_COMMON_H
+#define LORAMIXER_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Status codes. Values are fixed forever; new codes are only ever added at the end.
+ * ------------------------------------------------------------------------------------------- */
+typedef int32_t lmx_status;
+
+enum {
+    LMX_OK = 0,
+    LMX_ERR_INVALID_ARGUMENT = -1, /* NULL pointer, zero length, out-of-range value, bad handle */
+    LMX_ERR_IO = -2,               /* a file is missing or unreadable */
+    LMX_ERR_FORMAT = -3,           /* a file is corrupt or not of the expected format */
+    LMX_ERR_SHAPE = -4,            /* a tensor or buffer does not have the expected shape/size */
+    LMX_ERR_PLUGIN = -5,           /* a plugin (or a custom expert's callback) failed */
+    LMX_ERR_ABI = -6,              /* a struct or plugin of an incompatible ABI version */
+    LMX_ERR_OUT_OF_MEMORY = -7,    /* an allocation failed or a size would overflow */
+    LMX_ERR_STATE = -8,            /* the object is not in a state that allows the call */
+    LMX_ERR_NOT_FOUND = -9,        /* a named expert, tensor, module or plugin does not exist */
+    LMX_ERR_CANCELLED = -10        /* the host cancelled the operation */
+};
+
+/* Projection modules that experts can adapt. Values are fixed forever. */
+enum {
+    LMX_MODULE_Q_PROJ = 0,
+    LMX_MODULE_K_PROJ = 1,
+    LMX_MODULE_V_PROJ = 2,
+    LMX_MODULE_O_PROJ = 3,
+    LMX_MODULE_GATE_PROJ = 4,
+    LMX_MODULE_UP_PROJ = 5,
+    LMX_MODULE_DOWN_PROJ = 6
+};
+
+/* Element types of tensors handed over from memory. Values are fixed forever. */
+enum {
+    LMX_DTYPE_F32 = 0,
+    LMX_DTYPE_F16 = 1,
+    LMX_DTYPE_BF16 = 2
+};
+
+/* One (layer, module) pair of a LoRA expert given from memory. Row-major, as in PEFT: `a` is
+ * [rank x in_features], `b` is [out_features x rank], both of the descriptor's dtype. */
+typedef struct lmx_lora_tensor {
+    uint32_t layer;  /* 0 .. n_layers-1 */
+    uint32_t module; /* an LMX_MODULE_* value */
+    const void *a;   /* rank * in_features elements */
+    const void *b;   /* out_features * rank elements */
+} lmx_lora_tensor;
+
+/* A LoRA expert in memory. With `release` NULL the library copies every tensor during the call;
+ * with `release` set it uses a and b in place (borrowed) until every session that uses the expert
+ * is gone, then calls release(user_data) exactly once, on whatever thread drops the last use. */
+typedef struct lmx_lora_desc {
+    uint32_t struct_size;            /* sizeof(lmx_lora_desc) */
+    uint32_t dtype;                  /* LMX_DTYPE_* of every a and b */
+    uint32_t rank;                   /* r, > 0 */
+    float alpha;                     /* lora_alpha; scale = alpha / rank (alpha / sqrt(rank) if rslora) */
+    uint32_t use_rslora;             /* nonzero: rank-stabilised scaling */
+    const lmx_lora_tensor *tensors;  /* n_tensors entries; each (layer, module) at most once */
+    size_t n_tensors;                /* > 0 */
+    void (*release)(void *user_data);/* NULL: copy; else borrow and release when done */
+    void *user_data;                 /* passed to release */
+} lmx_lora_desc;
+
+/* A custom expert's forward: for `n_rows` input rows of one (layer, module), ADD the expert's
+ * delta into `output` (the library passes it zeroed and then multiplies it by each row's gate, so
+ * write the ungated delta). input is [n_rows x in_features], output [n_rows x out_features],
+ * row-major f32, valid only during the call. Return LMX_OK, or an error status to fail the
+ * evaluation (the session is left unchanged, the caller gets LMX_ERR_PLUGIN). Called from the
+ * thread evaluating a session; several sessions may call it at once, so it must be thread-safe. */
+typedef lmx_status (*lmx_expert_forward_fn)(void *user_data, uint32_t layer, uint32_t module,
+                                            const float *input, float *output, size_t n_rows,
+                                            size_t in_features, size_t out_features);
+
+/* A custom expert: code that computes its own delta. It adapts `modules` in `layers` (all layers
+ * when n_layers is 0). For each module the expert states the input and output features it
+ * expects; they are checked against the model. `destroy(user_data)` (optional) runs exactly once,
+ * when nothing uses the expert any more. */
+typedef struct lmx_custom_expert_desc {
+    uint32_t struct_size;            /* sizeof(lmx_custom_expert_desc) */
+    const uint32_t *modules;         /* n_modules LMX_MODULE_* values, each at most once */
+    const uint32_t *in_features;     /* n_modules values: expected input features per module */
+    const uint32_t *out_features;    /* n_modules values: expected output features per module */
+    size_t n_modules;                /* > 0 */
+    const uint32_t *layers;          /* n_layers layer indices, or NULL for every layer */
+    size_t n_layers;
+    lmx_expert_forward_fn forward;   /* required */
+    void (*destroy)(void *user_data);/* optional */
+    void *user_data;
+} lmx_custom_expert_desc;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LORAMIXER_COMMON_H */

@@ -1,0 +1,160 @@
+/*
+ * loramixer_plugin.h — the plugin ABI of libloramixer: the only header a plugin author includes.
+ *
+ * A plugin is a shared library that ships experts (and optionally a router) to any loramixer host.
+ * It exports one symbol, lmx_plugin_entry, returning a descriptor. The host calls the descriptor's
+ * init() once, with a table of host functions (lmx_host_api) and a registrar; everything the plugin
+ * registers during init() is staged and becomes visible only if init() returns LMX_OK. A plugin
+ * never links libloramixer: it reaches the host only through the table.
+ *
+ *   #include <loramixer_plugin.h>
+ *   static lmx_status init(const lmx_host_api *host, lmx_plugin_registrar *reg, const char *config) {
+ *       return host->register_peft(reg, "math", config);        // config: the folder to load
+ *   }
+ *   static const lmx_plugin_descriptor descriptor = {
+ *       LMX_PLUGIN_ABI_VERSION, sizeof(lmx_plugin_descriptor), "org.example.math", "1.0.0",
+ *       "A math expert", "MIT", init, NULL};
+ *   LMX_PLUGIN_EXPORT const lmx_plugin_descriptor *lmx_plugin_entry(void) { return &descriptor; }
+ *
+ * Versioning: LMX_PLUGIN_ABI_VERSION = major << 16 | minor. A host loads plugins of its own major
+ * version and any minor; structs only ever grow at the end and carry their size, so a plugin built
+ * against an older minor keeps working. A plugin checks host->struct_size before using a function
+ * that a later minor added.
+ */
+#ifndef LORAMIXER_PLUGIN_H
+#define LORAMIXER_PLUGIN_H
+
+#include "loramixer_common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LMX_PLUGIN_ABI_MAJOR 1
+#define LMX_PLUGIN_ABI_MINOR 0
+#define LMX_PLUGIN_ABI_VERSION ((uint32_t)((LMX_PLUGIN_ABI_MAJOR << 16) | LMX_PLUGIN_ABI_MINOR))
+
+#if defined(__GNUC__) || defined(__clang__)
+#define LMX_PLUGIN_EXPORT __attribute__((visibility("default")))
+#else
+#define LMX_PLUGIN_EXPORT
+#endif
+
+/* Opaque: where a plugin's registrations are staged. Valid only during init(); never store it. */
+typedef struct lmx_plugin_registrar lmx_plugin_registrar;
+
+/* Log levels for lmx_host_api.log. */
+enum {
+    LMX_LOG_DEBUG = 0,
+    LMX_LOG_INFO = 1,
+    LMX_LOG_WARNING = 2,
+    LMX_LOG_ERROR = 3
+};
+
+/* Facts about the model the plugin's experts will run on. */
+typedef struct lmx_plugin_model_info {
+    uint32_t struct_size;   /* set by the plugin to sizeof(lmx_plugin_model_info) */
+    uint32_t n_vocab;
+    uint32_t n_layers;
+    uint32_t d_model;
+    uint32_t n_heads;
+    uint32_t n_kv_heads;
+    uint32_t head_dim;
+    uint32_t d_ff;
+    uint32_t max_positions;
+    char architecture[64];  /* e.g. "LlamaForCausalLM" */
+    char family[16];        /* "llama", "mistral" or "qwen2" */
+} lmx_plugin_model_info;
+
+/* A router given from memory (see the router file format in the README). Arrays are copied during
+ * the call. experts[i] names row i of every weight matrix. */
+typedef struct lmx_router_desc {
+    uint32_t struct_size;                 /* sizeof(lmx_router_desc) */
+    const char *const *experts;           /* n_experts expert names */
+    size_t n_experts;
+    uint32_t n_layers;                    /* must equal the model's */
+    uint32_t d_model;                     /* must equal the model's */
+    const float *const *weights;          /* n_layers pointers to [n_experts x d_model] */
+    const float *const *biases;           /* NULL, or n_layers pointers (each may be NULL) to [n_experts] */
+    const float *const *context_weights;  /* NULL (token input), or n_layers pointers to [n_experts x d_model] */
+    uint32_t top_k;                       /* 1 .. n_experts */
+    float temperature;                    /* > 0 */
+} lmx_router_desc;
+
+/* The host's functions, passed to init(). The table and the registrar are valid only during
+ * init(), except log, model_info and module_shape, which a plugin may not keep either: copy what
+ * you need. Every function is called on the thread that runs init(). Functions returning
+ * lmx_status leave a precise message with the host (shown to the host's caller if init fails). */
+typedef struct lmx_host_api {
+    uint32_t struct_size;  /* sizeof(lmx_host_api) of the host; grows at the end only */
+    uint32_t abi_version;  /* the host's LMX_PLUGIN_ABI_VERSION */
+
+    /* Write a message to the host's log (stderr by default) at an LMX_LOG_* level, prefixed with
+     * the plugin's id. `message` is borrowed for the call. */
+    void (*log)(lmx_plugin_registrar *registrar, uint32_t level, const char *message);
+
+    /* Fill *out with the model's facts; the plugin sets out->struct_size first.
+     * Errors: LMX_ERR_INVALID_ARGUMENT, LMX_ERR_ABI (struct_size too small). */
+    lmx_status (*model_info)(lmx_plugin_registrar *registrar, lmx_plugin_model_info *out);
+
+    /* Input and output features of an LMX_MODULE_* projection in this model.
+     * Errors: LMX_ERR_INVALID_ARGUMENT (NULL, unknown module). */
+    lmx_status (*module_shape)(lmx_plugin_registrar *registrar, uint32_t module, uint32_t *in_features,
+                               uint32_t *out_features);
+
+    /* Stage a LoRA expert from memory named `name` (unique in the mixer). Copied, or borrowed with
+     * desc->release (see lmx_lora_desc). Shapes are checked now. If the expert never becomes
+     * visible (init fails), borrowed memory is released when the staging is dropped.
+     * Errors: LMX_ERR_INVALID_ARGUMENT (duplicate name), LMX_ERR_SHAPE, LMX_ERR_ABI. */
+    lmx_status (*register_lora)(lmx_plugin_registrar *registrar, const char *name, const lmx_lora_desc *desc);
+
+    /* Stage the PEFT LoRA folder `dir` as expert `name`. Errors as lmx_mixer_add_peft. */
+    lmx_status (*register_peft)(lmx_plugin_registrar *registrar, const char *name, const char *dir);
+
+    /* Stage a custom expert computed by desc->forward. Dimensions are checked against the model
+     * now. desc->destroy runs once when nothing uses the expert (also if init fails).
+     * Errors: LMX_ERR_INVALID_ARGUMENT, LMX_ERR_SHAPE, LMX_ERR_ABI. */
+    lmx_status (*register_custom)(lmx_plugin_registrar *registrar, const char *name,
+                                  const lmx_custom_expert_desc *desc);
+
+    /* Stage a router file; on commit it replaces the mixer's router and must route to exactly the
+     * mixer's experts (including this plugin's). Errors as lmx_mixer_load_router. */
+    lmx_status (*register_router_file)(lmx_plugin_registrar *registrar, const char *path);
+
+    /* Stage a router from memory; as register_router_file otherwise.
+     * Errors: LMX_ERR_INVALID_ARGUMENT, LMX_ERR_SHAPE, LMX_ERR_ABI. */
+    lmx_status (*register_router)(lmx_plugin_registrar *registrar, const lmx_router_desc *desc);
+
+    /* Set the message the host reports if init() fails (UTF-8, copied). */
+    void (*set_error)(lmx_plugin_registrar *registrar, const char *message);
+} lmx_host_api;
+
+/* What lmx_plugin_entry returns: static storage that lives as long as the library is loaded. */
+typedef struct lmx_plugin_descriptor {
+    uint32_t abi_version;     /* LMX_PLUGIN_ABI_VERSION the plugin was built against */
+    uint32_t struct_size;     /* sizeof(lmx_plugin_descriptor) */
+    const char *id;           /* reverse-DNS, unique, e.g. "org.example.math" */
+    const char *version;      /* the plugin's own version, e.g. "1.2.0" */
+    const char *description;  /* one line */
+    const char *license;      /* SPDX identifier, e.g. "MIT" */
+
+    /* Register experts (and optionally a router) through `host`. `config` is the host's config
+     * string for this plugin ("" when none; its meaning is the plugin's). Return LMX_OK to commit
+     * everything registered; any other status discards it all (set a message with set_error).
+     * Called once per load, on the loading thread. */
+    lmx_status (*init)(const lmx_host_api *host, lmx_plugin_registrar *registrar, const char *config);
+
+    /* Optional. Called once, after init returned LMX_OK, when the plugin is unloaded and the last
+     * expert it registered is gone — just before the library is closed. Not called if init failed. */
+    void (*shutdown)(void);
+} lmx_plugin_descriptor;
+
+/* The one symbol a plugin exports. Returns its descriptor (never NULL). */
+typedef const lmx_plugin_descriptor *(*lmx_plugin_entry_fn)(void);
+#define LMX_PLUGIN_ENTRY_SYMBOL "lmx_plugin_entry"
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LORAMIXER_PLUGIN_H */
