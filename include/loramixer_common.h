@@ -50,12 +50,16 @@ enum {
 };
 
 /* One (layer, module) pair of a LoRA expert given from memory. Row-major, as in PEFT: `a` is
- * [rank x in_features], `b` is [out_features x rank], both of the descriptor's dtype. */
+ * [rank x in_features], `b` is [out_features x rank], both of the descriptor's dtype. The caller
+ * states in_features and out_features (the shapes its buffers have); they are checked against the
+ * model's module before any element is read. */
 typedef struct lmx_lora_tensor {
-    uint32_t layer;  /* 0 .. n_layers-1 */
-    uint32_t module; /* an LMX_MODULE_* value */
-    const void *a;   /* rank * in_features elements */
-    const void *b;   /* out_features * rank elements */
+    uint32_t layer;        /* 0 .. n_layers-1 */
+    uint32_t module;       /* an LMX_MODULE_* value */
+    uint32_t in_features;  /* columns of a */
+    uint32_t out_features; /* rows of b */
+    const void *a;         /* rank * in_features elements */
+    const void *b;         /* out_features * rank elements */
 } lmx_lora_tensor;
 
 /* A LoRA expert in memory. With `release` NULL the library copies every tensor during the call;

@@ -38,6 +38,9 @@ internal import CLoRAMixer
                 throw LoRAMixerError.invalidArgument("desc.tensors[\(index)].module \(entry.module) is not an LMX_MODULE_* value")
             }
             let (inFeatures, outFeatures) = config.shape(of: module)
+            guard Int(entry.in_features) == inFeatures, Int(entry.out_features) == outFeatures else {
+                throw LoRAMixerError.shape("desc.tensors[\(index)] (layer \(entry.layer) \(module.name)) is declared \(entry.in_features) -> \(entry.out_features) features, but this model's \(module.name) is \(inFeatures) -> \(outFeatures): A must be [\(rank), \(inFeatures)] and B [\(outFeatures), \(rank)]")
+            }
             func matrix(_ pointer: UnsafeRawPointer?, rows: Int, cols: Int, _ what: String) throws -> WeightMatrix {
                 guard let pointer else { throw LoRAMixerError.invalidArgument("desc.tensors[\(index)].\(what) must not be NULL") }
                 if let owner { return try WeightMatrix(rows: rows, cols: cols, dtype: dtype, borrowing: pointer, owner: owner) }
