@@ -16,21 +16,6 @@ final class BadInputTests: XCTestCase {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
-    private func assertThrows(_ kind: LoRAMixerError.Kind, containing needles: [String], file: StaticString = #filePath,
-                              line: UInt = #line, _ body: () throws -> Void) {
-        do {
-            try body()
-            XCTFail("expected a \(kind) error", file: file, line: line)
-        } catch let error as LoRAMixerError {
-            XCTAssertEqual(error.kind, kind, error.message, file: file, line: line)
-            for needle in needles {
-                XCTAssertTrue(error.message.contains(needle), "'\(error.message)' lacks '\(needle)'", file: file, line: line)
-            }
-        } catch {
-            XCTFail("unexpected error \(error)", file: file, line: line)
-        }
-    }
-
     /// A copy of a fixture model folder whose config.json is edited by `edit`.
     private func modelCopy(editing edit: (inout [String: Any]) -> Void) throws -> String {
         let target = (directory as NSString).appendingPathComponent("model")

@@ -52,3 +52,19 @@ func assertClose(_ actual: [Float], _ expected: [Float], tolerance: Float, _ wha
         "\(what): max |diff| \(worst) at \(worstIndex) (got \(actual[worstIndex]), expected \(expected[worstIndex]))",
         file: file, line: line)
 }
+
+/// Asserts that `body` throws a `LoRAMixerError` of `kind` whose message contains every needle.
+func assertThrows(_ kind: LoRAMixerError.Kind, containing needles: [String], file: StaticString = #filePath,
+                  line: UInt = #line, _ body: () throws -> Void) {
+    do {
+        try body()
+        XCTFail("expected a \(kind) error", file: file, line: line)
+    } catch let error as LoRAMixerError {
+        XCTAssertEqual(error.kind, kind, error.message, file: file, line: line)
+        for needle in needles {
+            XCTAssertTrue(error.message.contains(needle), "'\(error.message)' lacks '\(needle)'", file: file, line: line)
+        }
+    } catch {
+        XCTFail("unexpected error \(error)", file: file, line: line)
+    }
+}

@@ -44,21 +44,6 @@ final class PluginTests: XCTestCase {
         """
     }
 
-    private func assertThrows(_ kind: LoRAMixerError.Kind, containing needles: [String], file: StaticString = #filePath,
-                              line: UInt = #line, _ body: () throws -> Void) {
-        do {
-            try body()
-            XCTFail("expected a \(kind) error", file: file, line: line)
-        } catch let error as LoRAMixerError {
-            XCTAssertEqual(error.kind, kind, error.message, file: file, line: line)
-            for needle in needles {
-                XCTAssertTrue(error.message.contains(needle), "'\(error.message)' lacks '\(needle)'", file: file, line: line)
-            }
-        } catch {
-            XCTFail("unexpected error \(error)", file: file, line: line)
-        }
-    }
-
     private func mixer() throws -> Mixer { Mixer(model: try LanguageModel(directory: Fixtures.path("llama_f32"))) }
 
     /// A custom expert adding s * B (A x) on q_proj must give exactly the logits of the same A/B

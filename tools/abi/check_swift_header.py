@@ -24,6 +24,10 @@ without modules (the @import is then skipped by its own `__has_feature(objc_modu
 include/loramixer.h, with a stub <Foundation/Foundation.h> that only defines NSInteger/NSUInteger.
 The header's own functions are renamed by macros while it is included, so that a mismatch shows up
 as our message instead of clang's "conflicting types" error.
+
+Only functions declared in loramixer.h itself are compared (not those of the headers it includes,
+loramixer_common.h, which holds types only). The self-test writes each altered loramixer.h into a
+copy of the whole include folder, so that its #include "loramixer_common.h" still resolves.
 """
 
 import argparse
@@ -193,6 +197,8 @@ SELF_TESTS = [
     ("extra function", "#ifdef __cplusplus\n}",
      "LMX_API lmx_status lmx_session_not_in_swift(lmx_session *session);\n#ifdef __cplusplus\n}",
      "lmx_session_not_in_swift: declared in the header but not exported by the Swift sources"),
+    ("struct from loramixer_common.h", "const lmx_custom_expert_desc *desc", "const lmx_lora_desc *desc",
+     "lmx_mixer_add_custom: parameter 2 (header 'desc'"),
     ("missing function", "LMX_API void lmx_mixer_free(lmx_mixer *mixer);", "",
      "lmx_mixer_free: exported by the Swift sources but not declared in the header"),
 ]
@@ -208,9 +214,12 @@ def self_test(header, swift_header, clang, workdir):
             print("self-test FAIL [%s]: the header no longer contains %r; update SELF_TESTS" % (label, old))
             failures += 1
             continue
+        # A copy of the whole include folder, so that the altered loramixer.h still finds
+        # loramixer_common.h (and anything else it includes) next to it.
         altered = os.path.join(workdir, "altered", label.replace(" ", "_"))
-        os.makedirs(altered, exist_ok=True)
-        altered_header = os.path.join(altered, "loramixer.h")
+        shutil.rmtree(altered, ignore_errors=True)
+        shutil.copytree(os.path.dirname(os.path.abspath(header)), altered)
+        altered_header = os.path.join(altered, os.path.basename(header))
         with open(altered_header, "w") as f:
             f.write(original.replace(old, new, 1))
         try:

@@ -4,6 +4,14 @@
     python3 tools/abi/header_functions.py include/loramixer.h            # description on stdout
     python3 tools/abi/header_functions.py include/loramixer.h -o f.txt   # ... into a file
     python3 tools/abi/header_functions.py --names include/loramixer.h    # just the names
+    python3 tools/abi/header_functions.py --expect-none include/loramixer_plugin.h
+                                     # exit 1, listing them, if the header or a header it includes
+                                     # from its own folder declares any function
+
+Only functions declared in the named header itself are described: loramixer.h includes
+loramixer_common.h (types shared with the plugin header), and a function declared there would not
+be swept. `--expect-none` on loramixer_common.h and loramixer_plugin.h (make header-check) catches
+that, since both headers are meant to declare types only.
 
 The description is read at run time by Tests/C/abi_sweep.c, so a function added to the header is
 swept without editing the test. Format (one record per line, fields separated by one TAB, no empty
@@ -275,17 +283,20 @@ def split_function_type(qual_type):
     raise ABIError("cannot parse function type %r" % qual_type)
 
 
-def functions_in(ast, path, prefix=None):
+def functions_in(ast, path, prefix=None, where=None):
     """FunctionDecls located in `path` (not in the headers it includes), in declaration order:
-    a list of dicts {name, return (spelling), params [(name, spelling)], variadic}."""
+    a list of dicts {name, return (spelling), params [(name, spelling)], variadic}. With `where`
+    (a predicate on the declaring file) instead of `path`, those whose file satisfies it; each
+    dict then also has "file"."""
     found = []
+    accept = where if where is not None else (lambda file: same_file(file, path))
 
     def visit(decl, file):
         if decl.get("kind") == "LinkageSpecDecl":
             for inner in decl.get("inner", []):
                 visit(inner, file)
             return
-        if decl.get("kind") != "FunctionDecl" or not same_file(file, path):
+        if decl.get("kind") != "FunctionDecl" or not accept(file):
             return
         name = decl["name"]
         if prefix and not name.startswith(prefix):
@@ -294,7 +305,7 @@ def functions_in(ast, path, prefix=None):
         params = [(p.get("name") or "arg%d" % i, p["type"]["qualType"])
                   for i, p in enumerate(x for x in decl.get("inner", []) if x.get("kind") == "ParmVarDecl")]
         found.append({"name": name, "return": ret, "params": params,
-                      "variadic": bool(decl.get("variadic"))})
+                      "variadic": bool(decl.get("variadic")), "file": file})
 
     for decl, file in top_level_decls(ast):
         visit(decl, file)
@@ -363,13 +374,36 @@ def describe(header, clang="clang", extra_args=()):
     return "\n".join(lines) + "\n", [fn["name"] for fn in functions]
 
 
+def functions_in_folder(header, clang="clang", extra_args=()):
+    """(name, file) of every function declared by `header` or by a header it includes from the same
+    folder (system headers are not looked at)."""
+    folder = os.path.dirname(os.path.realpath(header))
+    ast = clang_json_ast(clang, header, extra_args)
+    in_folder = lambda file: file is not None and os.path.dirname(os.path.realpath(file)) == folder
+    return [(fn["name"], fn["file"]) for fn in functions_in(ast, header, where=in_folder)]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("header")
     parser.add_argument("-o", "--output", help="write here instead of stdout")
     parser.add_argument("--names", action="store_true", help="print only the function names")
+    parser.add_argument("--expect-none", action="store_true",
+                        help="succeed only if the header and the headers it includes from its own folder "
+                             "declare no function (for headers of types only)")
     parser.add_argument("--clang", default=os.environ.get("CLANG", "clang"))
     args = parser.parse_args(argv)
+    if args.expect_none:
+        try:
+            found = functions_in_folder(args.header, args.clang)
+        except ABIError as error:
+            print("header_functions.py: %s" % error, file=sys.stderr)
+            return 1
+        for name, file in found:
+            via = "" if same_file(file, args.header) else ", included by %s" % os.path.basename(args.header)
+            print("FAIL %s declares function %s (a header of types only%s)" % (os.path.basename(file), name, via))
+        print("%s: %d functions declared (expected none)" % (os.path.basename(args.header), len(found)))
+        return 1 if found else 0
     try:
         text, names = describe(args.header, args.clang)
     except ABIError as error:

@@ -9,8 +9,13 @@ exports: builds a stub shared library from the header's description that omits o
     exactly those three.
 sweep:   (1) builds a stub library whose functions all return 0 / NULL / a zeroed struct: the sweep
     must fail every non-void function and pass the void ones; (2) sweeps LIBRARY with a copy of the
-    header that declares one more function: the sweep must report it missing, and only it.
-Needs a C compiler (CC, default cc). Stdlib only.
+    header that declares one more function: the sweep must report it missing, and only it;
+    (3) declares a function in a copy of loramixer_common.h: the description of loramixer.h must
+    not list it (it describes loramixer.h's own declarations only), and
+    `header_functions.py --expect-none` on loramixer_common.h and loramixer_plugin.h must report it.
+Altered headers are written into a copy of the whole include folder, so the headers that
+loramixer.h includes (loramixer_common.h) are found next to them. Needs a C compiler (CC, default
+cc). Stdlib only.
 """
 
 import os
@@ -87,6 +92,15 @@ def build_stub(workdir, source, name):
     return lib
 
 
+def copy_include_dir(header, workdir):
+    """Copies the folder of `header` (every header next to it) to workdir/include; returns the copy's
+    path of `header`. Altered copies go there, so their #include "loramixer_common.h" resolves."""
+    target = os.path.join(workdir, "include")
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(os.path.dirname(os.path.abspath(header)), target)
+    return os.path.join(target, os.path.basename(header))
+
+
 def run(cmd):
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return proc.returncode, proc.stdout
@@ -159,7 +173,7 @@ def self_test_sweep(header, library, sweep, workdir, clang):
     if marker not in original:
         print("self-test FAIL [sweep added function]: the header has no closing extern \"C\" block")
         return failures + 1, checks
-    added = os.path.join(workdir, "loramixer.h")
+    added = copy_include_dir(header, workdir)
     with open(added, "w") as f:
         f.write(original.replace(marker, "LMX_API lmx_status lmx_added_later(lmx_session *session, const char *name,"
                                          " size_t n, float x);\n" + marker, 1))
@@ -175,6 +189,41 @@ def self_test_sweep(header, library, sweep, workdir, clang):
         failures += 1
         print("self-test FAIL [sweep added function]: exit %d, missing-line %s, other failures %s"
               % (rc, bool(missing), other))
+
+    # (3) A function declared in loramixer_common.h (included by loramixer.h and the plugin header).
+    checks += 1
+    copied = copy_include_dir(header, workdir)
+    include = os.path.dirname(copied)
+    common = os.path.join(include, "loramixer_common.h")
+    plugin = os.path.join(include, "loramixer_plugin.h")
+    if not os.path.exists(common) or not os.path.exists(plugin):
+        failures += 1
+        print("self-test FAIL [common header function]: %s lacks loramixer_common.h or loramixer_plugin.h" % include)
+    else:
+        with open(common) as f:
+            text = f.read()
+        if marker not in text:
+            failures += 1
+            print("self-test FAIL [common header function]: loramixer_common.h has no closing extern \"C\" block")
+        else:
+            with open(common, "w") as f:
+                f.write(text.replace(marker, "lmx_status lmx_common_added(int x);\n" + marker, 1))
+            _, names = hf.describe(copied, clang)
+            problems = []
+            if "lmx_common_added" in names:
+                problems.append("the description of loramixer.h lists lmx_common_added (declared in loramixer_common.h)")
+            for other_header in (common, plugin):
+                rc, out = run([sys.executable, os.path.join(HERE, "header_functions.py"), "--clang", clang,
+                               "--expect-none", other_header])
+                if rc == 0 or "lmx_common_added" not in out:
+                    problems.append("--expect-none %s: exit %d, output %r"
+                                    % (os.path.basename(other_header), rc, out.strip()))
+            if problems:
+                failures += 1
+                print("self-test FAIL [common header function]: " + "; ".join(problems))
+            else:
+                print("self-test ok   [common header function]: not in loramixer.h's description; "
+                      "--expect-none reports it for loramixer_common.h and loramixer_plugin.h")
     print("sweep self-test: %d passed, %d failed" % (checks - failures, failures))
     return failures, checks
 
