@@ -142,7 +142,8 @@ LMX_API lmx_status lmx_mixer_add_peft(lmx_mixer *mixer, const char *name, const 
 
 /* Add a LoRA expert from memory (lmx_lora_desc, in loramixer_common.h) as expert `name`. Every
  * tensor is validated now; it is copied when desc->release is NULL (the caller's memory may be
- * released as soon as this returns), else borrowed until desc->release(desc->user_data) is called.
+ * released as soon as this returns), else borrowed until desc->release(desc->user_data) is called
+ * (never called if this call fails: the memory stays the caller's).
  * `out_index` as in lmx_mixer_add_peft. Errors: LMX_ERR_INVALID_ARGUMENT, LMX_ERR_SHAPE,
  * LMX_ERR_ABI (struct_size too small). Not thread-safe with respect to other uses of the mixer. */
 LMX_API lmx_status lmx_mixer_add_lora(lmx_mixer *mixer, const char *name, const lmx_lora_desc *desc,
@@ -318,8 +319,11 @@ LMX_API lmx_generate_params lmx_generate_params_default(void);
 
 /* Evaluate `prompt` (may be empty when the session already holds tokens), then generate up to
  * params->max_tokens tokens into `out_tokens` (capacity `out_capacity`, which bounds max_tokens
- * too); `*n_out` receives the number written. Ends at max tokens, a stop token, a callback asking to
- * stop, or a full context (not an error). Errors as lmx_session_eval.
+ * too); `*n_out` receives the number written. Each generated token is evaluated in turn, so a later
+ * call continues where this one ended. Ends at max tokens, a stop token, a callback asking to
+ * stop, or a full context (not an error; the last token is then written but not evaluated).
+ * On failure the session is as it was before the call and *n_out is 0 (tokens already passed to
+ * on_token are void). Errors as lmx_session_eval, and LMX_ERR_ABI (struct_size too small).
  * One thread at a time per session. */
 LMX_API lmx_status lmx_session_generate(lmx_session *session, const int32_t *prompt, size_t n_prompt,
                                         const lmx_generate_params *params, int32_t *out_tokens,

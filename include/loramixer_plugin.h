@@ -103,8 +103,9 @@ typedef struct lmx_host_api {
                                uint32_t *out_features);
 
     /* Stage a LoRA expert from memory named `name` (unique in the mixer). Copied, or borrowed with
-     * desc->release (see lmx_lora_desc). Shapes are checked now. If the expert never becomes
-     * visible (init fails), borrowed memory is released when the staging is dropped.
+     * desc->release (see lmx_lora_desc). Shapes are checked now; if this call fails, release is
+     * never called. If the staged expert never becomes visible (init fails later), borrowed memory
+     * is released when the staging is dropped.
      * Errors: LMX_ERR_INVALID_ARGUMENT (duplicate name), LMX_ERR_SHAPE, LMX_ERR_ABI. */
     lmx_status (*register_lora)(lmx_plugin_registrar *registrar, const char *name, const lmx_lora_desc *desc);
 
@@ -112,7 +113,8 @@ typedef struct lmx_host_api {
     lmx_status (*register_peft)(lmx_plugin_registrar *registrar, const char *name, const char *dir);
 
     /* Stage a custom expert computed by desc->forward. Dimensions are checked against the model
-     * now. desc->destroy runs once when nothing uses the expert (also if init fails).
+     * now. desc->destroy runs once when nothing uses the expert (also if init fails later), but
+     * never if this call fails.
      * Errors: LMX_ERR_INVALID_ARGUMENT, LMX_ERR_SHAPE, LMX_ERR_ABI. */
     lmx_status (*register_custom)(lmx_plugin_registrar *registrar, const char *name,
                                   const lmx_custom_expert_desc *desc);

@@ -33,7 +33,7 @@ public func lmx_mixer_add_lora(_ mixer: OpaquePointer?, _ name: UnsafePointer<CC
         let mixer = try Handles.resolve(mixer, .mixer, as: Mixer.self, "mixer")
         let name = try Arguments.string(name, "name")
         let desc = try Arguments.required(desc, "desc")
-        let index = try mixer.add(CInterop.loraExpert(name: name, desc: desc, config: mixer.model.config))
+        let index = try CInterop.addLoRAExpert(to: mixer, name: name, desc: desc)
         outIndex?.pointee = Int32(index)
     }
 }

@@ -144,10 +144,15 @@ public func lmx_session_generate(_ session: OpaquePointer?, _ prompt: UnsafePoin
             stopTokens: Set(stops))
         let callback = params.on_token
         let userData = params.user_data
-        _ = try session.generate(prompt: prompt, options: options) { token in
-            outTokens[outCount.pointee] = token
-            outCount.pointee += 1
-            return callback.map { $0(token, userData) == 0 } ?? true
+        do {
+            _ = try session.generate(prompt: prompt, options: options) { token in
+                outTokens[outCount.pointee] = token
+                outCount.pointee += 1
+                return callback.map { $0(token, userData) == 0 } ?? true
+            }
+        } catch {
+            outCount.pointee = 0
+            throw error
         }
     }
 }

@@ -6,15 +6,20 @@
  *
  * Corrupt files are written at run time into a mkdtemp folder (removed at the end). Every error
  * case asserts the exact lmx_status and that lmx_last_error() contains the key words a host needs
- * (file name, tensor name, argument name, expected value). Prints one line per check and
- * "error_test: N passed, M failed"; exits non-zero on any failure.
+ * (file name, tensor name, argument name, expected value). Experts from memory are checked too:
+ * borrowed LoRA tensors (release exactly once, after the last user), custom experts (descriptor
+ * checks, destroy, a failing forward, a LoRA computed by hand in the callback against
+ * lmx_mixer_add_lora). Descriptors are built with designated initialisers, since the structs grow.
+ * Prints one line per check and "error_test: N passed, M failed"; exits non-zero on any failure.
  */
 #define _GNU_SOURCE /* mallinfo2 */
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <malloc.h>
 #include <ftw.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,7 +205,7 @@ static void test_model_load(void) {
     lmx_model_params params = lmx_model_params_default();
     params.struct_size = 0;
     EXPECT_ERR("model_load: params.struct_size 0", lmx_model_load(llama, &params, &model), LMX_ERR_ABI,
-               "struct_size");
+               "struct_size", "set it to sizeof(lmx_model_params)");
     params = lmx_model_params_default();
     params.load_mode = 7;
     EXPECT_ERR("model_load: params.load_mode 7", lmx_model_load(llama, &params, &model), LMX_ERR_INVALID_ARGUMENT,
@@ -402,7 +407,8 @@ static void test_model_info(lmx_model *model) {
     lmx_model_info info;
     memset(&info, 0xEE, sizeof info);
     info.struct_size = 0;
-    EXPECT_ERR("model_get_info: struct_size 0", lmx_model_get_info(model, &info), LMX_ERR_ABI, "struct_size");
+    EXPECT_ERR("model_get_info: struct_size 0", lmx_model_get_info(model, &info), LMX_ERR_ABI, "struct_size",
+               "set it to sizeof(lmx_model_info)");
     info.struct_size = 2;
     EXPECT_ERR("model_get_info: struct_size 2 (< the struct_size field)", lmx_model_get_info(model, &info), LMX_ERR_ABI,
                "struct_size");
@@ -497,6 +503,16 @@ static void add_fails(const char *what, lmx_mixer *mixer, const char *name, cons
     current_check = what;
     lmx_status st = lmx_mixer_add_peft(mixer, name, dir, &index);
     expect_status(what, st, want, k1, k2, (const char *)0);
+}
+
+/* After an LMX_ERR_ABI for a too-small struct_size: the message tells the host the fix,
+ * "set it to sizeof(<struct>)". */
+static void expect_sizeof_hint(const char *what, const char *struct_name) {
+    char want[128], check[256];
+    snprintf(want, sizeof want, "sizeof(%s)", struct_name);
+    snprintf(check, sizeof check, "%s: message says %s", what, want);
+    if (contains_ci(lmx_last_error(), want)) pass(check);
+    else fail(check, "\"%s\"", lmx_last_error());
 }
 
 static void test_adapters(lmx_model *model) {
@@ -641,15 +657,22 @@ static void test_adapters(lmx_model *model) {
         else fail("mixer_expert_name: truncation", "buf \"%.7s\" needed %zu", name, needed);
     }
 
-    /* lmx_mixer_add_lora. */
+    /* lmx_mixer_add_lora (descriptors built with designated initialisers: the structs grow). */
     {
         static float a[4 * 64], b[96 * 4];
-        lmx_lora_tensor t[2] = {{0, LMX_MODULE_Q_PROJ, a, b}, {0, LMX_MODULE_Q_PROJ, a, b}};
-        lmx_lora_desc d = {sizeof(lmx_lora_desc), LMX_DTYPE_F32, 4, 8.0f, 0, t, 1};
+        lmx_lora_tensor t[2] = {
+            {.layer = 0, .module = LMX_MODULE_Q_PROJ, .in_features = 64, .out_features = 96, .a = a, .b = b},
+            {.layer = 0, .module = LMX_MODULE_Q_PROJ, .in_features = 64, .out_features = 96, .a = a, .b = b}};
+        const lmx_lora_desc d = {.struct_size = sizeof(lmx_lora_desc), .dtype = LMX_DTYPE_F32, .rank = 4, .alpha = 8.0f,
+                                 .use_rslora = 0, .tensors = t, .n_tensors = 1, .release = NULL, .user_data = NULL};
         lmx_lora_desc x;
         EXPECT_ERR("mixer_add_lora: NULL desc", lmx_mixer_add_lora(mixer, "m", NULL, NULL), LMX_ERR_INVALID_ARGUMENT, "desc");
+        EXPECT_ERR("mixer_add_lora: NULL mixer", lmx_mixer_add_lora(NULL, "m", &d, NULL), LMX_ERR_INVALID_ARGUMENT, "mixer");
+        EXPECT_ERR("mixer_add_lora: NULL name", lmx_mixer_add_lora(mixer, NULL, &d, NULL), LMX_ERR_INVALID_ARGUMENT, "name");
         x = d; x.struct_size = 0;
-        EXPECT_ERR("mixer_add_lora: struct_size 0", lmx_mixer_add_lora(mixer, "m", &x, NULL), LMX_ERR_ABI, "struct_size");
+        if (EXPECT_ERR("mixer_add_lora: struct_size 0", lmx_mixer_add_lora(mixer, "m", &x, NULL), LMX_ERR_ABI,
+                       "struct_size", "lmx_lora_desc"))
+            expect_sizeof_hint("mixer_add_lora: struct_size 0", "lmx_lora_desc");
         x = d; x.rank = 0;
         EXPECT_ERR("mixer_add_lora: rank 0", lmx_mixer_add_lora(mixer, "m", &x, NULL), LMX_ERR_INVALID_ARGUMENT, "rank");
         x = d; x.n_tensors = 0;
@@ -663,7 +686,8 @@ static void test_adapters(lmx_model *model) {
         x = d; x.n_tensors = 2;
         EXPECT_ERR("mixer_add_lora: (layer 0, q_proj) twice", lmx_mixer_add_lora(mixer, "m", &x, NULL),
                    LMX_ERR_INVALID_ARGUMENT, "q_proj");
-        lmx_lora_tensor bad = {0, 9, a, b};
+        lmx_lora_tensor bad = t[0];
+        bad.module = 9;
         x = d; x.tensors = &bad;
         EXPECT_ERR("mixer_add_lora: module 9", lmx_mixer_add_lora(mixer, "m", &x, NULL), LMX_ERR_INVALID_ARGUMENT, "module");
         bad.module = LMX_MODULE_Q_PROJ;
@@ -672,8 +696,22 @@ static void test_adapters(lmx_model *model) {
         EXPECT_ERR("mixer_add_lora: layer 2 of a 2-layer model", lmx_mixer_add_lora(mixer, "m", &x, NULL),
                    LMX_ERR_SHAPE, "layer 2");
         bad.layer = 0;
+        /* The declared features are checked against the model before a or b is read. */
+        bad.in_features = 96;
+        bad.out_features = 64;
+        EXPECT_ERR("mixer_add_lora: q_proj declared 96 -> 64 (model: 64 -> 96)", lmx_mixer_add_lora(mixer, "m", &x, NULL),
+                   LMX_ERR_SHAPE, "q_proj", "96 -> 64", "64 -> 96");
+        bad.in_features = 0;
+        bad.out_features = 0;
+        EXPECT_ERR("mixer_add_lora: features left 0", lmx_mixer_add_lora(mixer, "m", &x, NULL), LMX_ERR_SHAPE, "q_proj",
+                   "64 -> 96");
+        bad.in_features = 64;
+        bad.out_features = 96;
         bad.a = NULL;
         EXPECT_ERR("mixer_add_lora: NULL a", lmx_mixer_add_lora(mixer, "m", &x, NULL), LMX_ERR_INVALID_ARGUMENT, "tensor");
+        bad.a = a;
+        bad.b = NULL;
+        EXPECT_ERR("mixer_add_lora: NULL b", lmx_mixer_add_lora(mixer, "m", &x, NULL), LMX_ERR_INVALID_ARGUMENT, "b");
         EXPECT_ERR("mixer_add_lora: name already taken (e0)", lmx_mixer_add_lora(mixer, "e0", &d, &index),
                    LMX_ERR_INVALID_ARGUMENT, "e0");
         x = d; x.n_tensors = SIZE_MAX;
@@ -700,7 +738,8 @@ static void test_adapters(lmx_model *model) {
                       lmx_mixer_add_lora(mixer, "m_newer", &newer.d, &index));
         }
         static uint16_t a16[4 * 64], b16[96 * 4];
-        lmx_lora_tensor t16 = {1, LMX_MODULE_Q_PROJ, a16, b16};
+        lmx_lora_tensor t16 = {.layer = 1, .module = LMX_MODULE_Q_PROJ, .in_features = 64, .out_features = 96,
+                               .a = a16, .b = b16};
         x = d; x.dtype = LMX_DTYPE_F16; x.tensors = &t16;
         EXPECT_OK("mixer_add_lora: F16 expert", lmx_mixer_add_lora(mixer, "m_f16", &x, &index));
         x.dtype = LMX_DTYPE_BF16;
@@ -818,6 +857,8 @@ static void test_routers(lmx_model *model) {
 
 static const int32_t some_tokens[5] = {1, 2, 3, 4, 5};
 
+static double max_abs_diff(const float *a, const float *b, size_t n);
+
 static void test_sessions(lmx_model *model) {
     char router[1200];
     fixture(router, sizeof router, "llama_f32/router.safetensors");
@@ -839,7 +880,8 @@ static void test_sessions(lmx_model *model) {
     EXPECT_ERR("session_create: a model handle as the mixer",
                lmx_session_create((const lmx_mixer *)(const void *)model, NULL, &s), LMX_ERR_INVALID_ARGUMENT, "mixer");
     sp.struct_size = 0;
-    EXPECT_ERR("session_create: params.struct_size 0", lmx_session_create(mixer, &sp, &s), LMX_ERR_ABI, "struct_size");
+    EXPECT_ERR("session_create: params.struct_size 0", lmx_session_create(mixer, &sp, &s), LMX_ERR_ABI, "struct_size",
+               "set it to sizeof(lmx_session_params)");
     sp = lmx_session_params_default();
     sp.n_ctx = 65;
     EXPECT_ERR("session_create: n_ctx 65 > max_positions 64", lmx_session_create(mixer, &sp, &s),
@@ -932,6 +974,21 @@ static void test_sessions(lmx_model *model) {
             EXPECT_OK("session_set_routing: UNIFORM after fixed weights", lmx_session_set_routing(ps, LMX_ROUTING_UNIFORM));
             EXPECT_OK("session_set_routing: back to FIXED (weights were set before)",
                       lmx_session_set_routing(ps, LMX_ROUTING_FIXED));
+            /* ... and FIXED then uses those weights: same logits as a session given them directly. */
+            lmx_session *direct = NULL;
+            float reused[VOCAB], given[VOCAB];
+            if (EXPECT_OK("session_eval: FIXED after UNIFORM -> FIXED",
+                          lmx_session_eval(ps, some_tokens, 3, LMX_LOGITS_LAST, reused, VOCAB)) &&
+                EXPECT_OK("session_create: reference with set_fixed_weights", lmx_session_create(plain, NULL, &direct)) &&
+                EXPECT_OK("session_set_fixed_weights: reference", lmx_session_set_fixed_weights(direct, w3, 3)) &&
+                EXPECT_OK("session_eval: reference", lmx_session_eval(direct, some_tokens, 3, LMX_LOGITS_LAST, given, VOCAB))) {
+                if (memcmp(reused, given, sizeof reused) == 0)
+                    pass("session_set_routing: FIXED reuses the last fixed weights (logits identical)");
+                else
+                    fail("session_set_routing: FIXED reuses the last fixed weights", "logits differ (max |diff| %.3e)",
+                         max_abs_diff(reused, given, VOCAB));
+            }
+            lmx_session_free(direct);
             lmx_session_free(ps);
         }
         if (EXPECT_OK("session_create: mixer without experts", lmx_session_create(empty, NULL, &ps))) {
@@ -949,18 +1006,18 @@ static void test_sessions(lmx_model *model) {
         sp.n_ctx = 4;
         if (EXPECT_OK("session_create: n_ctx 4", lmx_session_create(mixer, &sp, &small))) {
             EXPECT_ERR("session_eval: 5 tokens into n_ctx 4", lmx_session_eval(small, some_tokens, 5, LMX_LOGITS_LAST, logits, VOCAB),
-                       LMX_ERR_STATE, "context", "4");
+                       LMX_ERR_STATE, "context full", "n_ctx 4");
             size_t n_out = 0;
             int32_t gen[4];
             EXPECT_ERR("session_generate: 5-token prompt into n_ctx 4",
-                       lmx_session_generate(small, some_tokens, 5, NULL, gen, 4, &n_out), LMX_ERR_STATE, "context", "4");
+                       lmx_session_generate(small, some_tokens, 5, NULL, gen, 4, &n_out), LMX_ERR_STATE, "context full", "n_ctx 4");
             EXPECT_OK("session_eval: 3 tokens into n_ctx 4", lmx_session_eval(small, some_tokens, 3, LMX_LOGITS_NONE, NULL, 0));
             EXPECT_ERR("session_eval: 2 more tokens with 3 of 4 held",
-                       lmx_session_eval(small, some_tokens, 2, LMX_LOGITS_LAST, logits, VOCAB), LMX_ERR_STATE, "context", "4");
+                       lmx_session_eval(small, some_tokens, 2, LMX_LOGITS_LAST, logits, VOCAB), LMX_ERR_STATE, "context full", "n_ctx 4");
             EXPECT_OK("session_reset", lmx_session_reset(small));
             EXPECT_OK("session_eval: 4 tokens into n_ctx 4", lmx_session_eval(small, some_tokens, 4, LMX_LOGITS_LAST, logits, VOCAB));
             EXPECT_ERR("session_eval: a 5th token into a full context",
-                       lmx_session_eval(small, some_tokens, 1, LMX_LOGITS_LAST, logits, VOCAB), LMX_ERR_STATE, "context", "4");
+                       lmx_session_eval(small, some_tokens, 1, LMX_LOGITS_LAST, logits, VOCAB), LMX_ERR_STATE, "context full", "n_ctx 4");
             n_past = 0;
             if (lmx_session_n_past(small, &n_past) == LMX_OK && n_past == 4) pass("session_n_past: 4 after the refused token");
             else fail("session_n_past after context full", "got %zu, want 4", n_past);
@@ -995,7 +1052,7 @@ static void test_sessions(lmx_model *model) {
                        lmx_session_generate(g, NULL, 0, NULL, out, 8, &n_out), LMX_ERR_STATE, "prompt");
             gp.struct_size = 0;
             EXPECT_ERR("session_generate: params.struct_size 0", lmx_session_generate(g, some_tokens, 2, &gp, out, 8, &n_out),
-                       LMX_ERR_ABI, "struct_size");
+                       LMX_ERR_ABI, "struct_size", "set it to sizeof(lmx_generate_params)");
             {
                 union { lmx_generate_params p; unsigned char bytes[sizeof(lmx_generate_params) + 16]; } newer;
                 memset(&newer, 0x5A, sizeof newer);
@@ -1084,7 +1141,7 @@ static void test_sessions(lmx_model *model) {
                    LMX_ERR_INVALID_ARGUMENT, "session");
         EXPECT_ERR("mixer_expert_count: a session handle as the mixer",
                    lmx_mixer_expert_count((lmx_mixer *)(void *)s, &count), LMX_ERR_INVALID_ARGUMENT, "mixer");
-        lmx_model_info info = {sizeof info, 0, 0, 0, 0, 0, 0, 0, 0, {0}};
+        lmx_model_info info = {.struct_size = sizeof info};
         EXPECT_ERR("model_get_info: a mixer handle as the model", lmx_model_get_info((lmx_model *)(void *)mixer, &info),
                    LMX_ERR_INVALID_ARGUMENT, "model");
         int32_t stack_object[16] = {0};
@@ -1131,7 +1188,7 @@ static void test_lifetimes(void) {
     lmx_model_free(model);
     lmx_model_free(model);
     pass("model_free: double free returns");
-    lmx_model_info info = {sizeof info, 0, 0, 0, 0, 0, 0, 0, 0, {0}};
+    lmx_model_info info = {.struct_size = sizeof info};
     EXPECT_ERR("model_get_info: a freed model handle", lmx_model_get_info(model, &info), LMX_ERR_INVALID_ARGUMENT, "model");
     if (EXPECT_OK("lifetimes: session_create after the model handle was freed", lmx_session_create(mixer, NULL, &s))) {
         lmx_mixer_free(mixer);
@@ -1154,6 +1211,811 @@ static void test_sticky_error(lmx_model *model) {
     if (st == LMX_OK && strcmp(before, lmx_last_error()) == 0 && before[0])
         pass("lmx_last_error: unchanged by a successful call");
     else fail("lmx_last_error: unchanged by a successful call", "before \"%s\", after \"%s\"", before, lmx_last_error());
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Experts from memory: borrowed LoRA tensors (lmx_lora_desc.release) and custom experts
+ * (lmx_mixer_add_custom), checked against each other and against lmx_mixer_add_lora
+ * ---------------------------------------------------------------------------------------------- */
+
+/* A rank-4 LoRA with fixed pseudo-random A and B (B nonzero, unlike a fresh PEFT adapter) on three
+ * projections of llama_f32 with different shapes, both layers. Used as tensors for
+ * lmx_mixer_add_lora and, computed by hand in hand_forward, as a custom expert. */
+#define HAND_RANK 4
+#define HAND_ALPHA 8.0f
+#define HAND_MODULES 3
+static const uint32_t hand_modules[HAND_MODULES] = {LMX_MODULE_Q_PROJ, LMX_MODULE_O_PROJ, LMX_MODULE_DOWN_PROJ};
+static const uint32_t hand_in[HAND_MODULES] = {64, 96, 96};
+static const uint32_t hand_out[HAND_MODULES] = {96, 64, 64};
+
+typedef struct {
+    float *a[LAYERS][HAND_MODULES]; /* [rank x in] */
+    float *b[LAYERS][HAND_MODULES]; /* [out x rank] */
+    int only_layer;                 /* -1, or the one layer the custom expert declares */
+    lmx_status fail_with;           /* nonzero: hand_forward returns it (after ok_calls_left more calls) */
+    int ok_calls_left;
+    int calls, bad_calls, dirty_output, released, destroyed;
+    char bad[256];                  /* the first bad call */
+} hand_lora;
+
+static float hand_value(uint32_t *state) {
+    *state = *state * 1664525u + 1013904223u;
+    return ((float)(*state >> 8) / 16777216.0f - 0.5f) * 0.4f; /* [-0.2, 0.2) */
+}
+
+static void hand_init(hand_lora *h, uint32_t seed) {
+    memset(h, 0, sizeof *h);
+    h->only_layer = -1;
+    uint32_t state = seed;
+    for (int l = 0; l < LAYERS; l++) {
+        for (int m = 0; m < HAND_MODULES; m++) {
+            size_t na = (size_t)HAND_RANK * hand_in[m], nb = (size_t)hand_out[m] * HAND_RANK;
+            h->a[l][m] = malloc(na * sizeof(float));
+            h->b[l][m] = malloc(nb * sizeof(float));
+            for (size_t i = 0; i < na; i++) h->a[l][m][i] = hand_value(&state);
+            for (size_t i = 0; i < nb; i++) h->b[l][m][i] = hand_value(&state);
+        }
+    }
+}
+
+/* Frees the tensors (idempotent). */
+static void hand_free_tensors(hand_lora *h) {
+    for (int l = 0; l < LAYERS; l++) {
+        for (int m = 0; m < HAND_MODULES; m++) {
+            free(h->a[l][m]);
+            free(h->b[l][m]);
+            h->a[l][m] = h->b[l][m] = NULL;
+        }
+    }
+}
+
+/* lmx_lora_desc.release for a borrowed hand LoRA: counts, then frees the borrowed memory, so that
+ * any later use by the library is a use-after-free that valgrind reports (make memcheck). */
+static void hand_release(void *user_data) {
+    hand_lora *h = user_data;
+    h->released++;
+    hand_free_tensors(h);
+}
+
+/* lmx_custom_expert_desc.destroy: counts only (the test frees the tensors itself). */
+static void hand_destroy(void *user_data) { ((hand_lora *)user_data)->destroyed++; }
+
+/* Tensors of `h` for lmx_lora_desc (all layers, or only `layer`); returns how many. */
+static size_t hand_tensors(const hand_lora *h, lmx_lora_tensor *out, int layer) {
+    size_t n = 0;
+    for (int l = 0; l < LAYERS; l++) {
+        if (layer >= 0 && l != layer) continue;
+        for (int m = 0; m < HAND_MODULES; m++)
+            out[n++] = (lmx_lora_tensor){.layer = (uint32_t)l, .module = hand_modules[m], .in_features = hand_in[m],
+                                         .out_features = hand_out[m], .a = h->a[l][m], .b = h->b[l][m]};
+    }
+    return n;
+}
+
+static lmx_lora_desc hand_desc(const lmx_lora_tensor *tensors, size_t n, void (*release)(void *), void *user_data) {
+    return (lmx_lora_desc){.struct_size = sizeof(lmx_lora_desc), .dtype = LMX_DTYPE_F32, .rank = HAND_RANK,
+                           .alpha = HAND_ALPHA, .use_rslora = 0, .tensors = tensors, .n_tensors = n,
+                           .release = release, .user_data = user_data};
+}
+
+static void hand_bad(hand_lora *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void hand_bad(hand_lora *h, const char *fmt, ...) {
+    if (h->bad_calls++) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(h->bad, sizeof h->bad, fmt, ap);
+    va_end(ap);
+}
+
+/* The custom expert: output += (alpha / rank) * B (A x) per row, as a LoRA does, in double. Checks
+ * its arguments against the declaration (layer, module, features, zeroed output). */
+static lmx_status hand_forward(void *user_data, uint32_t layer, uint32_t module, const float *input, float *output,
+                               size_t n_rows, size_t in_features, size_t out_features) {
+    hand_lora *h = user_data;
+    h->calls++;
+    int m = -1;
+    for (int k = 0; k < HAND_MODULES; k++)
+        if (hand_modules[k] == module) m = k;
+    if (m < 0 || layer >= LAYERS || (h->only_layer >= 0 && (int)layer != h->only_layer)) {
+        hand_bad(h, "called for layer %u module %u, which the expert does not declare", layer, module);
+        return LMX_ERR_INVALID_ARGUMENT;
+    }
+    if (in_features != hand_in[m] || out_features != hand_out[m] || n_rows == 0 || !input || !output) {
+        hand_bad(h, "layer %u module %u: in %zu out %zu rows %zu input %p output %p (want in %u out %u)", layer, module,
+                 in_features, out_features, n_rows, (const void *)input, (void *)output, hand_in[m], hand_out[m]);
+        return LMX_ERR_INVALID_ARGUMENT;
+    }
+    if (h->fail_with != LMX_OK) {
+        if (h->ok_calls_left == 0) return h->fail_with;
+        h->ok_calls_left--;
+    }
+    const float *a = h->a[layer][m], *b = h->b[layer][m];
+    const double scale = HAND_ALPHA / HAND_RANK;
+    for (size_t r = 0; r < n_rows; r++) {
+        const float *x = input + r * in_features;
+        float *y = output + r * out_features;
+        double t[HAND_RANK];
+        for (int k = 0; k < HAND_RANK; k++) {
+            double sum = 0;
+            for (size_t i = 0; i < in_features; i++) sum += (double)a[(size_t)k * in_features + i] * x[i];
+            t[k] = sum;
+        }
+        for (size_t j = 0; j < out_features; j++) {
+            if (y[j] != 0.0f) h->dirty_output++;
+            double sum = 0;
+            for (int k = 0; k < HAND_RANK; k++) sum += (double)b[j * HAND_RANK + k] * t[k];
+            y[j] += (float)(scale * sum);
+        }
+    }
+    return LMX_OK;
+}
+
+static lmx_custom_expert_desc hand_custom_desc(hand_lora *h, const uint32_t *layers, size_t n_layers) {
+    return (lmx_custom_expert_desc){.struct_size = sizeof(lmx_custom_expert_desc), .modules = hand_modules,
+                                    .in_features = hand_in, .out_features = hand_out, .n_modules = HAND_MODULES,
+                                    .layers = layers, .n_layers = n_layers, .forward = hand_forward,
+                                    .destroy = hand_destroy, .user_data = h};
+}
+
+#define EXPERT_TOKENS 5
+
+/* Resets `s`, sets fixed weights `w` (n experts) and evaluates some_tokens into
+ * logits[EXPERT_TOKENS * VOCAB]; one check line. */
+static int eval_fixed(const char *what, lmx_session *s, const float *w, size_t n, float *logits) {
+    lmx_status st;
+    const char *step = "session_reset";
+    current_check = what;
+    if ((st = lmx_session_reset(s)) == LMX_OK) {
+        step = "session_set_fixed_weights";
+        if ((st = lmx_session_set_fixed_weights(s, w, n)) == LMX_OK) {
+            step = "session_eval";
+            st = lmx_session_eval(s, some_tokens, EXPERT_TOKENS, LMX_LOGITS_ALL, logits, (size_t)EXPERT_TOKENS * VOCAB);
+        }
+    }
+    if (st == LMX_OK) pass(what);
+    else fail(what, "%s: %s (%d) \"%s\"", step, status_name(st), st, lmx_last_error());
+    return st == LMX_OK;
+}
+
+static void expect_close(const char *what, const float *got, const float *want, double tolerance) {
+    double d = max_abs_diff(got, want, (size_t)EXPERT_TOKENS * VOCAB);
+    char line[256];
+    snprintf(line, sizeof line, "%s (max |diff| %.1e <= %.0e)", what, d, tolerance);
+    if (d <= tolerance) pass(line);
+    else fail(what, "max |diff| %.3e > %.0e", d, tolerance);
+}
+
+static void expect_differ(const char *what, const float *a, const float *b) {
+    double d = max_abs_diff(a, b, (size_t)EXPERT_TOKENS * VOCAB);
+    char line[256];
+    snprintf(line, sizeof line, "%s (max |diff| %.2f)", what, d);
+    if (d > 1e-3) pass(line);
+    else fail(what, "max |diff| only %.3e: the expert has no visible effect, so the comparison proves nothing", d);
+}
+
+/* A custom expert that computes a LoRA by hand gives the logits of the same A and B given to
+ * lmx_mixer_add_lora, with the gate applied to its output; restricted to one layer too. */
+static void test_custom_matches_lora(void) {
+    lmx_model *model = NULL;
+    lmx_mixer *mixer = NULL;
+    lmx_session *s = NULL;
+    hand_lora h;
+    hand_init(&h, 12345);
+    size_t n_logits = (size_t)EXPERT_TOKENS * VOCAB;
+    float *base = calloc(n_logits, sizeof(float)), *lora = calloc(n_logits, sizeof(float));
+    float *custom = calloc(n_logits, sizeof(float)), *other = calloc(n_logits, sizeof(float));
+    lmx_lora_tensor tensors[LAYERS * HAND_MODULES];
+    lmx_lora_desc ld = hand_desc(tensors, hand_tensors(&h, tensors, -1), NULL, NULL);
+    lmx_custom_expert_desc cd = hand_custom_desc(&h, NULL, 0);
+    int32_t index = -1;
+    if (!EXPECT_OK("custom vs lora: model_load", lmx_model_load(llama, NULL, &model)) ||
+        !EXPECT_OK("custom vs lora: mixer_create", lmx_mixer_create(model, &mixer)) ||
+        !EXPECT_OK("custom vs lora: add_lora (q, o, down_proj of both layers)", lmx_mixer_add_lora(mixer, "lora", &ld, &index)))
+        goto out;
+    if (EXPECT_OK("custom vs lora: add_custom computing the same LoRA", lmx_mixer_add_custom(mixer, "custom", &cd, &index)) &&
+        index != 1)
+        fail("mixer_add_custom: second expert gets index 1", "got %d", index);
+    if (index != 1 || !EXPECT_OK("custom vs lora: session_create", lmx_session_create(mixer, NULL, &s))) goto out;
+
+    const float w_lora[2] = {1, 0}, w_custom[2] = {0, 1}, w_half[2] = {0.5f, 0.5f};
+    const float w_lora_03[2] = {0.3f, 0}, w_custom_03[2] = {0, 0.3f};
+    if (EXPECT_OK("custom vs lora: routing NONE", lmx_session_set_routing(s, LMX_ROUTING_NONE)) &&
+        EXPECT_OK("custom vs lora: base logits", lmx_session_eval(s, some_tokens, EXPERT_TOKENS, LMX_LOGITS_ALL, base, n_logits)) &&
+        h.calls == 0)
+        pass("custom vs lora: routing NONE does not call forward");
+    else if (h.calls) fail("custom vs lora: routing NONE does not call forward", "%d calls", h.calls);
+    if (eval_fixed("custom vs lora: eval with weights {1, 0}", s, w_lora, 2, lora) &&
+        eval_fixed("custom vs lora: eval with weights {0, 1}", s, w_custom, 2, custom)) {
+        expect_differ("custom vs lora: the LoRA changes the logits", lora, base);
+        expect_close("custom vs lora: custom expert logits == add_lora logits", custom, lora, 1e-5);
+        /* 3 modules x 2 layers per pass. */
+        if (h.calls == LAYERS * HAND_MODULES) pass("custom vs lora: forward called once per (layer, module) of a pass");
+        else fail("custom vs lora: forward calls", "%d calls for one 5-token pass, want %d", h.calls, LAYERS * HAND_MODULES);
+    }
+    if (eval_fixed("custom vs lora: eval with weights {0.5, 0.5}", s, w_half, 2, other))
+        expect_close("custom vs lora: 0.5 x lora + 0.5 x custom == 1 x lora", other, lora, 1e-5);
+    if (eval_fixed("custom vs lora: eval with weights {0.3, 0}", s, w_lora_03, 2, lora) &&
+        eval_fixed("custom vs lora: eval with weights {0, 0.3}", s, w_custom_03, 2, custom))
+        expect_close("custom vs lora: the gate (0.3) scales the custom expert's output", custom, lora, 1e-5);
+    /* Prefill 3, then decode 2 one by one: forward sees 3, 1 and 1 rows. */
+    {
+        float last[VOCAB];
+        int ok = lmx_session_reset(s) == LMX_OK && lmx_session_set_fixed_weights(s, w_custom, 2) == LMX_OK &&
+                 lmx_session_eval(s, some_tokens, 3, LMX_LOGITS_NONE, NULL, 0) == LMX_OK &&
+                 lmx_session_eval(s, some_tokens + 3, 1, LMX_LOGITS_NONE, NULL, 0) == LMX_OK &&
+                 lmx_session_eval(s, some_tokens + 4, 1, LMX_LOGITS_LAST, last, VOCAB) == LMX_OK;
+        if (!ok) fail("custom vs lora: prefill 3 + decode 2", "%s", lmx_last_error());
+        else if (eval_fixed("custom vs lora: reference for decode", s, w_lora, 2, lora)) {
+            double d = max_abs_diff(last, lora + (size_t)(EXPERT_TOKENS - 1) * VOCAB, VOCAB);
+            if (d <= 1e-5) pass("custom vs lora: decoding token by token through the custom expert matches");
+            else fail("custom vs lora: decode", "last row max |diff| %.3e > 1e-5", d);
+        }
+    }
+    if (h.bad_calls == 0) pass("custom vs lora: forward always got the declared layer, module, features");
+    else fail("custom vs lora: forward arguments", "%d bad calls; first: %s", h.bad_calls, h.bad);
+    if (h.dirty_output == 0) pass("custom vs lora: forward's output buffer arrives zeroed");
+    else fail("custom vs lora: output zeroed", "%d nonzero output values on entry", h.dirty_output);
+    lmx_session_free(s);
+    s = NULL;
+    lmx_mixer_free(mixer);
+    mixer = NULL;
+    if (h.destroyed == 1) pass("custom vs lora: destroy ran once after the session and the mixer were freed");
+    else fail("custom vs lora: destroy", "ran %d times, want 1", h.destroyed);
+
+    /* Only layer 1: the LoRA's layer-1 tensors vs a custom expert declaring layers = {1}. */
+    {
+        static const uint32_t layer1[1] = {1};
+        hand_lora h1;
+        hand_init(&h1, 777);
+        h1.only_layer = 1;
+        lmx_lora_tensor t1[HAND_MODULES];
+        lmx_lora_desc ld1 = hand_desc(t1, hand_tensors(&h1, t1, 1), NULL, NULL);
+        lmx_custom_expert_desc cd1 = hand_custom_desc(&h1, layer1, 1);
+        if (EXPECT_OK("custom vs lora, layer 1 only: mixer_create", lmx_mixer_create(model, &mixer)) &&
+            EXPECT_OK("custom vs lora, layer 1 only: add_lora", lmx_mixer_add_lora(mixer, "lora1", &ld1, NULL)) &&
+            EXPECT_OK("custom vs lora, layer 1 only: add_custom with layers {1}", lmx_mixer_add_custom(mixer, "custom1", &cd1, NULL)) &&
+            EXPECT_OK("custom vs lora, layer 1 only: session_create", lmx_session_create(mixer, NULL, &s)) &&
+            eval_fixed("custom vs lora, layer 1 only: weights {1, 0}", s, w_lora, 2, lora) &&
+            eval_fixed("custom vs lora, layer 1 only: weights {0, 1}", s, w_custom, 2, custom)) {
+            expect_differ("custom vs lora, layer 1 only: the LoRA changes the logits", lora, base);
+            expect_close("custom vs lora, layer 1 only: logits agree", custom, lora, 1e-5);
+            if (h1.bad_calls == 0 && h1.calls == HAND_MODULES) pass("custom vs lora, layer 1 only: forward called for layer 1 only");
+            else fail("custom vs lora, layer 1 only: forward calls", "%d calls (want %d), %d bad: %s", h1.calls, HAND_MODULES,
+                      h1.bad_calls, h1.bad);
+        }
+        lmx_session_free(s);
+        s = NULL;
+        lmx_mixer_free(mixer);
+        mixer = NULL;
+        hand_free_tensors(&h1);
+    }
+out:
+    lmx_session_free(s);
+    lmx_mixer_free(mixer);
+    lmx_model_free(model);
+    hand_free_tensors(&h);
+    free(base);
+    free(lora);
+    free(custom);
+    free(other);
+}
+
+/* lmx_lora_desc.release: the tensors are used in place and released exactly once, after the last
+ * session and mixer using them are gone; the logits equal those of the copied tensors. */
+static void count_release(void *user_data) { ++*(int *)user_data; }
+
+static void test_borrowed_lora(void) {
+    lmx_model *model = NULL;
+    lmx_mixer *mixer = NULL;
+    lmx_session *s1 = NULL, *s2 = NULL;
+    hand_lora copied, borrowed;
+    hand_init(&copied, 4242);
+    hand_init(&borrowed, 4242); /* same values */
+    size_t n_logits = (size_t)EXPERT_TOKENS * VOCAB;
+    float *base = calloc(n_logits, sizeof(float)), *from_copy = calloc(n_logits, sizeof(float));
+    float *from_borrowed = calloc(n_logits, sizeof(float));
+    lmx_lora_tensor tc[LAYERS * HAND_MODULES], tb[LAYERS * HAND_MODULES];
+    lmx_lora_desc dc = hand_desc(tc, hand_tensors(&copied, tc, -1), NULL, NULL);
+    lmx_lora_desc db = hand_desc(tb, hand_tensors(&borrowed, tb, -1), hand_release, &borrowed);
+    if (!EXPECT_OK("borrowed lora: model_load", lmx_model_load(llama, NULL, &model)) ||
+        !EXPECT_OK("borrowed lora: mixer_create", lmx_mixer_create(model, &mixer)))
+        goto out;
+    if (EXPECT_OK("borrowed lora: add_lora copied (release NULL)", lmx_mixer_add_lora(mixer, "copied", &dc, NULL)))
+        hand_free_tensors(&copied); /* "the caller's memory may be released as soon as this returns" */
+    EXPECT_OK("borrowed lora: add_lora borrowed (release set)", lmx_mixer_add_lora(mixer, "borrowed", &db, NULL));
+    if (!EXPECT_OK("borrowed lora: session 1", lmx_session_create(mixer, NULL, &s1)) ||
+        !EXPECT_OK("borrowed lora: session 2", lmx_session_create(mixer, NULL, &s2)))
+        goto out;
+    if (borrowed.released == 0) pass("borrowed lora: not released while the mixer holds it");
+    else fail("borrowed lora: release timing", "released %d times while the mixer is alive", borrowed.released);
+    lmx_mixer_free(mixer);
+    mixer = NULL;
+    if (borrowed.released == 0) pass("borrowed lora: not released after lmx_mixer_free while sessions use it");
+    else fail("borrowed lora: release timing", "released %d times after lmx_mixer_free, with 2 sessions alive",
+              borrowed.released);
+    const float w_copy[2] = {1, 0}, w_borrowed[2] = {0, 1};
+    if (EXPECT_OK("borrowed lora: routing NONE", lmx_session_set_routing(s1, LMX_ROUTING_NONE)) &&
+        EXPECT_OK("borrowed lora: base logits", lmx_session_eval(s1, some_tokens, EXPERT_TOKENS, LMX_LOGITS_ALL, base, n_logits)) &&
+        eval_fixed("borrowed lora: eval the copied expert", s1, w_copy, 2, from_copy) &&
+        eval_fixed("borrowed lora: eval the borrowed expert", s1, w_borrowed, 2, from_borrowed)) {
+        expect_differ("borrowed lora: the expert changes the logits", from_copy, base);
+        if (memcmp(from_copy, from_borrowed, n_logits * sizeof(float)) == 0)
+            pass("borrowed lora: logits identical to the copied variant");
+        else fail("borrowed lora: logits equal the copied variant", "max |diff| %.3e",
+                  max_abs_diff(from_copy, from_borrowed, n_logits));
+    }
+    lmx_session_free(s1);
+    s1 = NULL;
+    if (borrowed.released == 0) pass("borrowed lora: not released while one session still uses it");
+    else fail("borrowed lora: release timing", "released %d times with session 2 alive", borrowed.released);
+    if (EXPECT_OK("borrowed lora: session 2 evaluates after the mixer and session 1 are gone",
+                  lmx_session_set_fixed_weights(s2, w_borrowed, 2)) &&
+        EXPECT_OK("borrowed lora: session 2 eval",
+                  lmx_session_eval(s2, some_tokens, EXPERT_TOKENS, LMX_LOGITS_ALL, from_copy, n_logits))) {
+        if (memcmp(from_copy, from_borrowed, n_logits * sizeof(float)) == 0)
+            pass("borrowed lora: session 2 gives the same logits");
+        else fail("borrowed lora: session 2 logits", "max |diff| %.3e", max_abs_diff(from_copy, from_borrowed, n_logits));
+    }
+    lmx_session_free(s2);
+    s2 = NULL;
+    if (borrowed.released == 1) pass("borrowed lora: released exactly once, when the last session was freed");
+    else fail("borrowed lora: released exactly once", "released %d times", borrowed.released);
+
+    /* Other orders: session freed before the mixer; a mixer without sessions. */
+    {
+        int released = 0;
+        static float a[4 * 64], b[96 * 4];
+        lmx_lora_tensor t = {.layer = 0, .module = LMX_MODULE_Q_PROJ, .in_features = 64, .out_features = 96, .a = a, .b = b};
+        lmx_lora_desc d = hand_desc(&t, 1, count_release, &released);
+        d.alpha = 4.0f;
+        if (EXPECT_OK("borrowed lora: mixer_create (session freed first)", lmx_mixer_create(model, &mixer)) &&
+            EXPECT_OK("borrowed lora: add borrowed", lmx_mixer_add_lora(mixer, "b", &d, NULL)) &&
+            EXPECT_OK("borrowed lora: session_create", lmx_session_create(mixer, NULL, &s1))) {
+            lmx_session_free(s1);
+            s1 = NULL;
+            int after_session = released;
+            lmx_mixer_free(mixer);
+            mixer = NULL;
+            if (after_session == 0 && released == 1)
+                pass("borrowed lora: session freed first, released once when the mixer is freed");
+            else fail("borrowed lora: session then mixer", "released %d after the session, %d after the mixer (want 0, 1)",
+                      after_session, released);
+        }
+        released = 0;
+        if (EXPECT_OK("borrowed lora: mixer_create (no session)", lmx_mixer_create(model, &mixer)) &&
+            EXPECT_OK("borrowed lora: add borrowed", lmx_mixer_add_lora(mixer, "b", &d, NULL))) {
+            lmx_mixer_free(mixer);
+            mixer = NULL;
+            if (released == 1) pass("borrowed lora: mixer without sessions, released once by lmx_mixer_free");
+            else fail("borrowed lora: mixer without sessions", "released %d times", released);
+        }
+
+        /* A failed add_lora with release set: the header does not say whether release runs. It
+         * must at least be the same for every failure, or a host cannot know whether to free. */
+        int on_rank = 0, on_module = 0, on_duplicate = 0, on_shape = 0;
+        if (EXPECT_OK("borrowed lora: mixer for failed adds", lmx_mixer_create(model, &mixer)) &&
+            EXPECT_OK("borrowed lora: add a copied 'taken'", lmx_mixer_add_lora(mixer, "taken", &(lmx_lora_desc){
+                .struct_size = sizeof(lmx_lora_desc), .dtype = LMX_DTYPE_F32, .rank = 4, .alpha = 4.0f,
+                .tensors = &t, .n_tensors = 1}, NULL))) {
+            lmx_lora_desc x = hand_desc(&t, 1, count_release, &on_rank);
+            x.rank = 0;
+            lmx_mixer_add_lora(mixer, "r0", &x, NULL);
+            lmx_lora_tensor bad = t;
+            bad.module = 9;
+            x = hand_desc(&bad, 1, count_release, &on_module);
+            lmx_mixer_add_lora(mixer, "m9", &x, NULL);
+            bad = t;
+            bad.in_features = 96;
+            x = hand_desc(&bad, 1, count_release, &on_shape);
+            lmx_mixer_add_lora(mixer, "shape", &x, NULL);
+            x = hand_desc(&t, 1, count_release, &on_duplicate);
+            lmx_mixer_add_lora(mixer, "taken", &x, NULL);
+            lmx_mixer_free(mixer);
+            mixer = NULL;
+            if (on_rank == 0 && on_module == 0 && on_shape == 0 && on_duplicate == 0)
+                pass("borrowed lora: a failed add_lora never calls release (the memory stays the caller's)");
+            else
+                fail("borrowed lora: a failed add_lora never calls release (the memory stays the caller's)",
+                     "release ran %d x after rank 0, %d x after module 9, %d x after a shape mismatch, %d x after a "
+                     "duplicate name", on_rank, on_module, on_shape, on_duplicate);
+        }
+    }
+out:
+    lmx_session_free(s1);
+    lmx_session_free(s2);
+    lmx_mixer_free(mixer);
+    lmx_model_free(model);
+    hand_free_tensors(&copied);
+    hand_free_tensors(&borrowed);
+    free(base);
+    free(from_copy);
+    free(from_borrowed);
+}
+
+/* lmx_mixer_add_custom: arguments, descriptor checks (exact status and message words), destroy
+ * never called for a refused expert, out_index optional. */
+static lmx_status noop_forward(void *user_data, uint32_t layer, uint32_t module, const float *input, float *output,
+                               size_t n_rows, size_t in_features, size_t out_features) {
+    (void)user_data; (void)layer; (void)module; (void)input; (void)output; (void)n_rows; (void)in_features;
+    (void)out_features;
+    return LMX_OK;
+}
+
+static void count_destroy(void *user_data) { ++*(int *)user_data; }
+
+static void test_custom_expert_args(lmx_model *model) {
+    lmx_mixer *mixer = NULL;
+    if (!EXPECT_OK("add_custom: mixer_create", lmx_mixer_create(model, &mixer))) return;
+    int destroyed = 0;
+    static const uint32_t o_proj[1] = {LMX_MODULE_O_PROJ}, in96[1] = {96}, out64[1] = {64};
+    const lmx_custom_expert_desc d = {.struct_size = sizeof(lmx_custom_expert_desc), .modules = o_proj,
+                                      .in_features = in96, .out_features = out64, .n_modules = 1, .layers = NULL,
+                                      .n_layers = 0, .forward = noop_forward, .destroy = count_destroy,
+                                      .user_data = &destroyed};
+    lmx_custom_expert_desc x;
+    int32_t index = -7;
+
+    EXPECT_ERR("add_custom: NULL mixer", lmx_mixer_add_custom(NULL, "c", &d, &index), LMX_ERR_INVALID_ARGUMENT, "mixer");
+    EXPECT_ERR("add_custom: a model handle as the mixer", lmx_mixer_add_custom((lmx_mixer *)(void *)model, "c", &d, &index),
+               LMX_ERR_INVALID_ARGUMENT, "mixer");
+    EXPECT_ERR("add_custom: NULL name", lmx_mixer_add_custom(mixer, NULL, &d, &index), LMX_ERR_INVALID_ARGUMENT, "name");
+    EXPECT_ERR("add_custom: empty name", lmx_mixer_add_custom(mixer, "", &d, &index), LMX_ERR_INVALID_ARGUMENT, "name");
+    EXPECT_ERR("add_custom: NULL desc", lmx_mixer_add_custom(mixer, "c", NULL, &index), LMX_ERR_INVALID_ARGUMENT, "desc");
+    x = d; x.forward = NULL;
+    EXPECT_ERR("add_custom: NULL forward", lmx_mixer_add_custom(mixer, "c", &x, &index), LMX_ERR_INVALID_ARGUMENT, "forward");
+    x = d; x.n_modules = 0;
+    EXPECT_ERR("add_custom: n_modules 0", lmx_mixer_add_custom(mixer, "c", &x, &index), LMX_ERR_INVALID_ARGUMENT,
+               "n_modules", "0");
+    x = d; x.n_modules = SIZE_MAX;
+    EXPECT_ERR("add_custom: n_modules SIZE_MAX", lmx_mixer_add_custom(mixer, "c", &x, &index), LMX_ERR_INVALID_ARGUMENT,
+               "n_modules");
+    x = d; x.modules = NULL;
+    EXPECT_ERR("add_custom: NULL modules", lmx_mixer_add_custom(mixer, "c", &x, &index), LMX_ERR_INVALID_ARGUMENT, "modules");
+    x = d; x.in_features = NULL;
+    EXPECT_ERR("add_custom: NULL in_features", lmx_mixer_add_custom(mixer, "c", &x, &index), LMX_ERR_INVALID_ARGUMENT,
+               "in_features");
+    {
+        static const uint32_t m9[1] = {9}, m_max[1] = {UINT32_MAX};
+        x = d; x.modules = m9;
+        EXPECT_ERR("add_custom: unknown module 9", lmx_mixer_add_custom(mixer, "c", &x, &index), LMX_ERR_INVALID_ARGUMENT,
+                   "module", "9");
+        x = d; x.modules = m_max;
+        EXPECT_ERR("add_custom: module UINT32_MAX", lmx_mixer_add_custom(mixer, "c", &x, &index), LMX_ERR_INVALID_ARGUMENT,
+                   "module", "4294967295");
+    }
+    {
+        static const uint32_t twice[2] = {LMX_MODULE_O_PROJ, LMX_MODULE_O_PROJ}, in2[2] = {96, 96}, out2[2] = {64, 64};
+        x = d; x.modules = twice; x.in_features = in2; x.out_features = out2; x.n_modules = 2;
+        EXPECT_ERR("add_custom: o_proj listed twice", lmx_mixer_add_custom(mixer, "c", &x, &index), LMX_ERR_INVALID_ARGUMENT,
+                   "o_proj", "twice");
+    }
+    {
+        static const uint32_t in64[1] = {64};
+        x = d; x.in_features = in64;
+        EXPECT_ERR("add_custom: o_proj declared 64 -> 64 (model: 96 -> 64)", lmx_mixer_add_custom(mixer, "c", &x, &index),
+                   LMX_ERR_SHAPE, "o_proj", "64 -> 64", "96 -> 64");
+        static const uint32_t qo[2] = {LMX_MODULE_Q_PROJ, LMX_MODULE_O_PROJ}, qo_in[2] = {64, 96}, qo_out[2] = {96, 96};
+        x = d; x.modules = qo; x.in_features = qo_in; x.out_features = qo_out; x.n_modules = 2;
+        EXPECT_ERR("add_custom: second module o_proj declared 96 -> 96", lmx_mixer_add_custom(mixer, "c", &x, &index),
+                   LMX_ERR_SHAPE, "o_proj", "96 -> 96", "96 -> 64");
+        static const uint32_t gate[1] = {LMX_MODULE_GATE_PROJ};
+        x = d; x.modules = gate; /* declared 96 -> 64, gate_proj is 64 -> 96 */
+        EXPECT_ERR("add_custom: gate_proj declared 96 -> 64 (model: 64 -> 96)", lmx_mixer_add_custom(mixer, "c", &x, &index),
+                   LMX_ERR_SHAPE, "gate_proj", "96 -> 64", "64 -> 96");
+    }
+    {
+        static const uint32_t l2[1] = {2}, l_max[1] = {UINT32_MAX}, ok_then_bad[2] = {0, 5};
+        x = d; x.layers = l2; x.n_layers = 1;
+        EXPECT_ERR("add_custom: layer 2 of a 2-layer model", lmx_mixer_add_custom(mixer, "c", &x, &index), LMX_ERR_SHAPE,
+                   "layers[0]", "2", "2 layers");
+        x = d; x.layers = l_max; x.n_layers = 1;
+        EXPECT_ERR("add_custom: layer UINT32_MAX", lmx_mixer_add_custom(mixer, "c", &x, &index), LMX_ERR_SHAPE,
+                   "4294967295", "2 layers");
+        x = d; x.layers = ok_then_bad; x.n_layers = 2;
+        EXPECT_ERR("add_custom: layers {0, 5}", lmx_mixer_add_custom(mixer, "c", &x, &index), LMX_ERR_SHAPE, "layers[1]", "5");
+        x = d; x.layers = NULL; x.n_layers = 1;
+        EXPECT_ERR("add_custom: NULL layers with n_layers 1", lmx_mixer_add_custom(mixer, "c", &x, &index),
+                   LMX_ERR_INVALID_ARGUMENT, "layers");
+        x = d; x.layers = ok_then_bad; x.n_layers = 3;
+        EXPECT_ERR("add_custom: n_layers 3 of a 2-layer model", lmx_mixer_add_custom(mixer, "c", &x, &index),
+                   LMX_ERR_INVALID_ARGUMENT, "layers");
+        /* A count above INT64_MAX (e.g. an underflowed size_t) must be refused like 3. On its own
+         * mixer, since the library currently accepts it (as an expert that adapts no layer). */
+        lmx_mixer *other = NULL;
+        int other_destroyed = 0;
+        if (EXPECT_OK("add_custom: mixer for n_layers SIZE_MAX", lmx_mixer_create(model, &other))) {
+            x = d; x.layers = ok_then_bad; x.n_layers = SIZE_MAX; x.user_data = &other_destroyed;
+            const char *what = "add_custom: n_layers SIZE_MAX refused (LMX_ERR_INVALID_ARGUMENT, 'layers')";
+            current_check = what;
+            lmx_status st = lmx_mixer_add_custom(other, "c", &x, NULL);
+            if (st == LMX_ERR_INVALID_ARGUMENT && contains_ci(lmx_last_error(), "layers")) pass(what);
+            else fail(what, "got %s \"%s\"", status_name(st), st ? lmx_last_error() : "");
+            lmx_mixer_free(other);
+        }
+    }
+    x = d; x.struct_size = 0;
+    if (EXPECT_ERR("add_custom: struct_size 0", lmx_mixer_add_custom(mixer, "c", &x, &index), LMX_ERR_ABI, "struct_size",
+                   "lmx_custom_expert_desc"))
+        expect_sizeof_hint("add_custom: struct_size 0", "lmx_custom_expert_desc");
+    x = d; x.struct_size = (uint32_t)offsetof(lmx_custom_expert_desc, user_data);
+    EXPECT_ERR("add_custom: struct_size without user_data", lmx_mixer_add_custom(mixer, "c", &x, &index), LMX_ERR_ABI,
+               "struct_size");
+    size_t count = 99;
+    if (index == -7 && destroyed == 0 && lmx_mixer_expert_count(mixer, &count) == LMX_OK && count == 0)
+        pass("add_custom: refused descriptors add nothing, leave out_index alone, never call destroy");
+    else fail("add_custom: refused descriptors", "out_index %d, destroy ran %d times, expert count %zu", index, destroyed,
+              count);
+
+    /* Accepted: out_index, NULL out_index (regression: it used to skip the add), newer struct. */
+    index = -1;
+    if (EXPECT_OK("add_custom: o_proj 96 -> 64", lmx_mixer_add_custom(mixer, "c", &d, &index)) && index != 0)
+        fail("add_custom: first expert gets index 0", "got %d", index);
+    {
+        size_t before = 0, after = 0;
+        lmx_mixer_expert_count(mixer, &before);
+        if (EXPECT_OK("add_custom: out_index NULL", lmx_mixer_add_custom(mixer, "c_no_index", &d, NULL))) {
+            lmx_mixer_expert_count(mixer, &after);
+            if (after == before + 1) pass("add_custom: out_index NULL still adds the expert");
+            else fail("add_custom: out_index NULL still adds the expert", "LMX_OK, but the expert count went %zu -> %zu",
+                      before, after);
+        }
+        union { lmx_custom_expert_desc d; unsigned char bytes[sizeof(lmx_custom_expert_desc) + 16]; } newer;
+        memset(&newer, 0x5A, sizeof newer);
+        newer.d = d;
+        newer.d.struct_size = sizeof newer;
+        EXPECT_OK("add_custom: desc from a newer header (struct_size + 16)",
+                  lmx_mixer_add_custom(mixer, "c_newer", &newer.d, NULL));
+        static const uint32_t both[2] = {1, 0};
+        x = d; x.layers = both; x.n_layers = 2;
+        EXPECT_OK("add_custom: layers {1, 0}", lmx_mixer_add_custom(mixer, "c_layers", &x, NULL));
+        x = d; x.destroy = NULL;
+        EXPECT_OK("add_custom: no destroy callback", lmx_mixer_add_custom(mixer, "c_no_destroy", &x, NULL));
+    }
+    /* Duplicate names (custom or LoRA): refused, and the refused desc's destroy never runs. */
+    {
+        int dup_destroyed = 0;
+        x = d; x.user_data = &dup_destroyed;
+        EXPECT_ERR("add_custom: duplicate name 'c'", lmx_mixer_add_custom(mixer, "c", &x, &index), LMX_ERR_INVALID_ARGUMENT,
+                   "'c'");
+        static float a[4 * 64], b[96 * 4];
+        lmx_lora_tensor t = {.layer = 0, .module = LMX_MODULE_Q_PROJ, .in_features = 64, .out_features = 96, .a = a, .b = b};
+        lmx_lora_desc ld = {.struct_size = sizeof(lmx_lora_desc), .dtype = LMX_DTYPE_F32, .rank = 4, .alpha = 4.0f,
+                            .tensors = &t, .n_tensors = 1};
+        EXPECT_OK("add_lora: 'lora'", lmx_mixer_add_lora(mixer, "lora", &ld, NULL));
+        EXPECT_ERR("add_custom: the name of a LoRA expert", lmx_mixer_add_custom(mixer, "lora", &x, &index),
+                   LMX_ERR_INVALID_ARGUMENT, "lora");
+        EXPECT_ERR("add_lora: the name of a custom expert", lmx_mixer_add_lora(mixer, "c", &ld, &index),
+                   LMX_ERR_INVALID_ARGUMENT, "'c'");
+        int before_free = destroyed;
+        lmx_mixer_free(mixer);
+        mixer = NULL;
+        if (dup_destroyed == 0) pass("add_custom: destroy of a refused duplicate never runs (not even at mixer_free)");
+        else fail("add_custom: destroy of a refused duplicate", "ran %d times", dup_destroyed);
+        /* c, c_no_index, c_newer, c_layers have destroy (c_no_destroy has none). */
+        if (before_free == 0 && destroyed == 4) pass("add_custom: destroy ran once per accepted expert, at lmx_mixer_free");
+        else fail("add_custom: destroy at lmx_mixer_free", "%d before the free, %d after (want 0, 4)", before_free, destroyed);
+    }
+    lmx_mixer_free(mixer);
+}
+
+/* destroy runs exactly once, after the mixer and every session holding the expert are freed, in
+ * any order; a session created before the expert was added does not hold it. */
+static void test_custom_expert_lifetimes(void) {
+    lmx_model *model = NULL;
+    lmx_mixer *mixer = NULL;
+    lmx_session *s1 = NULL, *s2 = NULL, *early = NULL;
+    hand_lora h;
+    hand_init(&h, 99);
+    lmx_custom_expert_desc cd = hand_custom_desc(&h, NULL, 0);
+    if (!EXPECT_OK("custom lifetimes: model_load", lmx_model_load(llama, NULL, &model)) ||
+        !EXPECT_OK("custom lifetimes: mixer_create", lmx_mixer_create(model, &mixer)) ||
+        !EXPECT_OK("custom lifetimes: session before the expert", lmx_session_create(mixer, NULL, &early)) ||
+        !EXPECT_OK("custom lifetimes: add_custom", lmx_mixer_add_custom(mixer, "hand", &cd, NULL)) ||
+        !EXPECT_OK("custom lifetimes: session 1", lmx_session_create(mixer, NULL, &s1)) ||
+        !EXPECT_OK("custom lifetimes: session 2", lmx_session_create(mixer, NULL, &s2)))
+        goto out;
+    lmx_model_free(model);
+    model = NULL;
+    lmx_mixer_free(mixer);
+    mixer = NULL;
+    int after_mixer = h.destroyed;
+    float logits[VOCAB];
+    const float one[1] = {1};
+    if (EXPECT_OK("custom lifetimes: session 1 after the model and mixer handles are freed",
+                  lmx_session_set_fixed_weights(s1, one, 1)) &&
+        EXPECT_OK("custom lifetimes: eval through the custom expert",
+                  lmx_session_eval(s1, some_tokens, 3, LMX_LOGITS_LAST, logits, VOCAB)) && h.calls == 0)
+        fail("custom lifetimes: eval through the custom expert", "forward was never called");
+    lmx_session_free(s1);
+    s1 = NULL;
+    int after_s1 = h.destroyed;
+    lmx_session_free(s2);
+    s2 = NULL;
+    int after_s2 = h.destroyed;
+    if (after_mixer == 0 && after_s1 == 0 && after_s2 == 1)
+        pass("custom lifetimes: destroy ran once, when the last session holding the expert was freed");
+    else fail("custom lifetimes: destroy exactly once, after the last user",
+              "destroy count after mixer_free %d, after session 1 %d, after session 2 %d (want 0, 0, 1)", after_mixer,
+              after_s1, after_s2);
+    lmx_session_free(early);
+    early = NULL;
+    if (h.destroyed == 1) pass("custom lifetimes: a session created before the expert does not call destroy again");
+    else fail("custom lifetimes: early session", "destroy count %d", h.destroyed);
+out:
+    lmx_session_free(s1);
+    lmx_session_free(s2);
+    lmx_session_free(early);
+    lmx_mixer_free(mixer);
+    lmx_model_free(model);
+    hand_free_tensors(&h);
+}
+
+/* A forward that returns an error: the evaluation fails with LMX_ERR_PLUGIN and leaves the session
+ * exactly as it was (n_past, trace, KV cache: later tokens give the logits of an unfailed session). */
+static void test_custom_expert_failure(void) {
+    lmx_model *model = NULL;
+    lmx_mixer *mixer = NULL;
+    lmx_session *s = NULL, *ref = NULL;
+    hand_lora h;
+    hand_init(&h, 2024);
+    lmx_custom_expert_desc cd = hand_custom_desc(&h, NULL, 0);
+    const float one[1] = {1};
+    float got[2 * VOCAB], want[2 * VOCAB];
+    size_t n_past = 99, nt = 99, nl = 0, width = 0;
+    if (!EXPECT_OK("custom failure: model_load", lmx_model_load(llama, NULL, &model)) ||
+        !EXPECT_OK("custom failure: mixer_create", lmx_mixer_create(model, &mixer)) ||
+        !EXPECT_OK("custom failure: add_custom 'failing'", lmx_mixer_add_custom(mixer, "failing", &cd, NULL)) ||
+        !EXPECT_OK("custom failure: session", lmx_session_create(mixer, NULL, &s)) ||
+        !EXPECT_OK("custom failure: reference session", lmx_session_create(mixer, NULL, &ref)) ||
+        !EXPECT_OK("custom failure: fixed weights", lmx_session_set_fixed_weights(s, one, 1)) ||
+        !EXPECT_OK("custom failure: reference fixed weights", lmx_session_set_fixed_weights(ref, one, 1)))
+        goto out;
+    h.fail_with = -42;
+    EXPECT_ERR("custom failure: eval on an empty session", lmx_session_eval(s, some_tokens, 3, LMX_LOGITS_LAST, got, VOCAB),
+               LMX_ERR_PLUGIN, "failing", "-42");
+    if (lmx_session_n_past(s, &n_past) == LMX_OK && n_past == 0) pass("custom failure: n_past stays 0");
+    else fail("custom failure: n_past after a failed first eval", "%zu, want 0", n_past);
+    h.fail_with = LMX_OK;
+    if (!EXPECT_OK("custom failure: eval 3 tokens", lmx_session_eval(s, some_tokens, 3, LMX_LOGITS_NONE, NULL, 0)) ||
+        !EXPECT_OK("custom failure: reference eval 3 tokens", lmx_session_eval(ref, some_tokens, 3, LMX_LOGITS_NONE, NULL, 0)))
+        goto out;
+    h.fail_with = LMX_ERR_OUT_OF_MEMORY;
+    EXPECT_ERR("custom failure: eval 2 more tokens (forward returns LMX_ERR_OUT_OF_MEMORY)",
+               lmx_session_eval(s, some_tokens + 3, 2, LMX_LOGITS_ALL, got, 2 * VOCAB), LMX_ERR_PLUGIN, "failing", "-7");
+    h.fail_with = 1; /* any status other than LMX_OK is a failure */
+    EXPECT_ERR("custom failure: eval (forward returns 1)", lmx_session_eval(s, some_tokens + 3, 1, LMX_LOGITS_NONE, NULL, 0),
+               LMX_ERR_PLUGIN, "failing");
+    {
+        int32_t out[4];
+        size_t n_out = 99;
+        h.fail_with = -42;
+        EXPECT_ERR("custom failure: generate", lmx_session_generate(s, some_tokens + 3, 2, NULL, out, 4, &n_out),
+                   LMX_ERR_PLUGIN, "failing", "-42");
+        EXPECT_ERR("custom failure: generate with an empty prompt (decode fails)",
+                   lmx_session_generate(s, NULL, 0, NULL, out, 4, &n_out), LMX_ERR_PLUGIN, "failing");
+    }
+    n_past = 99;
+    if (lmx_session_n_past(s, &n_past) == LMX_OK && n_past == 3) pass("custom failure: n_past unchanged (3) by the failed calls");
+    else fail("custom failure: n_past unchanged", "%zu, want 3", n_past);
+    if (lmx_session_trace_size(s, &nt, &nl, &width) == LMX_OK && nt == 3) pass("custom failure: trace unchanged (3 tokens)");
+    else fail("custom failure: trace unchanged", "%zu tokens, want 3", nt);
+    /* Generation that fails after two generated tokens were evaluated (prompt pass + 2 decode
+     * passes of 6 forward calls each succeed). The header does not say what a failed generate
+     * leaves behind; a host can only resume if the session is unchanged, or holds exactly the
+     * prompt and the n_out tokens written. */
+    {
+        lmx_session *g = NULL;
+        int32_t out[8];
+        size_t n_out = 99, g_past = 99;
+        lmx_generate_params gp = lmx_generate_params_default();
+        gp.max_tokens = 6;
+        if (EXPECT_OK("custom failure: session for generate", lmx_session_create(mixer, NULL, &g)) &&
+            EXPECT_OK("custom failure: generate fixed weights", lmx_session_set_fixed_weights(g, one, 1))) {
+            h.fail_with = -42;
+            h.ok_calls_left = 3 * LAYERS * HAND_MODULES;
+            EXPECT_ERR("custom failure: generate fails at the 3rd decode pass",
+                       lmx_session_generate(g, some_tokens, 3, &gp, out, 8, &n_out), LMX_ERR_PLUGIN, "failing", "-42");
+            h.fail_with = LMX_OK;
+            h.ok_calls_left = 0;
+            lmx_session_n_past(g, &g_past);
+            const char *what = "custom failure: a failed generate leaves the session as before the call, n_out 0";
+            if (g_past == 0 && n_out == 0) pass(what);
+            else fail(what, "n_out %zu, n_past %zu (want 0 and 0)", n_out, g_past);
+        }
+        lmx_session_free(g);
+    }
+    /* Routing NONE does not call the expert, so it cannot fail. */
+    {
+        lmx_session *none = NULL;
+        if (EXPECT_OK("custom failure: session with routing NONE", lmx_session_create(mixer, NULL, &none)) &&
+            EXPECT_OK("custom failure: routing NONE", lmx_session_set_routing(none, LMX_ROUTING_NONE)))
+            EXPECT_OK("custom failure: eval with routing NONE while forward fails",
+                      lmx_session_eval(none, some_tokens, 2, LMX_LOGITS_NONE, NULL, 0));
+        lmx_session_free(none);
+    }
+    h.fail_with = LMX_OK;
+    if (EXPECT_OK("custom failure: eval 2 more tokens once forward works again",
+                  lmx_session_eval(s, some_tokens + 3, 2, LMX_LOGITS_ALL, got, 2 * VOCAB)) &&
+        EXPECT_OK("custom failure: reference eval of the same 2 tokens",
+                  lmx_session_eval(ref, some_tokens + 3, 2, LMX_LOGITS_ALL, want, 2 * VOCAB))) {
+        if (memcmp(got, want, sizeof got) == 0)
+            pass("custom failure: after the failures the session continues exactly like one that never failed");
+        else fail("custom failure: session state after failures", "logits differ from the reference (max |diff| %.3e)",
+                  max_abs_diff(got, want, 2 * VOCAB));
+    }
+out:
+    lmx_session_free(s);
+    lmx_session_free(ref);
+    lmx_mixer_free(mixer);
+    lmx_model_free(model);
+    if (h.destroyed == 1) pass("custom failure: destroy ran once");
+    else fail("custom failure: destroy ran once", "%d times", h.destroyed);
+    hand_free_tensors(&h);
+}
+
+/* Plugin entry points without a plugin: defaults, policy and file errors, empty listings. */
+static void test_plugin_errors(lmx_model *model) {
+    lmx_mixer *mixer = NULL;
+    if (!EXPECT_OK("plugins: mixer_create", lmx_mixer_create(model, &mixer))) return;
+    lmx_plugin_params pp = lmx_plugin_params_default();
+    if (pp.struct_size == sizeof(lmx_plugin_params) && pp.config == NULL && pp.allowed_sha256 == NULL &&
+        pp.n_allowed_sha256 == 0 && pp.allow_writable == 0)
+        pass("plugin_params_default: sizeof, no config, no pinning, writable refused");
+    else fail("plugin_params_default", "struct_size %u (want %zu), config %p, allowed %p/%zu, allow_writable %u",
+              pp.struct_size, sizeof(lmx_plugin_params), (const void *)pp.config, (const void *)pp.allowed_sha256,
+              pp.n_allowed_sha256, pp.allow_writable);
+    char dir[1200], path[1300];
+    size_t index = 77, count = 99, needed = 0;
+    char buf[32];
+    case_dir(dir, sizeof dir, "plugins");
+    EXPECT_ERR("load_plugin: NULL mixer", lmx_mixer_load_plugin(NULL, "x.so", NULL, &index), LMX_ERR_INVALID_ARGUMENT, "mixer");
+    EXPECT_ERR("load_plugin: NULL path", lmx_mixer_load_plugin(mixer, NULL, NULL, &index), LMX_ERR_INVALID_ARGUMENT, "path");
+    join(path, sizeof path, dir, "no_plugin.so");
+    EXPECT_ERR("load_plugin: missing file", lmx_mixer_load_plugin(mixer, path, NULL, &index), LMX_ERR_IO, "no_plugin.so");
+    join(path, sizeof path, dir, "text.so");
+    write_text(path, "not a shared library\n");
+    EXPECT_ERR("load_plugin: a text file", lmx_mixer_load_plugin(mixer, path, NULL, &index), LMX_ERR_PLUGIN, "text.so",
+               "shared library");
+    EXPECT_ERR("load_plugin: a folder", lmx_mixer_load_plugin(mixer, dir, NULL, &index), LMX_ERR_PLUGIN, "plugins");
+    pp.struct_size = 0;
+    EXPECT_ERR("load_plugin: params.struct_size 0", lmx_mixer_load_plugin(mixer, path, &pp, &index), LMX_ERR_ABI,
+               "struct_size", "set it to sizeof(lmx_plugin_params)");
+    {
+        pp = lmx_plugin_params_default();
+        const char *allowed[1] = {"0000000000000000000000000000000000000000000000000000000000000000"};
+        pp.allowed_sha256 = allowed;
+        pp.n_allowed_sha256 = 1;
+        EXPECT_ERR("load_plugin: SHA-256 not in the allowed list", lmx_mixer_load_plugin(mixer, path, &pp, &index),
+                   LMX_ERR_PLUGIN, "text.so", "SHA-256");
+        pp.allowed_sha256 = NULL;
+        EXPECT_ERR("load_plugin: NULL allowed_sha256 with n 1", lmx_mixer_load_plugin(mixer, path, &pp, &index),
+                   LMX_ERR_INVALID_ARGUMENT, "allowed_sha256");
+    }
+    if (chmod(path, 0666) == 0) {
+        EXPECT_ERR("load_plugin: a file writable by others", lmx_mixer_load_plugin(mixer, path, NULL, &index), LMX_ERR_PLUGIN,
+                   "text.so", "writable");
+        chmod(path, 0644);
+    }
+    /* A shared library without lmx_plugin_entry: the loramixer library itself. */
+    {
+        char lib[1200];
+        Dl_info info;
+        if (dladdr((void *)lmx_version, &info) && info.dli_fname) {
+            snprintf(lib, sizeof lib, "%s", info.dli_fname);
+            EXPECT_ERR("load_plugin: a shared library without lmx_plugin_entry", lmx_mixer_load_plugin(mixer, lib, NULL, &index),
+                       LMX_ERR_PLUGIN, "lmx_plugin_entry");
+        }
+    }
+    if (index == 77 && EXPECT_OK("mixer_plugin_count", lmx_mixer_plugin_count(mixer, &count)) && count == 0)
+        pass("load_plugin: failed loads leave no plugin and out_index alone");
+    else fail("load_plugin: failed loads", "out_index %zu, plugin count %zu", index, count);
+    EXPECT_ERR("mixer_plugin_count: NULL out_count", lmx_mixer_plugin_count(mixer, NULL), LMX_ERR_INVALID_ARGUMENT, "out_count");
+    EXPECT_ERR("mixer_plugin_string: index 0 of 0", lmx_mixer_plugin_string(mixer, 0, LMX_PLUGIN_ID, buf, sizeof buf, &needed),
+               LMX_ERR_NOT_FOUND, "0");
+    EXPECT_ERR("mixer_unload_plugin: unknown id", lmx_mixer_unload_plugin(mixer, "org.example.none"), LMX_ERR_NOT_FOUND,
+               "org.example.none");
+    EXPECT_ERR("mixer_unload_plugin: NULL id", lmx_mixer_unload_plugin(mixer, NULL), LMX_ERR_INVALID_ARGUMENT, "id");
+    lmx_mixer_free(mixer);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -1611,9 +2473,15 @@ int main(int argc, char **argv) {
         test_adapters(model);
         test_routers(model);
         test_sessions(model);
+        test_custom_expert_args(model);
+        test_plugin_errors(model);
         lmx_model_free(model);
     }
     test_lifetimes();
+    test_borrowed_lora();
+    test_custom_matches_lora();
+    test_custom_expert_lifetimes();
+    test_custom_expert_failure();
     test_callback();
     test_happy_path();
     test_parity();

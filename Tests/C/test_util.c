@@ -148,6 +148,7 @@ void pass(const char *what) {
     printf("ok   %s\n", what);
 }
 
+
 void fail(const char *what, const char *fmt, ...) {
     tests_failed++;
     printf("FAIL %s: ", what);

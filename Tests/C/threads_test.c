@@ -9,12 +9,21 @@
  * session from the shared mixer and evaluates the tokens ITERATIONS times (reset between runs);
  * every run must be bit-identical to the reference. Each thread also makes a failing call with
  * its own marker after every run and checks that lmx_last_error() shows its own message (the last
- * error is per thread). Prints "threads_test: N passed, M failed".
+ * error is per thread).
+ *
+ * Then experts from memory across threads: a second mixer holds a borrowed LoRA (lmx_lora_desc with
+ * `release`) and a custom expert (lmx_custom_expert_desc). Two threads create sessions from it; the
+ * main thread frees the mixer before they start evaluating (barriers); each thread evaluates ITERATIONS times with weights
+ * {0.5, 0.5} (the custom forward runs on both threads at once), bit-identical to a sequential run,
+ * and frees its session. release and destroy must each run exactly once, on the worker thread that
+ * frees the last session (the tensors are freed in release, so a later use shows under valgrind).
+ * Prints "threads_test: N passed, M failed".
  */
 #define _XOPEN_SOURCE 700
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +100,168 @@ static void *worker(void *arg) {
     lmx_session_free(session);
     free(logits);
     return NULL;
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Experts from memory across threads
+ * ---------------------------------------------------------------------------------------------- */
+
+#define MEM_TOKENS 6
+
+/* The borrowed LoRA: q_proj of layer 0 (64 -> 96), rank 2, tensors malloc'ed and freed by release. */
+static float *borrowed_a, *borrowed_b;
+static atomic_int released, destroyed, forward_calls, forward_in_flight, forward_overlap;
+static pthread_t release_thread, destroy_thread;
+
+static void release_borrowed(void *user_data) {
+    (void)user_data;
+    release_thread = pthread_self();
+    free(borrowed_a);
+    free(borrowed_b);
+    borrowed_a = borrowed_b = NULL;
+    atomic_fetch_add(&released, 1);
+}
+
+static void destroy_custom(void *user_data) {
+    (void)user_data;
+    destroy_thread = pthread_self();
+    atomic_fetch_add(&destroyed, 1);
+}
+
+/* output[r][j] += 0.05 * input[r][(3 j) % in] * (1 + j % 5): read-only state, so thread-safe. Notes
+ * whether two calls overlapped (both threads inside forward at once). */
+static lmx_status custom_forward(void *user_data, uint32_t layer, uint32_t module, const float *input, float *output,
+                                 size_t n_rows, size_t in_features, size_t out_features) {
+    (void)user_data;
+    (void)layer;
+    (void)module;
+    atomic_fetch_add(&forward_calls, 1);
+    if (atomic_fetch_add(&forward_in_flight, 1) > 0) atomic_fetch_add(&forward_overlap, 1);
+    for (size_t r = 0; r < n_rows; r++)
+        for (size_t j = 0; j < out_features; j++)
+            output[r * out_features + j] += 0.05f * input[r * in_features + (3 * j) % in_features] * (float)(1 + j % 5);
+    atomic_fetch_sub(&forward_in_flight, 1);
+    return LMX_OK;
+}
+
+typedef struct {
+    const lmx_mixer *mixer;
+    const float *reference;
+    int iterations;
+    pthread_barrier_t *created; /* the workers and the main thread: sessions exist, mixer may go */
+    pthread_barrier_t *freed;   /* ... the main thread has freed the mixer: the workers may run */
+    int session_ok, identical_runs;
+    char problem[256];
+} memory_job;
+
+static const int32_t mem_tokens[MEM_TOKENS] = {3, 14, 15, 92, 65, 35};
+
+static void *memory_worker(void *arg) {
+    memory_job *j = arg;
+    lmx_session *session = NULL;
+    float logits[MEM_TOKENS * VOCAB];
+    const float weights[2] = {0.5f, 0.5f};
+    j->session_ok = lmx_session_create(j->mixer, NULL, &session) == LMX_OK &&
+                    lmx_session_set_fixed_weights(session, weights, 2) == LMX_OK;
+    if (!j->session_ok) snprintf(j->problem, sizeof j->problem, "session setup: %s", lmx_last_error());
+    pthread_barrier_wait(j->created);
+    pthread_barrier_wait(j->freed);
+    for (int i = 0; j->session_ok && i < j->iterations; i++) {
+        lmx_status st = lmx_session_reset(session);
+        if (st == LMX_OK) st = lmx_session_eval(session, mem_tokens, MEM_TOKENS, LMX_LOGITS_ALL, logits, MEM_TOKENS * VOCAB);
+        if (st != LMX_OK) {
+            if (!j->problem[0]) snprintf(j->problem, sizeof j->problem, "iteration %d: %s", i, lmx_last_error());
+        } else if (memcmp(logits, j->reference, sizeof logits) != 0) {
+            if (!j->problem[0]) snprintf(j->problem, sizeof j->problem, "iteration %d: logits differ", i);
+        } else {
+            j->identical_runs++;
+        }
+    }
+    lmx_session_free(session);
+    return NULL;
+}
+
+static void test_memory_experts(lmx_model *model, int iterations) {
+    lmx_mixer *mixer = NULL;
+    lmx_session *s = NULL;
+    float reference[MEM_TOKENS * VOCAB], base[MEM_TOKENS * VOCAB];
+    borrowed_a = malloc(sizeof(float) * 2 * 64);
+    borrowed_b = malloc(sizeof(float) * 96 * 2);
+    for (int i = 0; i < 2 * 64; i++) borrowed_a[i] = (float)((i * 37) % 19 - 9) * 0.02f;
+    for (int i = 0; i < 96 * 2; i++) borrowed_b[i] = (float)((i * 53) % 23 - 11) * 0.02f;
+    lmx_lora_tensor tensor = {.layer = 0, .module = LMX_MODULE_Q_PROJ, .in_features = 64, .out_features = 96,
+                              .a = borrowed_a, .b = borrowed_b};
+    lmx_lora_desc lora = {.struct_size = sizeof(lmx_lora_desc), .dtype = LMX_DTYPE_F32, .rank = 2, .alpha = 4.0f,
+                          .tensors = &tensor, .n_tensors = 1, .release = release_borrowed, .user_data = NULL};
+    static const uint32_t modules[2] = {LMX_MODULE_O_PROJ, LMX_MODULE_UP_PROJ}, ins[2] = {96, 64}, outs[2] = {64, 96};
+    lmx_custom_expert_desc custom = {.struct_size = sizeof(lmx_custom_expert_desc), .modules = modules,
+                                     .in_features = ins, .out_features = outs, .n_modules = 2, .layers = NULL,
+                                     .n_layers = 0, .forward = custom_forward, .destroy = destroy_custom,
+                                     .user_data = NULL};
+    const float weights[2] = {0.5f, 0.5f};
+    int ok = EXPECT_OK("memory experts: mixer_create", lmx_mixer_create(model, &mixer)) &&
+             EXPECT_OK("memory experts: add_lora borrowed", lmx_mixer_add_lora(mixer, "borrowed", &lora, NULL)) &&
+             EXPECT_OK("memory experts: add_custom", lmx_mixer_add_custom(mixer, "custom", &custom, NULL)) &&
+             EXPECT_OK("memory experts: sequential session", lmx_session_create(mixer, NULL, &s)) &&
+             EXPECT_OK("memory experts: base run (routing NONE)",
+                       lmx_session_eval(s, mem_tokens, MEM_TOKENS, LMX_LOGITS_ALL, base, MEM_TOKENS * VOCAB)) &&
+             EXPECT_OK("memory experts: weights {0.5, 0.5}", lmx_session_set_fixed_weights(s, weights, 2)) &&
+             EXPECT_OK("memory experts: reset", lmx_session_reset(s)) &&
+             EXPECT_OK("memory experts: sequential run (reference)",
+                       lmx_session_eval(s, mem_tokens, MEM_TOKENS, LMX_LOGITS_ALL, reference, MEM_TOKENS * VOCAB));
+    lmx_session_free(s);
+    if (ok) {
+        if (memcmp(base, reference, sizeof base) != 0) pass("memory experts: the experts change the logits");
+        else fail("memory experts: the experts change the logits", "identical to the base model");
+        pthread_barrier_t created, freed;
+        pthread_barrier_init(&created, NULL, N_THREADS + 1);
+        pthread_barrier_init(&freed, NULL, N_THREADS + 1);
+        memory_job jobs[N_THREADS];
+        pthread_t threads[N_THREADS];
+        for (int t = 0; t < N_THREADS; t++) {
+            memset(&jobs[t], 0, sizeof jobs[t]);
+            jobs[t].mixer = mixer;
+            jobs[t].reference = reference;
+            jobs[t].iterations = iterations;
+            jobs[t].created = &created;
+            jobs[t].freed = &freed;
+            if (pthread_create(&threads[t], NULL, memory_worker, &jobs[t]) != 0) {
+                fprintf(stderr, "pthread_create failed\n");
+                exit(2);
+            }
+        }
+        pthread_barrier_wait(&created);
+        lmx_mixer_free(mixer); /* the sessions keep the experts alive */
+        mixer = NULL;
+        int after_mixer_free = atomic_load(&released) + atomic_load(&destroyed);
+        pthread_barrier_wait(&freed);
+        for (int t = 0; t < N_THREADS; t++) pthread_join(threads[t], NULL);
+        pthread_barrier_destroy(&created);
+        pthread_barrier_destroy(&freed);
+        for (int t = 0; t < N_THREADS; t++) {
+            char what[160];
+            snprintf(what, sizeof what, "memory experts: thread %d, %d runs bit-identical to the sequential run", t,
+                     iterations);
+            if (jobs[t].session_ok && jobs[t].identical_runs == iterations) pass(what);
+            else fail(what, "%d identical; %s", jobs[t].identical_runs, jobs[t].problem);
+        }
+        if (after_mixer_free == 0) pass("memory experts: lmx_mixer_free with live sessions releases nothing");
+        else fail("memory experts: lmx_mixer_free with live sessions", "release/destroy ran %d times", after_mixer_free);
+        int r = atomic_load(&released), d = atomic_load(&destroyed);
+        pthread_t main_thread = pthread_self();
+        if (r == 1 && d == 1 && !pthread_equal(release_thread, main_thread) && !pthread_equal(destroy_thread, main_thread))
+            pass("memory experts: release and destroy ran once each, on the worker that freed the last session");
+        else fail("memory experts: release and destroy once, on a worker thread",
+                  "release %d, destroy %d; release on the main thread: %d, destroy on the main thread: %d", r, d,
+                  r && pthread_equal(release_thread, main_thread), d && pthread_equal(destroy_thread, main_thread));
+        printf("note memory experts: %d forward calls, %d of them while the other thread was inside forward\n",
+               atomic_load(&forward_calls), atomic_load(&forward_overlap));
+    }
+    lmx_mixer_free(mixer);
+    if (atomic_load(&released) == 0) { /* never added, or the test failed early */
+        free(borrowed_a);
+        free(borrowed_b);
+    }
 }
 
 int main(int argc, char **argv) {
@@ -189,6 +360,7 @@ int main(int argc, char **argv) {
     }
 
     lmx_mixer_free(mixer);
+    if (model) test_memory_experts(model, iterations);
     lmx_model_free(model);
     free(reference);
     free(again);

@@ -146,6 +146,34 @@ final class SessionTests: XCTestCase {
         assertClose(resumed, Array(expected[(3 * 128)...]), tolerance: 1e-4, "after a failed pass")
     }
 
+    /// A generation that fails part way leaves the session exactly as before the call.
+    func testFailedGenerationRollsBack() throws {
+        final class FailsLater: Expert, @unchecked Sendable {
+            let name = "fails-later"
+            var calls = 0
+            func adapts(layer: Int, module: ProjectionModule) -> Bool { layer == 0 && module == .q }
+            func delta(layer: Int, module: ProjectionModule, rows: UnsafePointer<Float>, count: Int,
+                       into delta: UnsafeMutablePointer<Float>) throws {
+                calls += 1
+                if calls == 5 { throw LoRAMixerError(.plugin, "fifth call fails") }
+            }
+        }
+        let expert = FailsLater()
+        let mixer = Mixer(model: try LanguageModel(directory: Fixtures.path("llama_f32")))
+        try mixer.add(expert)
+        let session = try mixer.makeSession()
+        try session.setRouting(.uniform)
+        _ = try session.evaluate([1, 2], logits: .last)
+        let before = (session.position, session.trace?.tokens)
+        XCTAssertThrowsError(try session.generate(prompt: [3], options: .init(maxTokens: 6)))
+        XCTAssertEqual(session.position, before.0)
+        XCTAssertEqual(session.trace?.tokens, before.1)
+        let resumed = try session.generate(prompt: [3], options: .init(maxTokens: 3))
+        let fresh = try Fixtures.mixer("llama_f32", router: nil).makeSession()
+        XCTAssertEqual(resumed, try fresh.generate(prompt: [1, 2, 3], options: .init(maxTokens: 3)),
+                       "the expert adds nothing, so the continuation equals the base model's")
+    }
+
     func testBorrowedWeightsAreReleasedOnceWhenTheLastUserGoes() throws {
         let values: [Float] = (0..<(64 * 4)).map { Float($0) / 256 }
         let pointer = UnsafeMutablePointer<Float>.allocate(capacity: values.count)

@@ -5,31 +5,50 @@ internal import CLoRAMixer
 /// the descriptors arrive as raw pointers, keeping C types out of the core's public API.
 @_spi(CABI) public enum CInterop {
     /// An expert from an `lmx_lora_desc`: tensors copied, or borrowed until the expert is gone
-    /// when `desc.release` is set. `keepAlive` (a plugin library) outlives the release call.
+    /// when `desc.release` is set. `keepAlive` (a plugin library) outlives the release call. If
+    /// this throws, `release` is never called: the memory still belongs to the caller.
     public static func loraExpert(name: String, desc rawDesc: UnsafeRawPointer, config: ModelConfig,
                                   keepAlive: AnyObject? = nil) throws -> LoRAExpert {
-        let minimum = MemoryLayout<lmx_lora_desc>.offset(of: \lmx_lora_desc.release) ?? 0
-        let declared = rawDesc.load(as: UInt32.self)
-        guard Int(declared) >= minimum else {
-            throw LoRAMixerError(.abi, "lmx_lora_desc.struct_size is \(declared), expected at least \(minimum)")
+        try loraExpertAndRelease(name: name, desc: rawDesc, config: config, keepAlive: keepAlive).expert
+    }
+
+    /// Adds the expert of an `lmx_lora_desc` to `mixer`; if that fails, `release` is not called.
+    public static func addLoRAExpert(to mixer: Mixer, name: String, desc: UnsafeRawPointer) throws -> Int {
+        let (expert, release) = try loraExpertAndRelease(name: name, desc: desc, config: mixer.model.config, keepAlive: nil)
+        do {
+            return try mixer.add(expert)
+        } catch {
+            release?.disarm()
+            throw error
         }
-        // Fields appended after `n_tensors` are read only when the caller's struct has them.
-        var desc = lmx_lora_desc()
-        withUnsafeMutableBytes(of: &desc) { $0.copyMemory(from: UnsafeRawBufferPointer(start: rawDesc, count: min(Int(declared), $0.count))) }
-        guard desc.rank > 0, desc.rank <= 1 << 16 else {
-            throw LoRAMixerError.invalidArgument("desc.rank \(desc.rank) must be in 1...65536")
-        }
-        let dtype = try memoryDType(desc.dtype, "desc.dtype")
-        let limit = config.layerCount * ProjectionModule.allCases.count
-        guard desc.n_tensors > 0, desc.n_tensors <= limit, let entries = desc.tensors else {
-            throw LoRAMixerError.invalidArgument("desc.tensors must be non-NULL with n_tensors 1...\(limit) (layers x modules), got \(desc.n_tensors)")
-        }
-        let owner: AnyObject? = desc.release.map { release in
+    }
+
+    private static func loraExpertAndRelease(name: String, desc rawDesc: UnsafeRawPointer, config: ModelConfig,
+                                             keepAlive: AnyObject?) throws -> (expert: LoRAExpert, release: ReleaseOnDeinit?) {
+        let desc = try load(lmx_lora_desc.self, from: rawDesc, "lmx_lora_desc")
+        let owner: ReleaseOnDeinit? = desc.release.map { release in
             let userData = UncheckedSendable(desc.user_data)
             return ReleaseOnDeinit { [keepAlive] in
                 release(userData.value)
                 _ = keepAlive
             }
+        }
+        do {
+            return (try loraExpert(name: name, desc: desc, owner: owner, config: config), owner)
+        } catch {
+            owner?.disarm()
+            throw error
+        }
+    }
+
+    private static func loraExpert(name: String, desc: lmx_lora_desc, owner: AnyObject?, config: ModelConfig) throws -> LoRAExpert {
+        guard desc.rank > 0, desc.rank <= 1 << 16 else {
+            throw LoRAMixerError.invalidArgument("desc.rank \(desc.rank) must be in 1...65536")
+        }
+        let dtype = try memoryDType(desc.dtype, "desc.dtype")
+        let limit = config.layerCount * ProjectionModule.allCases.count
+        guard (1...limit).contains(desc.n_tensors), let entries = desc.tensors else {
+            throw LoRAMixerError.invalidArgument("desc.tensors must be non-NULL with n_tensors 1...\(limit) (layers x modules), got \(UInt(bitPattern: desc.n_tensors))")
         }
         let rank = Int(desc.rank)
         let tensors = try (0..<desc.n_tensors).map { index in
@@ -54,14 +73,20 @@ internal import CLoRAMixer
         return try LoRAExpert(name: name, alpha: Double(desc.alpha), useRSLoRA: desc.use_rslora != 0, tensors: tensors, config: config)
     }
 
+    /// A descriptor struct, after checking the caller's struct_size covers this version of it.
+    static func load<T>(_ type: T.Type, from raw: UnsafeRawPointer, _ name: String) throws -> T {
+        let declared = raw.load(as: UInt32.self)
+        guard Int(declared) >= MemoryLayout<T>.size else {
+            throw LoRAMixerError(.abi, "\(name).struct_size is \(declared), expected at least \(MemoryLayout<T>.size); set it to sizeof(\(name))")
+        }
+        return raw.load(as: T.self)
+    }
+
     /// A custom expert from an `lmx_custom_expert_desc`; `keepAlive` outlives its destroy call.
     public static func customExpert(name: String, desc rawDesc: UnsafeRawPointer, config: ModelConfig,
                                     keepAlive: AnyObject? = nil) throws -> any Expert {
-        let declared = rawDesc.load(as: UInt32.self)
-        guard Int(declared) >= MemoryLayout<lmx_custom_expert_desc>.size else {
-            throw LoRAMixerError(.abi, "lmx_custom_expert_desc.struct_size is \(declared), expected at least \(MemoryLayout<lmx_custom_expert_desc>.size)")
-        }
-        return try CustomExpert(name: name, desc: rawDesc.load(as: lmx_custom_expert_desc.self), config: config, keepAlive: keepAlive)
+        try CustomExpert(name: name, desc: load(lmx_custom_expert_desc.self, from: rawDesc, "lmx_custom_expert_desc"),
+                         config: config, keepAlive: keepAlive)
     }
 
     /// Validates `desc` and adds the custom expert to `mixer`; if that fails, its destroy callback

@@ -22,8 +22,8 @@ final class CustomExpert: Expert, @unchecked Sendable {
             throw LoRAMixerError.invalidArgument("\(source): 'forward' must not be NULL")
         }
         let moduleCount = ProjectionModule.allCases.count
-        guard desc.n_modules > 0, desc.n_modules <= moduleCount else {
-            throw LoRAMixerError.invalidArgument("\(source): n_modules is \(desc.n_modules), expected 1...\(moduleCount)")
+        guard (1...moduleCount).contains(desc.n_modules) else {
+            throw LoRAMixerError.invalidArgument("\(source): n_modules is \(UInt(bitPattern: desc.n_modules)), expected 1...\(moduleCount)")
         }
         guard let modules = desc.modules, let ins = desc.in_features, let outs = desc.out_features else {
             throw LoRAMixerError.invalidArgument("\(source): 'modules', 'in_features' and 'out_features' must not be NULL")
@@ -43,9 +43,9 @@ final class CustomExpert: Expert, @unchecked Sendable {
             moduleMask[module.rawValue] = true
         }
         var layerMask = Array(repeating: desc.n_layers == 0, count: config.layerCount)
-        if desc.n_layers > 0 {
-            guard desc.n_layers <= config.layerCount, let layers = desc.layers else {
-                throw LoRAMixerError.invalidArgument("\(source): 'layers' must be non-NULL with n_layers 1...\(config.layerCount)")
+        if desc.n_layers != 0 {
+            guard (1...config.layerCount).contains(desc.n_layers), let layers = desc.layers else {
+                throw LoRAMixerError.invalidArgument("\(source): 'layers' must be non-NULL with n_layers 1...\(config.layerCount), got \(UInt(bitPattern: desc.n_layers))")
             }
             for i in 0..<desc.n_layers {
                 guard Int(layers[i]) < config.layerCount else {

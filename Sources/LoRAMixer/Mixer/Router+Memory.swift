@@ -3,13 +3,10 @@ internal import CLoRAMixer
 extension Router {
     /// A router from an `lmx_router_desc` (a plugin's memory), validated like a router file.
     init(desc rawDesc: UnsafePointer<lmx_router_desc>, config: ModelConfig, source: String) throws {
-        guard Int(rawDesc.pointee.struct_size) >= MemoryLayout<lmx_router_desc>.size else {
-            throw LoRAMixerError(.abi, "\(source): lmx_router_desc.struct_size is \(rawDesc.pointee.struct_size), expected at least \(MemoryLayout<lmx_router_desc>.size)")
-        }
-        let desc = rawDesc.pointee
+        let desc = try CInterop.load(lmx_router_desc.self, from: rawDesc, "lmx_router_desc")
         let (e, d) = (desc.n_experts, config.hiddenSize)
-        guard e > 0, e <= 1 << 16, let names = desc.experts else {
-            throw LoRAMixerError.invalidArgument("\(source): experts must be non-NULL with n_experts 1...65536, got \(e)")
+        guard (1...(1 << 16)).contains(e), let names = desc.experts else {
+            throw LoRAMixerError.invalidArgument("\(source): experts must be non-NULL with n_experts 1...65536, got \(UInt(bitPattern: e))")
         }
         let expertNames = try (0..<e).map { i in
             guard let name = names[i].flatMap({ String(validatingCString: $0) }), !name.isEmpty else {

@@ -35,6 +35,14 @@ public struct RoutingTrace: Sendable {
         }
     }
 
+    /// Keeps the entries of the first `count` tokens.
+    mutating func truncate(toTokens count: Int) {
+        guard count < tokens.count else { return }
+        tokens.removeSubrange(count...)
+        expertIDs.removeSubrange((count * layers * width)...)
+        gates.removeSubrange((count * layers * width)...)
+    }
+
     mutating func removeAll() {
         tokens.removeAll()
         expertIDs.removeAll()

@@ -130,9 +130,14 @@ public final class Session {
     /// evaluated in turn so that a later call continues where this one ended. Stops at a stop
     /// token (not returned), when `onToken` returns false, or when the context is full; in that
     /// last case the final token, sampled from the last position, is returned but cannot be
-    /// evaluated.
+    /// evaluated. If any step fails, the session is left as it was before the call (tokens
+    /// already passed to `onToken` are void).
     public func generate(prompt: [Int32], options: GenerationOptions,
                          onToken: (Int32) -> Bool = { _ in true }) throws -> [Int32] {
+        try atomically { try generateSteps(prompt: prompt, options: options, onToken: onToken) }
+    }
+
+    private func generateSteps(prompt: [Int32], options: GenerationOptions, onToken: (Int32) -> Bool) throws -> [Int32] {
         try options.sampling.validate()
         guard options.maxTokens >= 0 else { throw LoRAMixerError.invalidArgument("max_tokens must be >= 0") }
         var next: [Float]
@@ -158,5 +163,20 @@ public final class Session {
             next = try evaluate([token], logits: .last)
         }
         return output
+    }
+
+    /// Runs `body`; if it throws, the session is put back as it was before (cache, router
+    /// context, trace, last logits), so a failed multi-step call leaves no partial state.
+    func atomically<R>(_ body: () throws -> R) throws -> R {
+        let (position, sums, logits, traced) = (cache.count, contextSums, lastLogits, trace?.tokenCount ?? 0)
+        do {
+            return try body()
+        } catch {
+            cache.truncate(to: position)
+            contextSums = sums
+            lastLogits = logits
+            trace?.truncate(toTokens: traced)
+            throw error
+        }
     }
 }

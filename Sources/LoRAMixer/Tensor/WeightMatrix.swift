@@ -110,9 +110,11 @@ public struct WeightMatrix: @unchecked Sendable {
 
 /// Runs a release callback when the last holder of borrowed memory goes away.
 public final class ReleaseOnDeinit: @unchecked Sendable {
-    private let release: @Sendable () -> Void
+    private var release: (@Sendable () -> Void)?
     public init(_ release: @escaping @Sendable () -> Void) { self.release = release }
-    deinit { release() }
+    /// Gives the memory back to its owner without calling `release` (a failed registration).
+    public func disarm() { release = nil }
+    deinit { release?() }
 }
 
 /// Heap memory aligned to 64 bytes, freed with its owner.
