@@ -3,14 +3,16 @@ SWIFT ?= swift
 PYTHON ?= python3
 RELEASE := .build/release
 
-.PHONY: demo test release debug swift-test c-test cli-test clean
+.PHONY: demo test release swift-test c-test python-test clean
 
-## Build the library and the C example, then run the demo on the bundled default model.
+## Build the library, the C examples and the example plugins, then run the plugin demo on the
+## bundled default model (experts and router loaded through plugins; learned routing per token).
 demo: release
-	$(MAKE) -C examples-c run
+	$(MAKE) -C examples-c plugin-run
 
-## Everything CI runs: Swift tests, C tests (ABI sweep, errors, threads, leaks), CLI tests.
-test: swift-test c-test cli-test
+## Everything CI runs: Swift tests, C tests (ABI sweep, errors, threads, plugins, demos; all under
+## valgrind too), CLI and Python tests.
+test: swift-test c-test python-test
 
 release:
 	$(SWIFT) build -c release
@@ -20,11 +22,13 @@ swift-test:
 	$(SWIFT) test --skip-build
 
 c-test: release
-	$(MAKE) -C examples-c
+	$(MAKE) -C examples-c all memcheck
 	$(MAKE) -C Tests/C test memcheck
+	$(MAKE) -C Tests/plugins test memcheck
 
-cli-test: release
+python-test: release
+	$(MAKE) -C examples-c plugins
 	LMX_BIN=$(RELEASE)/lmx $(PYTHON) -m pytest -q Tests/cli
 
 clean:
-	rm -rf .build examples-c/build Tests/C/build
+	rm -rf .build examples-c/build Tests/C/build Tests/plugins/build

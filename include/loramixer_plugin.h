@@ -82,9 +82,10 @@ typedef struct lmx_router_desc {
 } lmx_router_desc;
 
 /* The host's functions, passed to init(). The table and the registrar are valid only during
- * init(), except log, model_info and module_shape, which a plugin may not keep either: copy what
- * you need. Every function is called on the thread that runs init(). Functions returning
- * lmx_status leave a precise message with the host (shown to the host's caller if init fails). */
+ * init(): copy what you need. Every function is called on the thread that runs init(). A failed
+ * register_* call takes no ownership (release/destroy will not run; the memory is still the
+ * plugin's) and fails the whole load — with that registration's status and message, even if init
+ * then returns LMX_OK. */
 typedef struct lmx_host_api {
     uint32_t struct_size;  /* sizeof(lmx_host_api) of the host; grows at the end only */
     uint32_t abi_version;  /* the host's LMX_PLUGIN_ABI_VERSION */
@@ -146,8 +147,10 @@ typedef struct lmx_plugin_descriptor {
      * Called once per load, on the loading thread. */
     lmx_status (*init)(const lmx_host_api *host, lmx_plugin_registrar *registrar, const char *config);
 
-    /* Optional. Called once, after init returned LMX_OK, when the plugin is unloaded and the last
-     * expert it registered is gone — just before the library is closed. Not called if init failed. */
+    /* Optional. Called once for every init that returned LMX_OK, just before the library is
+     * closed: after the plugin was unloaded and the last session using its experts was freed, or
+     * right away when the load is refused after init (a failed registration, an expert name already
+     * in the mixer, a router that does not match). Not called if init itself failed. */
     void (*shutdown)(void);
 } lmx_plugin_descriptor;
 

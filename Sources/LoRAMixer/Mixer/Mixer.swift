@@ -68,10 +68,10 @@ public final class Mixer: @unchecked Sendable {
     func commit(plugin: LoadedPlugin, experts: [any Expert], router: Router?) throws {
         try lock.withLock {
             guard !_plugins.contains(where: { $0.library.id == plugin.library.id }) else {
-                throw LoRAMixerError.plugin("\(plugin.library.path): a plugin with id '\(plugin.library.id)' is already loaded")
+                throw LoRAMixerError.plugin("a plugin with id '\(plugin.library.id)' is already loaded")
             }
             if let clash = experts.first(where: { expert in _experts.contains { $0.name == expert.name } }) {
-                throw LoRAMixerError.invalidArgument("\(plugin.library.path): plugin '\(plugin.library.id)' registers expert '\(clash.name)', but the mixer already has an expert of that name")
+                throw LoRAMixerError.invalidArgument("it registers expert '\(clash.name)', but the mixer already has an expert of that name")
             }
             let combined = _experts + experts
             let newRouter = try (router ?? _router)?.ordered(for: combined.map(\.name))

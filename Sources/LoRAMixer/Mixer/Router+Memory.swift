@@ -20,8 +20,11 @@ extension Router {
         guard Int(desc.n_layers) == config.layerCount, Int(desc.d_model) == d else {
             throw LoRAMixerError.shape("\(source): router is for \(desc.n_layers) layers x d_model \(desc.d_model), the model has \(config.layerCount) x \(d)")
         }
-        guard (1...e).contains(Int(desc.top_k)), desc.temperature.isFinite, desc.temperature > 0 else {
-            throw LoRAMixerError.invalidArgument("\(source): top_k \(desc.top_k) must be in 1...\(e) and temperature \(desc.temperature) > 0")
+        guard (1...e).contains(Int(desc.top_k)) else {
+            throw LoRAMixerError.invalidArgument("\(source): top_k \(desc.top_k) must be in 1...\(e)")
+        }
+        guard desc.temperature.isFinite, desc.temperature > 0 else {
+            throw LoRAMixerError.invalidArgument("\(source): temperature \(desc.temperature) must be finite and > 0")
         }
         guard let weights = desc.weights else { throw LoRAMixerError.invalidArgument("\(source): 'weights' must not be NULL") }
         func matrix(_ pointers: UnsafePointer<UnsafePointer<Float>?>, _ layer: Int, _ what: String, count: Int) throws -> [Float] {

@@ -25,13 +25,14 @@ extension Mixer {
         let registrar = OpaquePointer(Unmanaged.passUnretained(staging).toOpaque())
         let status = withExtendedLifetime(staging) { library.initialize(&table, registrar, config) }
         let prefix = "\(path): plugin '\(library.id)'"
-        guard status == lmx_status(LMX_OK) else {
-            let reason = staging.pluginMessage ?? staging.failure?.message ?? "no message"
-            throw LoRAMixerError.plugin("\(prefix) init failed with status \(status): \(reason)")
-        }
-        library.initialized = true
+        if status == lmx_status(LMX_OK) { library.initialized = true }
+        // A failed registration is the cause, whatever init made of it: report its own status.
         if let failure = staging.failure {
-            throw LoRAMixerError(failure.kind, "\(prefix): a registration failed, so nothing it registered is kept: \(failure.message)")
+            let plugin = staging.pluginMessage.map { " (plugin says: \($0))" } ?? ""
+            throw LoRAMixerError(failure.kind, "\(prefix): a registration failed, so nothing it registered is kept: \(failure.message)\(plugin)")
+        }
+        guard status == lmx_status(LMX_OK) else {
+            throw LoRAMixerError.plugin("\(prefix) init failed with status \(status): \(staging.pluginMessage ?? "no message")")
         }
         let router: Router?
         switch staging.routerSource {

@@ -14,7 +14,7 @@ enum PluginHostTable {
             staging.log(level: level, String(cString: message))
         }
         table.model_info = { registrar, out in
-            PluginHostTable.call(registrar, "model_info") { staging in
+            PluginHostTable.call(registrar) { staging in
                 guard let out else { throw LoRAMixerError.invalidArgument("'out' must not be NULL") }
                 let size = Int(out.pointee.struct_size)
                 guard size >= MemoryLayout<UInt32>.size else {
@@ -32,7 +32,7 @@ enum PluginHostTable {
             }
         }
         table.module_shape = { registrar, module, inFeatures, outFeatures in
-            PluginHostTable.call(registrar, "module_shape") { staging in
+            PluginHostTable.call(registrar) { staging in
                 guard let inFeatures, let outFeatures else { throw LoRAMixerError.invalidArgument("'in_features' and 'out_features' must not be NULL") }
                 guard let module = ProjectionModule(rawValue: Int(module)) else {
                     throw LoRAMixerError.invalidArgument("module \(module) is not an LMX_MODULE_* value")
@@ -42,47 +42,43 @@ enum PluginHostTable {
             }
         }
         table.register_lora = { registrar, name, desc in
-            PluginHostTable.call(registrar, "register_lora") { staging in
-                let name = try PluginHostTable.cString(name, "name")
+            PluginHostTable.register(registrar, "register_lora") { staging in
+                let name = try staging.claim(PluginHostTable.cString(name, "name"))
                 guard let desc else { throw LoRAMixerError.invalidArgument("'desc' must not be NULL") }
-                try staging.register("expert '\(name)'") {
-                    try staging.stage(CInterop.loraExpert(name: name, desc: desc, config: staging.config, keepAlive: staging.library))
-                }
+                staging.stage(try PluginHostTable.naming(name) {
+                    try CInterop.loraExpert(name: name, desc: desc, config: staging.config, keepAlive: staging.library)
+                })
             }
         }
         table.register_peft = { registrar, name, directory in
-            PluginHostTable.call(registrar, "register_peft") { staging in
-                let name = try PluginHostTable.cString(name, "name")
+            PluginHostTable.register(registrar, "register_peft") { staging in
+                let name = try staging.claim(PluginHostTable.cString(name, "name"))
                 let directory = try PluginHostTable.cString(directory, "dir")
-                try staging.register("expert '\(name)'") {
-                    try staging.stage(LoRAExpert(peftDirectory: directory, name: name, config: staging.config))
-                }
+                staging.stage(try PluginHostTable.naming(name) {
+                    try LoRAExpert(peftDirectory: directory, name: name, config: staging.config)
+                })
             }
         }
         table.register_custom = { registrar, name, desc in
-            PluginHostTable.call(registrar, "register_custom") { staging in
-                let name = try PluginHostTable.cString(name, "name")
+            PluginHostTable.register(registrar, "register_custom") { staging in
+                let name = try staging.claim(PluginHostTable.cString(name, "name"))
                 guard let desc else { throw LoRAMixerError.invalidArgument("'desc' must not be NULL") }
-                try staging.register("expert '\(name)'") {
-                    try staging.stage(CInterop.customExpert(name: name, desc: desc, config: staging.config, keepAlive: staging.library))
-                }
+                staging.stage(try PluginHostTable.naming(name) {
+                    try CInterop.customExpert(name: name, desc: desc, config: staging.config, keepAlive: staging.library)
+                })
             }
         }
         table.register_router_file = { registrar, path in
-            PluginHostTable.call(registrar, "register_router_file") { staging in
+            PluginHostTable.register(registrar, "register_router_file") { staging in
                 let path = try PluginHostTable.cString(path, "path")
-                try staging.register("router") {
-                    _ = try Router(path: path, config: staging.config)  // fail now, with the file named
-                    staging.stageRouter(.file(path))
-                }
+                _ = try Router(path: path, config: staging.config)  // fail now, with the file named
+                staging.stageRouter(.file(path))
             }
         }
         table.register_router = { registrar, desc in
-            PluginHostTable.call(registrar, "register_router") { staging in
+            PluginHostTable.register(registrar, "register_router") { staging in
                 guard let desc else { throw LoRAMixerError.invalidArgument("'desc' must not be NULL") }
-                try staging.register("router") {
-                    staging.stageRouter(.memory(try Router(desc: desc, config: staging.config, source: "router from plugin \(staging.library.id)")))
-                }
+                staging.stageRouter(.memory(try Router(desc: desc, config: staging.config, source: "router from plugin \(staging.library.id)")))
             }
         }
         table.set_error = { registrar, message in
@@ -97,8 +93,29 @@ enum PluginHostTable {
         registrar.map { Unmanaged<PluginStaging>.fromOpaque(UnsafeRawPointer($0)).takeUnretainedValue() }
     }
 
-    private static func call(_ registrar: OpaquePointer?, _ function: String, _ body: (PluginStaging) throws -> Void) -> lmx_status {
-        // `function` names the entry in messages of registrations that fail before staging.
+    /// A registration: its failure, whatever the cause, is remembered so the load fails even if
+    /// init goes on to return OK.
+    private static func register(_ registrar: OpaquePointer?, _ function: String, _ body: (PluginStaging) throws -> Void) -> lmx_status {
+        call(registrar) { staging in
+            do {
+                try body(staging)
+            } catch let error as LoRAMixerError {
+                staging.recordFailure(LoRAMixerError(error.kind, "\(function): \(error.message)"))
+                throw error
+            }
+        }
+    }
+
+    /// Prefixes a failure with the expert it concerns.
+    private static func naming<T>(_ name: String, _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as LoRAMixerError {
+            throw LoRAMixerError(error.kind, "expert '\(name)': \(error.message)")
+        }
+    }
+
+    private static func call(_ registrar: OpaquePointer?, _ body: (PluginStaging) throws -> Void) -> lmx_status {
         guard let staging = staging(registrar) else { return lmx_status(LMX_ERR_INVALID_ARGUMENT) }
         do {
             try body(staging)

@@ -22,22 +22,23 @@ final class PluginStaging {
         self.config = config
     }
 
-    /// Runs one registration; its error is remembered (and returned to the plugin as a status).
-    func register(_ what: String, _ body: () throws -> Void) throws {
-        do {
-            try body()
-        } catch let error as LoRAMixerError {
-            let tagged = LoRAMixerError(error.kind, "\(what): \(error.message)")
-            if failure == nil { failure = tagged }
-            throw tagged
-        }
+    func recordFailure(_ error: LoRAMixerError) {
+        if failure == nil { failure = error }
     }
 
-    func stage(_ expert: any Expert) throws {
-        if experts.contains(where: { $0.name == expert.name }) {
-            throw LoRAMixerError.invalidArgument("the plugin registers expert '\(expert.name)' twice")
+    /// Reserves `name` for an expert about to be staged (checked before anything is built, so a
+    /// refused registration never takes ownership of the plugin's memory or user data).
+    func claim(_ name: String) throws -> String {
+        if experts.contains(where: { $0.name == name }) {
+            throw LoRAMixerError.invalidArgument("the plugin registers expert '\(name)' twice")
         }
-        experts.append(expert)
+        return name
+    }
+
+    /// Stages an expert; it holds the plugin library, which therefore stays open while any
+    /// session uses it.
+    func stage(_ expert: any Expert) {
+        experts.append(PluginOwnedExpert(expert, library: library))
     }
 
     func stageRouter(_ source: RouterSource) {
