@@ -28,7 +28,7 @@ c-test: release
 
 python-test: release
 	$(MAKE) -C examples-c plugins
-	LMX_BIN=$(RELEASE)/lmx $(PYTHON) -m pytest -q Tests/cli
+	LMX_BIN=$(RELEASE)/lmx $(PYTHON) -m pytest -q Tests/cli python/tests
 
 clean:
 	rm -rf .build examples-c/build Tests/C/build Tests/plugins/build

@@ -135,7 +135,8 @@ LMX_API void lmx_mixer_free(lmx_mixer *mixer);
  * expert `name` (unique in this mixer). Shapes are checked against the model here. Tensors are
  * copied into the mixer. On success, if `out_index` is not NULL it receives the expert's index
  * (experts are numbered 0, 1, ... in the order they were added). Strings are borrowed for the call.
- * Errors: LMX_ERR_IO, LMX_ERR_FORMAT, LMX_ERR_SHAPE, LMX_ERR_INVALID_ARGUMENT (duplicate name).
+ * Errors: LMX_ERR_IO, LMX_ERR_FORMAT, LMX_ERR_SHAPE, LMX_ERR_INVALID_ARGUMENT (duplicate name),
+ * LMX_ERR_STATE (the mixer already has a router: add every expert before loading it).
  * Not thread-safe with respect to other uses of the same mixer. */
 LMX_API lmx_status lmx_mixer_add_peft(lmx_mixer *mixer, const char *name, const char *dir,
                                       int32_t *out_index);
@@ -145,7 +146,8 @@ LMX_API lmx_status lmx_mixer_add_peft(lmx_mixer *mixer, const char *name, const 
  * released as soon as this returns), else borrowed until desc->release(desc->user_data) is called
  * (never called if this call fails: the memory stays the caller's).
  * `out_index` as in lmx_mixer_add_peft. Errors: LMX_ERR_INVALID_ARGUMENT, LMX_ERR_SHAPE,
- * LMX_ERR_ABI (struct_size too small). Not thread-safe with respect to other uses of the mixer. */
+ * LMX_ERR_ABI (struct_size too small), LMX_ERR_STATE (as lmx_mixer_add_peft).
+ * Not thread-safe with respect to other uses of the mixer. */
 LMX_API lmx_status lmx_mixer_add_lora(lmx_mixer *mixer, const char *name, const lmx_lora_desc *desc,
                                       int32_t *out_index);
 
@@ -153,7 +155,8 @@ LMX_API lmx_status lmx_mixer_add_lora(lmx_mixer *mixer, const char *name, const 
  * own delta for the modules and layers it names. Dimensions are checked against the model now.
  * desc->destroy(desc->user_data) runs once when no mixer or session uses the expert any more (not
  * if this call fails). `out_index` as in lmx_mixer_add_peft. Errors: LMX_ERR_INVALID_ARGUMENT,
- * LMX_ERR_SHAPE, LMX_ERR_ABI. Not thread-safe with respect to other uses of the same mixer. */
+ * LMX_ERR_SHAPE, LMX_ERR_ABI, LMX_ERR_STATE (as lmx_mixer_add_peft).
+ * Not thread-safe with respect to other uses of the same mixer. */
 LMX_API lmx_status lmx_mixer_add_custom(lmx_mixer *mixer, const char *name, const lmx_custom_expert_desc *desc,
                                         int32_t *out_index);
 
@@ -308,7 +311,7 @@ typedef struct lmx_generate_params {
     uint32_t top_k;              /* keep the k most likely tokens before sampling; 0 = all */
     float top_p;                 /* nucleus: smallest set with probability >= top_p; 1 = all */
     uint64_t seed;               /* sampling seed; equal seeds give equal samples */
-    const int32_t *stop_tokens;  /* generation ends when one of these is produced (not written) */
+    const int32_t *stop_tokens;  /* generation ends when one of these is produced (not written); ids < n_vocab */
     size_t n_stop_tokens;
     lmx_token_callback on_token; /* optional */
     void *user_data;             /* passed to on_token */

@@ -28,7 +28,8 @@ enum {
     LMX_ERR_OUT_OF_MEMORY = -7,    /* an allocation failed or a size would overflow */
     LMX_ERR_STATE = -8,            /* the object is not in a state that allows the call */
     LMX_ERR_NOT_FOUND = -9,        /* a named expert, tensor, module or plugin does not exist */
-    LMX_ERR_CANCELLED = -10        /* the host cancelled the operation */
+    LMX_ERR_CANCELLED = -10        /* the host cancelled the operation (reserved: long operations
+                                      such as training report it when a callback cancels) */
 };
 
 /* Projection modules that experts can adapt. Values are fixed forever. */

@@ -139,6 +139,10 @@ public final class Session {
 
     private func generateSteps(prompt: [Int32], options: GenerationOptions, onToken: (Int32) -> Bool) throws -> [Int32] {
         try options.sampling.validate()
+        let vocab = model.config.vocabSize
+        if let bad = options.stopTokens.first(where: { $0 < 0 || Int($0) >= vocab }) {
+            throw LoRAMixerError.invalidArgument("stop token \(bad) is out of range (vocab size \(vocab))")
+        }
         guard options.maxTokens >= 0 else { throw LoRAMixerError.invalidArgument("max_tokens must be >= 0") }
         var next: [Float]
         if prompt.isEmpty {

@@ -1,0 +1,422 @@
+"""Raw ctypes bindings of ``include/loramixer.h`` (the low level under the Pythonic API).
+
+:func:`lib` finds, loads and checks ``libloramixer.so`` once and returns the ``ctypes.CDLL`` with
+a prototype (``argtypes``/``restype``) on every function of the header. Functions that return an
+``lmx_status`` get an ``errcheck`` that raises the matching :class:`~loramixer.errors.LoraMixerError`
+subclass with ``lmx_last_error()``, read on the calling thread right after the failing call.
+
+Where the library is looked for, in order (:func:`candidate_paths`):
+
+1. ``$LORAMIXER_LIBRARY`` (a file, or a folder holding ``libloramixer.so``). When it is set, it is
+   the only place tried: a wrong value is an error, never silently replaced by another library.
+2. next to the package: ``loramixer/libloramixer.so``;
+3. the repository's build folders, found from the package's location (a checkout's ``python/``
+   folder sits in the repository): ``../.build/release`` and ``../.build/debug`` relative to
+   ``python/``;
+4. the system loader's search (``LD_LIBRARY_PATH``, ``ldconfig``) for ``libloramixer.so``.
+
+ctypes releases the GIL during every foreign call, so sessions on different threads run in
+parallel.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from ctypes import (
+    CFUNCTYPE,
+    POINTER,
+    Structure,
+    c_char,
+    c_char_p,
+    c_float,
+    c_int32,
+    c_size_t,
+    c_uint32,
+    c_uint64,
+    c_void_p,
+)
+from pathlib import Path
+from typing import Any, List, Optional, Sequence, Tuple
+
+from .errors import ABIError, InvalidArgumentError, LibraryNotFoundError, error_for_status
+
+__all__ = [
+    "HEADER_VERSION_MAJOR",
+    "HEADER_VERSION_MINOR",
+    "HEADER_VERSION_PATCH",
+    "HEADER_VERSION_NUMBER",
+    "LIBRARY_FILENAME",
+    "ENV_VAR",
+    "lib",
+    "load_library",
+    "library_path",
+    "candidate_paths",
+    "FUNCTIONS",
+    "lmx_model_params",
+    "lmx_model_info",
+    "lmx_lora_tensor",
+    "lmx_lora_desc",
+    "lmx_custom_expert_desc",
+    "lmx_plugin_params",
+    "lmx_session_params",
+    "lmx_generate_params",
+    "lmx_expert_forward_fn",
+    "lmx_destroy_fn",
+    "lmx_release_fn",
+    "lmx_token_callback",
+]
+
+#: The header version this package was written for (include/loramixer.h). The library's major
+#: version must equal HEADER_VERSION_MAJOR.
+HEADER_VERSION_MAJOR = 0
+HEADER_VERSION_MINOR = 1
+HEADER_VERSION_PATCH = 0
+HEADER_VERSION_NUMBER = HEADER_VERSION_MAJOR * 10000 + HEADER_VERSION_MINOR * 100 + HEADER_VERSION_PATCH
+
+LIBRARY_FILENAME = "libloramixer.so"
+ENV_VAR = "LORAMIXER_LIBRARY"
+
+# Enumerations of the header (values fixed forever).
+LMX_LOAD_MMAP = 0
+LMX_LOAD_COPY = 1
+LMX_ROUTING_NONE, LMX_ROUTING_LEARNED, LMX_ROUTING_SOFT, LMX_ROUTING_FIXED, LMX_ROUTING_UNIFORM = range(5)
+LMX_LOGITS_NONE, LMX_LOGITS_LAST, LMX_LOGITS_ALL = range(3)
+LMX_DTYPE_F32, LMX_DTYPE_F16, LMX_DTYPE_BF16 = range(3)
+(LMX_PLUGIN_ID, LMX_PLUGIN_VERSION, LMX_PLUGIN_DESCRIPTION, LMX_PLUGIN_LICENSE, LMX_PLUGIN_PATH,
+ LMX_PLUGIN_EXPERTS) = range(6)
+
+
+# ------------------------------------------------------------------------------------------------
+# Structs and callback types (layouts of include/loramixer.h and loramixer_common.h)
+# ------------------------------------------------------------------------------------------------
+
+class lmx_model_params(Structure):
+    _fields_ = [("struct_size", c_uint32), ("load_mode", c_uint32)]
+
+
+class lmx_model_info(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("n_vocab", c_uint32),
+        ("n_layers", c_uint32),
+        ("d_model", c_uint32),
+        ("n_heads", c_uint32),
+        ("n_kv_heads", c_uint32),
+        ("head_dim", c_uint32),
+        ("d_ff", c_uint32),
+        ("max_positions", c_uint32),
+        ("architecture", c_char * 64),
+    ]
+
+
+class lmx_lora_tensor(Structure):
+    _fields_ = [
+        ("layer", c_uint32),
+        ("module", c_uint32),
+        ("in_features", c_uint32),
+        ("out_features", c_uint32),
+        ("a", c_void_p),
+        ("b", c_void_p),
+    ]
+
+
+#: void (*release)(void *user_data)
+lmx_release_fn = CFUNCTYPE(None, c_void_p)
+#: void (*destroy)(void *user_data)
+lmx_destroy_fn = CFUNCTYPE(None, c_void_p)
+#: lmx_status (*)(void *user, uint32_t layer, uint32_t module, const float *input, float *output,
+#:                size_t n_rows, size_t in_features, size_t out_features)
+#: (pointers arrive as ints: c_void_p, so that numpy views can be made from the addresses)
+lmx_expert_forward_fn = CFUNCTYPE(c_int32, c_void_p, c_uint32, c_uint32, c_void_p, c_void_p,
+                                  c_size_t, c_size_t, c_size_t)
+#: int32_t (*)(int32_t token, void *user_data)
+lmx_token_callback = CFUNCTYPE(c_int32, c_int32, c_void_p)
+
+
+class lmx_lora_desc(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("dtype", c_uint32),
+        ("rank", c_uint32),
+        ("alpha", c_float),
+        ("use_rslora", c_uint32),
+        ("tensors", POINTER(lmx_lora_tensor)),
+        ("n_tensors", c_size_t),
+        ("release", lmx_release_fn),
+        ("user_data", c_void_p),
+    ]
+
+
+class lmx_custom_expert_desc(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("modules", POINTER(c_uint32)),
+        ("in_features", POINTER(c_uint32)),
+        ("out_features", POINTER(c_uint32)),
+        ("n_modules", c_size_t),
+        ("layers", POINTER(c_uint32)),
+        ("n_layers", c_size_t),
+        ("forward", lmx_expert_forward_fn),
+        ("destroy", lmx_destroy_fn),
+        ("user_data", c_void_p),
+    ]
+
+
+class lmx_plugin_params(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("config", c_char_p),
+        ("allowed_sha256", POINTER(c_char_p)),
+        ("n_allowed_sha256", c_size_t),
+        ("allow_writable", c_uint32),
+    ]
+
+
+class lmx_session_params(Structure):
+    _fields_ = [("struct_size", c_uint32), ("n_ctx", c_uint32), ("trace", c_uint32)]
+
+
+class lmx_generate_params(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("max_tokens", c_uint32),
+        ("temperature", c_float),
+        ("top_k", c_uint32),
+        ("top_p", c_float),
+        ("seed", c_uint64),
+        ("stop_tokens", POINTER(c_int32)),
+        ("n_stop_tokens", c_size_t),
+        ("on_token", lmx_token_callback),
+        ("user_data", c_void_p),
+    ]
+
+
+# ------------------------------------------------------------------------------------------------
+# Function prototypes: name -> (restype, argtypes). "status" marks an lmx_status return.
+# Handles (lmx_model*, lmx_mixer*, lmx_session*) and caller buffers are c_void_p, so handles are
+# plain ints and numpy buffers are passed by address (array.ctypes.data) without a copy.
+# ------------------------------------------------------------------------------------------------
+
+_STATUS = "status"
+_P = POINTER
+
+FUNCTIONS: dict = {
+    # library
+    "lmx_version": (c_char_p, []),
+    "lmx_version_number": (c_uint32, []),
+    "lmx_status_string": (c_char_p, [c_int32]),
+    "lmx_last_error": (c_char_p, []),
+    # models
+    "lmx_model_params_default": (lmx_model_params, []),
+    "lmx_model_load": (_STATUS, [c_char_p, _P(lmx_model_params), _P(c_void_p)]),
+    "lmx_model_free": (None, [c_void_p]),
+    "lmx_model_get_info": (_STATUS, [c_void_p, _P(lmx_model_info)]),
+    "lmx_model_module_shape": (_STATUS, [c_void_p, c_uint32, _P(c_uint32), _P(c_uint32)]),
+    # mixers
+    "lmx_mixer_create": (_STATUS, [c_void_p, _P(c_void_p)]),
+    "lmx_mixer_free": (None, [c_void_p]),
+    "lmx_mixer_add_peft": (_STATUS, [c_void_p, c_char_p, c_char_p, _P(c_int32)]),
+    "lmx_mixer_add_lora": (_STATUS, [c_void_p, c_char_p, _P(lmx_lora_desc), _P(c_int32)]),
+    "lmx_mixer_add_custom": (_STATUS, [c_void_p, c_char_p, _P(lmx_custom_expert_desc), _P(c_int32)]),
+    "lmx_mixer_expert_count": (_STATUS, [c_void_p, _P(c_size_t)]),
+    "lmx_mixer_expert_name": (_STATUS, [c_void_p, c_size_t, c_void_p, c_size_t, _P(c_size_t)]),
+    "lmx_mixer_load_router": (_STATUS, [c_void_p, c_char_p]),
+    # plugins
+    "lmx_plugin_params_default": (lmx_plugin_params, []),
+    "lmx_mixer_load_plugin": (_STATUS, [c_void_p, c_char_p, _P(lmx_plugin_params), _P(c_size_t)]),
+    "lmx_mixer_plugin_count": (_STATUS, [c_void_p, _P(c_size_t)]),
+    "lmx_mixer_plugin_string": (_STATUS, [c_void_p, c_size_t, c_uint32, c_void_p, c_size_t, _P(c_size_t)]),
+    "lmx_mixer_unload_plugin": (_STATUS, [c_void_p, c_char_p]),
+    # sessions
+    "lmx_session_params_default": (lmx_session_params, []),
+    "lmx_session_create": (_STATUS, [c_void_p, _P(lmx_session_params), _P(c_void_p)]),
+    "lmx_session_free": (None, [c_void_p]),
+    "lmx_session_reset": (_STATUS, [c_void_p]),
+    "lmx_session_n_past": (_STATUS, [c_void_p, _P(c_size_t)]),
+    "lmx_session_set_routing": (_STATUS, [c_void_p, c_uint32]),
+    "lmx_session_set_fixed_weights": (_STATUS, [c_void_p, c_void_p, c_size_t]),
+    "lmx_session_set_top_k": (_STATUS, [c_void_p, c_uint32]),
+    "lmx_session_set_temperature": (_STATUS, [c_void_p, c_float]),
+    "lmx_session_eval": (_STATUS, [c_void_p, c_void_p, c_size_t, c_uint32, c_void_p, c_size_t]),
+    "lmx_generate_params_default": (lmx_generate_params, []),
+    "lmx_session_generate": (_STATUS, [c_void_p, c_void_p, c_size_t, _P(lmx_generate_params), c_void_p,
+                                       c_size_t, _P(c_size_t)]),
+    "lmx_session_trace_size": (_STATUS, [c_void_p, _P(c_size_t), _P(c_size_t), _P(c_size_t)]),
+    "lmx_session_trace_copy": (_STATUS, [c_void_p, c_void_p, c_void_p, c_size_t, c_void_p, c_size_t]),
+}
+
+
+def _package_dir() -> Path:
+    return Path(__file__).resolve().parent
+
+
+def candidate_paths(env: Optional[str] = None, package_dir: Optional[Path] = None) -> List[Tuple[str, str]]:
+    """Where the library is looked for, in order, as ``(description, path)`` pairs.
+
+    ``env`` defaults to ``$LORAMIXER_LIBRARY`` (pass ``""`` to ignore the variable); when it is set
+    it is the only candidate (a folder means its ``libloramixer.so``). ``package_dir`` defaults to
+    this package's folder. The last entry is the bare file name, resolved by the system loader
+    (``LD_LIBRARY_PATH``, ``ldconfig``).
+    """
+    if env is None:
+        env = os.environ.get(ENV_VAR)
+    if env:
+        return [(f"${ENV_VAR}", _library_file(env))]
+    pkg = Path(package_dir) if package_dir is not None else _package_dir()
+    python_dir = pkg.parent              # .../python (a checkout) or site-packages (installed)
+    repo = python_dir.parent
+    return [
+        ("next to the package", str(pkg / LIBRARY_FILENAME)),
+        ("repository release build", str(repo / ".build" / "release" / LIBRARY_FILENAME)),
+        ("repository debug build", str(repo / ".build" / "debug" / LIBRARY_FILENAME)),
+        ("system loader (LD_LIBRARY_PATH, ldconfig)", LIBRARY_FILENAME),
+    ]
+
+
+def _library_file(path: str) -> str:
+    return str(Path(path) / LIBRARY_FILENAME) if Path(path).is_dir() else str(path)
+
+
+def _open(explicit: Optional[str] = None) -> Tuple[ctypes.CDLL, str]:
+    tried: List[str] = []
+    if explicit is not None:
+        candidates = [("load_library(path)", _library_file(explicit))]
+        hint = f"pass the path of a built {LIBRARY_FILENAME}"
+    else:
+        candidates = candidate_paths()
+        hint = (f"unset {ENV_VAR} to search the default places, or point it at a built {LIBRARY_FILENAME}"
+                if os.environ.get(ENV_VAR)
+                else f"build it with `swift build -c release` in the repository, or set {ENV_VAR} to its path")
+    for description, path in candidates:
+        is_bare = os.sep not in path
+        if not is_bare and not os.path.isfile(path):
+            tried.append(f"  {path}  ({description}): no such file")
+            continue
+        try:
+            return ctypes.CDLL(path), path
+        except OSError as error:
+            tried.append(f"  {path}  ({description}): {error}")
+    raise LibraryNotFoundError(f"cannot load {LIBRARY_FILENAME}; looked in:\n" + "\n".join(tried) + f"\n({hint})")
+
+
+def _make_errcheck(last_error: Any) -> Any:
+    def errcheck(result: int, func: Any, args: Any) -> int:
+        if result != 0:
+            # Read on this thread, right after the failing call (the message is thread-local and
+            # valid until the next lmx_* call on this thread).
+            raw = last_error()
+            message = raw.decode("utf-8", "replace") if raw else ""
+            raise error_for_status(int(result), message or f"{func.__name__} failed with status {result}")
+        return result
+    return errcheck
+
+
+def _bind(cdll: ctypes.CDLL) -> None:
+    missing = []
+    last_error = getattr(cdll, "lmx_last_error", None)
+    if last_error is not None:
+        last_error.restype, last_error.argtypes = c_char_p, []
+    errcheck = _make_errcheck(last_error)
+    for name, (restype, argtypes) in FUNCTIONS.items():
+        try:
+            function = getattr(cdll, name)
+        except AttributeError:
+            missing.append(name)
+            continue
+        function.argtypes = argtypes
+        if restype == _STATUS:
+            function.restype = c_int32
+            function.errcheck = errcheck
+        else:
+            function.restype = restype
+    if missing:
+        raise ABIError(f"{getattr(cdll, '_name', LIBRARY_FILENAME)} lacks functions this package needs: "
+                       + ", ".join(missing))
+
+
+_LIB: Optional[ctypes.CDLL] = None
+_LIB_PATH: Optional[str] = None
+_LOCK = threading.Lock()
+
+
+def load_library(path: Optional[str] = None) -> ctypes.CDLL:
+    """Load (once) and return the library; ``path`` overrides the search (see the module doc).
+
+    Raises :class:`LibraryNotFoundError` listing every place tried, or :class:`ABIError` when the
+    library's major version differs from :data:`HEADER_VERSION_MAJOR` or a function is missing.
+    Calling it again after a success returns the loaded library (``path`` must then be ``None`` or
+    the same file).
+    """
+    global _LIB, _LIB_PATH
+    with _LOCK:
+        if _LIB is not None:
+            if path is not None and os.path.realpath(_library_file(path)) != os.path.realpath(_LIB_PATH or ""):
+                raise ABIError(f"{_LIB_PATH} is already loaded; cannot switch to {path} in this process")
+            return _LIB
+        cdll, found = _open(path)
+        number_fn = getattr(cdll, "lmx_version_number", None)
+        if number_fn is None:
+            raise ABIError(f"{found} has no lmx_version_number: not a libloramixer")
+        number_fn.restype = c_uint32
+        number_fn.argtypes = []
+        number = int(number_fn())
+        if number // 10000 != HEADER_VERSION_MAJOR:
+            major, minor, patch = number // 10000, number // 100 % 100, number % 100
+            raise ABIError(
+                f"{found} is libloramixer {major}.{minor}.{patch}, but this package was written for "
+                f"{HEADER_VERSION_MAJOR}.{HEADER_VERSION_MINOR}.{HEADER_VERSION_PATCH} "
+                f"(major versions must match)")
+        _bind(cdll)
+        _LIB, _LIB_PATH = cdll, found
+        return cdll
+
+
+def lib() -> ctypes.CDLL:
+    """The loaded library (loading it on first use)."""
+    return _LIB if _LIB is not None else load_library()
+
+
+def library_path() -> str:
+    """Path of the loaded library (loading it on first use)."""
+    lib()
+    assert _LIB_PATH is not None
+    return _LIB_PATH
+
+
+def encode_path(path: "os.PathLike[str] | str | bytes", what: str = "path") -> bytes:
+    """A path as the bytes the library expects (refusing embedded NULs, which C would cut)."""
+    raw = os.fsencode(path)
+    if b"\0" in raw:
+        raise InvalidArgumentError(f"{what} {path!r} contains a NUL character")
+    return raw
+
+
+def encode_text(text: str, what: str) -> bytes:
+    """A str as UTF-8 bytes for the library (refusing embedded NULs)."""
+    if not isinstance(text, str):
+        raise TypeError(f"{what} must be a str, not {type(text).__name__}")
+    if "\0" in text:
+        raise InvalidArgumentError(f"{what} {text!r} contains a NUL character")
+    return text.encode("utf-8")
+
+
+def read_string(fill: Any) -> str:
+    """Runs the library's output-string convention: ``fill(buf, capacity, needed_ptr)`` is called
+    once to learn the length, then with a buffer large enough."""
+    needed = c_size_t(0)
+    fill(None, 0, ctypes.byref(needed))
+    for _ in range(4):  # the string cannot normally change between the calls; bounded anyway
+        size = needed.value + 1
+        buffer = ctypes.create_string_buffer(size)
+        fill(buffer, size, ctypes.byref(needed))
+        if needed.value + 1 <= size:
+            return buffer.value.decode("utf-8", "replace")
+    return buffer.value.decode("utf-8", "replace")
+
+
+def c_array(ctype: Any, values: Sequence[Any]) -> Any:
+    """A ctypes array of ``ctype`` holding ``values``."""
+    return (ctype * len(values))(*values)
+

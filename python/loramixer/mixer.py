@@ -1,0 +1,397 @@
+"""Mixer: a model plus named experts (PEFT folders, tensors, Python callables, plugins) and a router."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from ctypes import byref, c_char_p, c_int32, c_size_t, c_uint32, c_void_p
+from typing import (TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple,
+                    Union)
+
+import numpy as np
+
+from . import _callbacks, capi
+from ._handle import OwnedHandle
+from .errors import InvalidArgumentError, ShapeError
+from .model import Model
+from .types import DType, Module, ModuleShape, PluginInfo, to_bfloat16
+
+if TYPE_CHECKING:
+    from .session import Session
+
+__all__ = ["Mixer"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+ModuleLike = Union[Module, str, int]
+DTypeLike = Union[DType, str, int, None]
+
+_DTYPE_NAMES = {
+    "float32": DType.F32, "f32": DType.F32, "fp32": DType.F32,
+    "float16": DType.F16, "f16": DType.F16, "fp16": DType.F16, "half": DType.F16,
+    "bfloat16": DType.BF16, "bf16": DType.BF16,
+}
+
+
+def _dtype_arg(dtype: DTypeLike) -> Optional[DType]:
+    if dtype is None:
+        return None
+    if isinstance(dtype, str) and dtype.lower() in _DTYPE_NAMES:
+        return _DTYPE_NAMES[dtype.lower()]
+    if isinstance(dtype, np.dtype) or (isinstance(dtype, type) and issubclass(dtype, np.generic)):
+        name = np.dtype(dtype).name
+        if name in _DTYPE_NAMES:
+            return _DTYPE_NAMES[name]
+        raise TypeError(f"dtype {name} is not supported: use float32, float16 or bfloat16")
+    return DType.of(dtype)  # type: ignore[return-value]
+
+
+def _natural_dtype(array: np.ndarray) -> DType:
+    """The LMX dtype an array is, without conversion (float64 counts as float32)."""
+    if array.dtype.name == "bfloat16":  # ml_dtypes, if the caller uses it
+        return DType.BF16
+    if array.dtype == np.uint16:
+        return DType.BF16
+    if array.dtype == np.float16:
+        return DType.F16
+    if array.dtype in (np.float32, np.float64):
+        return DType.F32
+    raise TypeError(f"LoRA tensors must be float32, float16, or bfloat16 (as uint16 bit patterns); "
+                    f"got {array.dtype}")
+
+
+def _convert(array: np.ndarray, dtype: DType) -> np.ndarray:
+    """``array`` as a C-contiguous buffer of ``dtype`` (uint16 bits for bfloat16)."""
+    if dtype == DType.BF16:
+        if array.dtype.name == "bfloat16":
+            return np.ascontiguousarray(array).view(np.uint16)
+        if array.dtype == np.uint16:
+            return np.ascontiguousarray(array)
+        if array.dtype.kind == "f":
+            return to_bfloat16(array)
+    elif array.dtype.kind == "f" and array.dtype.name != "bfloat16":
+        return np.ascontiguousarray(array, dtype=np.float32 if dtype == DType.F32 else np.float16)
+    elif array.dtype.name == "bfloat16":
+        return np.ascontiguousarray(array.astype(np.float32), dtype=np.float32 if dtype == DType.F32 else np.float16)
+    if array.dtype == np.uint16:
+        raise TypeError("uint16 arrays are taken as bfloat16 bit patterns: pass dtype='bfloat16'")
+    raise TypeError(f"cannot use a {array.dtype} array as {dtype.name}")
+
+
+class Mixer(OwnedHandle):
+    """A set of named experts over one model, and an optional router (``lmx_mixer``).
+
+    The mixer keeps its model alive (the library does; this object also holds the Python
+    :class:`Model`). Sessions made from it see the experts and router it has when they are created.
+    Modifying a mixer (adding experts, routers, plugins) is serialised by a lock in this object;
+    sessions on other threads are not affected (they use a snapshot).
+
+    >>> mixer = Mixer(model)
+    >>> mixer.add_peft("e0", "Tests/Fixtures/llama_f32/adapters/e0")
+    0
+    """
+
+    _kind = "Mixer"
+
+    def __init__(self, model: Model) -> None:
+        super().__init__()
+        if not isinstance(model, Model):
+            raise TypeError(f"Mixer needs a loramixer.Model, not {type(model).__name__}")
+        lib = capi.lib()
+        out = c_void_p()
+        lib.lmx_mixer_create(model._require(), byref(out))
+        self._own(out.value, lib.lmx_mixer_free)
+        self._model = model
+        self._shapes: Dict[Module, ModuleShape] = model.module_shapes()
+        self._info = model._info
+        self._lock = threading.RLock()
+
+    @property
+    def model(self) -> Model:
+        """The Python :class:`Model` this mixer was made from (it may be closed; the library
+        keeps the model itself alive for the mixer). ClosedError once the mixer is closed."""
+        self._require()
+        return self._model  # type: ignore[return-value]
+
+    def _drop_parents(self) -> None:
+        self._model = None
+
+    # -------------------------------------------------------------------------------- experts
+    def add_peft(self, name: str, path: PathLike) -> int:
+        """Add the PEFT LoRA folder ``path`` (``adapter_config.json`` +
+        ``adapter_model.safetensors``) as expert ``name``; returns its index.
+
+        Raises LoraMixerIOError, FormatError, ShapeError, InvalidArgumentError (e.g. a duplicate
+        name)."""
+        index = c_int32(-1)
+        with self._lock:
+            capi.lib().lmx_mixer_add_peft(self._require(), capi.encode_text(name, "name"),
+                                          capi.encode_path(path), byref(index))
+        return index.value
+
+    def add_lora(self, name: str, tensors: Mapping[Tuple[int, ModuleLike], Tuple[Any, Any]], *,
+                 alpha: Optional[float] = None, rslora: bool = False, dtype: DTypeLike = None) -> int:
+        """Add a LoRA expert from arrays; returns its index. The library copies the tensors.
+
+        Args:
+            name: the expert's name, unique in the mixer.
+            tensors: ``{(layer, module): (A, B)}`` with A ``[rank, in_features]`` and B
+                ``[out_features, rank]`` (PEFT's layout); ``module`` is a :class:`Module`, its int
+                or its name (``"q_proj"``). Every A has the same rank.
+            alpha: ``lora_alpha``; the scale is ``alpha / rank`` (``alpha / sqrt(rank)`` with
+                ``rslora``). ``None`` means ``alpha = rank`` (scale 1 without rslora).
+            rslora: rank-stabilised scaling.
+            dtype: element type handed to the library: ``"float32"``, ``"float16"`` or
+                ``"bfloat16"``. ``None`` infers it from the arrays: float32 (float64 is converted),
+                float16, and uint16 arrays, which are taken as bfloat16 bit patterns (see
+                :func:`loramixer.to_bfloat16`; ml_dtypes' bfloat16 arrays work too). Float arrays
+                are converted to the given dtype (bfloat16 rounds to nearest even).
+
+        Raises:
+            ShapeError: arrays that are not 2-D, ranks that differ, or (from the library) features
+                that do not match the model's module. InvalidArgumentError: no tensors, a duplicate
+                (layer, module), a layer or name the library refuses. TypeError: unsupported dtypes.
+        """
+        if not isinstance(tensors, Mapping) or len(tensors) == 0:
+            raise InvalidArgumentError("add_lora needs a non-empty mapping {(layer, module): (A, B)}")
+        target = _dtype_arg(dtype)
+        pairs: List[Tuple[int, Module, np.ndarray, np.ndarray]] = []
+        for key, value in tensors.items():
+            try:
+                layer, module_like = key
+                a_like, b_like = value
+            except (TypeError, ValueError):
+                raise InvalidArgumentError(
+                    f"add_lora: each item must be (layer, module): (A, B); got {key!r}") from None
+            if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 0 <= layer < 2**32:
+                raise InvalidArgumentError(f"add_lora: layer {layer!r} is not a non-negative int")
+            module = Module.of(module_like)
+            a, b = np.asarray(a_like), np.asarray(b_like)
+            if a.ndim != 2 or b.ndim != 2:
+                raise ShapeError(f"add_lora: layer {layer} {module}: A and B must be 2-D, got shapes "
+                                 f"{a.shape} and {b.shape}")
+            pairs.append((int(layer), module, a, b))  # type: ignore[arg-type]
+        if target is None:
+            found = {_natural_dtype(x) for _, _, a, b in pairs for x in (a, b)}
+            if len(found) != 1:
+                raise TypeError(f"add_lora: tensors of different dtypes ({', '.join(sorted(d.name for d in found))}); "
+                                "pass dtype= to convert them to one")
+            target = found.pop()
+        rank = pairs[0][2].shape[0]
+        if rank == 0:
+            raise ShapeError("add_lora: rank 0 (A has no rows)")
+        c_tensors = (capi.lmx_lora_tensor * len(pairs))()
+        keep: List[np.ndarray] = []
+        for i, (layer, module, a, b) in enumerate(pairs):
+            if a.shape[0] != rank or b.shape[1] != rank:
+                raise ShapeError(f"add_lora: layer {layer} {module}: A is {list(a.shape)} and B is "
+                                 f"{list(b.shape)}, expected A [{rank}, in] and B [out, {rank}] "
+                                 f"(one rank for the whole expert)")
+            a_buf, b_buf = _convert(a, target), _convert(b, target)
+            keep += [a_buf, b_buf]
+            c_tensors[i].layer = layer
+            c_tensors[i].module = int(module)
+            c_tensors[i].in_features = a.shape[1]
+            c_tensors[i].out_features = b.shape[0]
+            c_tensors[i].a = a_buf.ctypes.data
+            c_tensors[i].b = b_buf.ctypes.data
+        desc = capi.lmx_lora_desc()
+        desc.struct_size = ctypes.sizeof(capi.lmx_lora_desc)
+        desc.dtype = int(target)
+        desc.rank = rank
+        desc.alpha = float(rank if alpha is None else alpha)
+        desc.use_rslora = 1 if rslora else 0
+        desc.tensors = c_tensors
+        desc.n_tensors = len(pairs)
+        index = c_int32(-1)
+        with self._lock:
+            capi.lib().lmx_mixer_add_lora(self._require(), capi.encode_text(name, "name"), byref(desc), byref(index))
+        del keep  # copied by the library (release is NULL)
+        return index.value
+
+    def add_custom(self, name: str, fn: _callbacks.ExpertFn, modules: Iterable[ModuleLike],
+                   layers: Optional[Iterable[int]] = None, *,
+                   features: Optional[Mapping[ModuleLike, Tuple[int, int]]] = None) -> int:
+        """Add a custom expert computed by the Python callable ``fn``; returns its index.
+
+        ``fn(layer, module, x, out)`` is called for the rows that chose the expert at one layer and
+        module: ``x`` is a read-only float32 view ``[n_rows, in_features]`` of the library's input
+        rows, ``out`` a writable float32 view ``[n_rows, out_features]``, passed zeroed: ADD the
+        expert's ungated delta into it (``out += ...``; the library then scales each row by its
+        gate). Both views are only valid during the call: do not keep them. ``module`` is a
+        :class:`Module`. The return value is ignored; an exception makes the evaluation fail, and
+        ``Session.eval``/``generate`` re-raise it (chained from a :class:`PluginError`).
+
+        ``fn`` runs on the thread that evaluates the session, holding the GIL while in Python;
+        sessions on several threads may call it, interleaved by the GIL, so keep it thread-safe. The package keeps ``fn`` alive until the library says nothing uses
+        the expert any more (this mixer and every session that uses it are gone).
+
+        Args:
+            modules: the projections it adapts (``"q_proj"``, :class:`Module`, ints).
+            layers: the layers it adapts (``None``: every layer).
+            features: override the declared ``(in_features, out_features)`` per module (default:
+                the model's, from :meth:`Model.module_shape`); the library refuses a mismatch with
+                ShapeError.
+        """
+        if not callable(fn):
+            raise TypeError("add_custom: fn must be callable as fn(layer, module, x, out)")
+        module_list = [Module.of(m) for m in modules]
+        if not module_list:
+            raise InvalidArgumentError("add_custom: modules must name at least one projection")
+        declared = {Module.of(k): tuple(v) for k, v in (features or {}).items()}
+        c_modules = capi.c_array(c_uint32, [int(m) for m in module_list])
+        c_in = capi.c_array(c_uint32, [int(declared.get(m, self._shapes[m])[0]) for m in module_list])  # type: ignore[index]
+        c_out = capi.c_array(c_uint32, [int(declared.get(m, self._shapes[m])[1]) for m in module_list])  # type: ignore[index]
+        desc = capi.lmx_custom_expert_desc()
+        desc.struct_size = ctypes.sizeof(capi.lmx_custom_expert_desc)
+        desc.modules = c_modules
+        desc.in_features = c_in
+        desc.out_features = c_out
+        desc.n_modules = len(module_list)
+        c_layers = None
+        if layers is not None:
+            layer_list = list(layers)
+            for layer in layer_list:
+                if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not 0 <= layer < 2**32:
+                    raise InvalidArgumentError(f"add_custom: layer {layer!r} is not a non-negative int")
+            if not layer_list:
+                raise InvalidArgumentError("add_custom: layers is empty (use None for every layer)")
+            c_layers = capi.c_array(c_uint32, [int(layer) for layer in layer_list])
+            desc.layers = c_layers
+            desc.n_layers = len(layer_list)
+        desc.forward = _callbacks.FORWARD
+        desc.destroy = _callbacks.DESTROY
+        encoded = capi.encode_text(name, "name")
+        key = _callbacks.register(name, fn)
+        desc.user_data = key
+        index = c_int32(-1)
+        try:
+            with self._lock:
+                capi.lib().lmx_mixer_add_custom(self._require(), encoded, byref(desc), byref(index))
+        except BaseException:
+            _callbacks.unregister(key)  # the library does not call destroy when the add fails
+            raise
+        return index.value
+
+    @property
+    def expert_count(self) -> int:
+        """Number of experts in the mixer (``lmx_mixer_expert_count``)."""
+        count = c_size_t()
+        capi.lib().lmx_mixer_expert_count(self._require(), byref(count))
+        return count.value
+
+    def expert_name(self, index: int) -> str:
+        """Name of expert ``index`` (NotFoundError when out of range)."""
+        handle = self._require()
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
+            raise InvalidArgumentError(f"expert index {index!r} must be a non-negative int")
+        lib = capi.lib()
+        return capi.read_string(lambda buf, cap, needed: lib.lmx_mixer_expert_name(handle, int(index), buf, cap, needed))
+
+    @property
+    def experts(self) -> List[str]:
+        """Names of the experts, in index order."""
+        with self._lock:
+            return [self.expert_name(i) for i in range(self.expert_count)]
+
+    def __len__(self) -> int:
+        return self.expert_count
+
+    # -------------------------------------------------------------------------------- router
+    def load_router(self, path: PathLike) -> None:
+        """Load a router file (safetensors, format ``loramixer.router``), replacing any earlier
+        router. Add every expert it names first. Sessions created afterwards default to learned
+        routing. Raises LoraMixerIOError, FormatError, ShapeError, NotFoundError."""
+        with self._lock:
+            capi.lib().lmx_mixer_load_router(self._require(), capi.encode_path(path))
+
+    # -------------------------------------------------------------------------------- plugins
+    def load_plugin(self, path: PathLike, config: Optional[str] = None, *,
+                    allowed_sha256: Optional[Sequence[str]] = None, allow_writable: bool = False) -> PluginInfo:
+        """Load the plugin library at ``path`` and commit what its init registers; returns its
+        :class:`PluginInfo`.
+
+        Args:
+            config: the plugin's own configuration string (``None``: "").
+            allowed_sha256: if given, the file's SHA-256 (hex) must be one of these.
+            allow_writable: accept a plugin file or folder writable by group or others (refused
+                by default, since another user could swap it).
+
+        Raises LoraMixerIOError (missing file), PluginError (not a shared library, no entry point,
+        init failed, policy refusal), ABIError (another major ABI version), and the errors of the
+        registrations (ShapeError, InvalidArgumentError, ...). On failure the mixer is unchanged.
+        """
+        lib = capi.lib()
+        params = lib.lmx_plugin_params_default()
+        keep: List[Any] = []
+        if config is not None:
+            params.config = capi.encode_text(config, "config")
+        if allowed_sha256 is not None:
+            if isinstance(allowed_sha256, (str, bytes)):
+                allowed_sha256 = [allowed_sha256]  # type: ignore[list-item]
+            hashes = [capi.encode_text(h, "allowed_sha256 entry") for h in allowed_sha256]
+            array = (c_char_p * max(len(hashes), 1))(*hashes)
+            keep.append(array)
+            params.allowed_sha256 = ctypes.cast(array, ctypes.POINTER(c_char_p))
+            params.n_allowed_sha256 = len(hashes)
+        params.allow_writable = 1 if allow_writable else 0
+        index = c_size_t()
+        with self._lock:
+            lib.lmx_mixer_load_plugin(self._require(), capi.encode_path(path), byref(params), byref(index))
+            return self._plugin_info(index.value)
+
+    def _plugin_info(self, index: int) -> PluginInfo:
+        handle = self._require()
+        lib = capi.lib()
+
+        def field(which: int) -> str:
+            return capi.read_string(lambda buf, cap, needed: lib.lmx_mixer_plugin_string(handle, index, which, buf, cap, needed))
+
+        experts = field(capi.LMX_PLUGIN_EXPERTS)
+        return PluginInfo(index=index, id=field(capi.LMX_PLUGIN_ID), version=field(capi.LMX_PLUGIN_VERSION),
+                          description=field(capi.LMX_PLUGIN_DESCRIPTION), license=field(capi.LMX_PLUGIN_LICENSE),
+                          path=field(capi.LMX_PLUGIN_PATH),
+                          experts=tuple(experts.split("\n")) if experts else ())
+
+    @property
+    def plugin_count(self) -> int:
+        """Number of plugins loaded into this mixer."""
+        count = c_size_t()
+        capi.lib().lmx_mixer_plugin_count(self._require(), byref(count))
+        return count.value
+
+    @property
+    def plugins(self) -> List[PluginInfo]:
+        """The loaded plugins, in load order."""
+        with self._lock:
+            return [self._plugin_info(i) for i in range(self.plugin_count)]
+
+    def plugin_string(self, index: int, field: int) -> str:
+        """One raw ``lmx_mixer_plugin_string`` field (``capi.LMX_PLUGIN_*``) of plugin ``index``."""
+        handle = self._require()
+        lib = capi.lib()
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
+            raise InvalidArgumentError(f"plugin index {index!r} must be a non-negative int")
+        if isinstance(field, bool) or not isinstance(field, (int, np.integer)) or not 0 <= field < 2**32:
+            raise InvalidArgumentError(f"plugin field {field!r} must be a non-negative int")
+        return capi.read_string(lambda buf, cap, needed: lib.lmx_mixer_plugin_string(handle, int(index), int(field), buf, cap, needed))
+
+    def unload_plugin(self, plugin_id: Union[str, PluginInfo]) -> None:
+        """Unload a plugin by id (or :class:`PluginInfo`): its experts (and a router routing to
+        them) leave the mixer; sessions created earlier keep using them. NotFoundError if no
+        plugin has that id."""
+        if isinstance(plugin_id, PluginInfo):
+            plugin_id = plugin_id.id
+        with self._lock:
+            capi.lib().lmx_mixer_unload_plugin(self._require(), capi.encode_text(plugin_id, "plugin id"))
+
+    # -------------------------------------------------------------------------------- sessions
+    def session(self, n_ctx: int = 0, trace: bool = True) -> "Session":
+        """A new :class:`Session` over this mixer (see :class:`Session`)."""
+        from .session import Session
+        return Session(self, n_ctx=n_ctx, trace=trace)
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return super().__repr__()
+        return f"<loramixer.Mixer experts={self.experts!r}>"

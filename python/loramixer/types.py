@@ -1,0 +1,164 @@
+"""Enumerations, result records and dtype helpers of the loramixer package."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import NamedTuple, Tuple, Union
+
+import numpy as np
+import numpy.typing as npt
+
+from .errors import InvalidArgumentError
+
+__all__ = [
+    "Module",
+    "Routing",
+    "Logits",
+    "LoadMode",
+    "DType",
+    "ModelInfo",
+    "ModuleShape",
+    "PluginInfo",
+    "Trace",
+    "to_bfloat16",
+    "from_bfloat16",
+]
+
+
+class _Named(enum.IntEnum):
+    """An IntEnum that also accepts its lower-case name (``"q_proj"``, ``"learned"``)."""
+
+    @classmethod
+    def of(cls, value: Union["_Named", int, str]) -> "_Named":
+        """The member for an enum member, its int value, or its (case-insensitive) name."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            key = value.strip().upper()
+            if key in cls.__members__:
+                return cls.__members__[key]
+            names = ", ".join(repr(name.lower()) for name in cls.__members__)
+            raise InvalidArgumentError(f"{value!r} is not a {cls.__name__} (one of {names})")
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+            try:
+                return cls(int(value))
+            except ValueError:
+                pass
+            raise InvalidArgumentError(f"{value!r} is not a {cls.__name__} value "
+                                       f"({min(cls).value}..{max(cls).value})")
+        raise TypeError(f"{cls.__name__} expected (a member, int or name), got {type(value).__name__}")
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+class Module(_Named):
+    """Projection modules experts can adapt (``LMX_MODULE_*``)."""
+
+    Q_PROJ = 0
+    K_PROJ = 1
+    V_PROJ = 2
+    O_PROJ = 3
+    GATE_PROJ = 4
+    UP_PROJ = 5
+    DOWN_PROJ = 6
+
+
+class Routing(_Named):
+    """Routing modes (``LMX_ROUTING_*``); see the main README, "Routing, as computed"."""
+
+    NONE = 0
+    LEARNED = 1
+    SOFT = 2
+    FIXED = 3
+    UNIFORM = 4
+
+
+class Logits(_Named):
+    """Which logits :meth:`Session.eval` returns (``LMX_LOGITS_*``)."""
+
+    NONE = 0
+    LAST = 1
+    ALL = 2
+
+
+class LoadMode(_Named):
+    """How model weights get into memory (``LMX_LOAD_*``)."""
+
+    MMAP = 0
+    COPY = 1
+
+
+class DType(_Named):
+    """Element types of LoRA tensors handed over from memory (``LMX_DTYPE_*``)."""
+
+    F32 = 0
+    F16 = 1
+    BF16 = 2
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model's dimensions (``lmx_model_info``)."""
+
+    n_vocab: int
+    n_layers: int
+    d_model: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    d_ff: int
+    max_positions: int
+    architecture: str
+
+
+class ModuleShape(NamedTuple):
+    """Input and output features of one projection: LoRA A is [rank, in], B is [out, rank]."""
+
+    in_features: int
+    out_features: int
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """A plugin loaded into a mixer (``lmx_mixer_plugin_string``)."""
+
+    index: int
+    id: str
+    version: str
+    description: str
+    license: str
+    path: str
+    experts: Tuple[str, ...]
+
+
+class Trace(NamedTuple):
+    """A session's routing trace: per processed token and layer, the experts applied, largest
+    gate first, padded with id -1 and gate 0.0. ``ids``/``gates`` are [T, L, W] (W = the session's
+    expert count), ``tokens`` is [T]."""
+
+    ids: np.ndarray
+    gates: np.ndarray
+    tokens: np.ndarray
+
+
+def to_bfloat16(values: "npt.ArrayLike") -> np.ndarray:
+    """float32 values -> bfloat16 bit patterns (uint16), rounded to nearest even; NaN stays NaN.
+
+    Use these uint16 arrays with ``Mixer.add_lora(..., dtype="bfloat16")`` (no ml_dtypes needed).
+    """
+    f32 = np.ascontiguousarray(values, dtype=np.float32)
+    bits = f32.view(np.uint32).astype(np.uint64)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+    out = rounded.astype(np.uint16)
+    nan = np.isnan(f32)
+    if nan.any():
+        out[nan] = ((bits[nan] >> 16) | 0x0040).astype(np.uint16)  # keep sign, force a quiet NaN
+    return out
+
+
+def from_bfloat16(bits: "npt.ArrayLike") -> np.ndarray:
+    """bfloat16 bit patterns (uint16) -> float32 (exact)."""
+    u16 = np.ascontiguousarray(bits, dtype=np.uint16)
+    return (u16.astype(np.uint32) << 16).view(np.float32)
