@@ -234,6 +234,7 @@ typedef struct lmx_session_params {
     uint32_t struct_size; /* sizeof(lmx_session_params) */
     uint32_t n_ctx;       /* max tokens held (prompt + generated); 0 = the model's max_positions */
     uint32_t trace;       /* nonzero (default): record the routing trace */
+    uint32_t n_threads;   /* threads for this session's evaluations; 0 (default) = the cores available */
 } lmx_session_params;
 
 /* Default session params. Returned by value; thread-safe. */

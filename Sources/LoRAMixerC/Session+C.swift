@@ -3,7 +3,7 @@ import LoRAMixer
 
 @_cdecl("lmx_session_params_default")
 public func lmx_session_params_default() -> lmx_session_params {
-    lmx_session_params(struct_size: UInt32(MemoryLayout<lmx_session_params>.size), n_ctx: 0, trace: 1)
+    lmx_session_params(struct_size: UInt32(MemoryLayout<lmx_session_params>.size), n_ctx: 0, trace: 1, n_threads: 0)
 }
 
 @_cdecl("lmx_session_create")
@@ -17,7 +17,8 @@ public func lmx_session_create(_ mixer: OpaquePointer?, _ params: UnsafePointer<
             _ = try Arguments.structSize(params.pointee.struct_size, minimum: MemoryLayout<lmx_session_params>.size, "lmx_session_params")
             return params.pointee
         } ?? lmx_session_params_default()
-        let session = try mixer.makeSession(contextLength: params.n_ctx == 0 ? nil : Int(params.n_ctx), trace: params.trace != 0)
+        let session = try mixer.makeSession(contextLength: params.n_ctx == 0 ? nil : Int(params.n_ctx), trace: params.trace != 0,
+                                            threads: params.n_threads == 0 ? nil : Int(params.n_threads))
         out.pointee = Handles.make(session, .session)
     }
 }

@@ -175,7 +175,7 @@ class lmx_plugin_params(Structure):
 
 
 class lmx_session_params(Structure):
-    _fields_ = [("struct_size", c_uint32), ("n_ctx", c_uint32), ("trace", c_uint32)]
+    _fields_ = [("struct_size", c_uint32), ("n_ctx", c_uint32), ("trace", c_uint32), ("n_threads", c_uint32)]
 
 
 class lmx_generate_params(Structure):

@@ -386,10 +386,10 @@ class Mixer(OwnedHandle):
             capi.lib().lmx_mixer_unload_plugin(self._require(), capi.encode_text(plugin_id, "plugin id"))
 
     # -------------------------------------------------------------------------------- sessions
-    def session(self, n_ctx: int = 0, trace: bool = True) -> "Session":
-        """A new :class:`Session` over this mixer (see :class:`Session`)."""
+    def session(self, n_ctx: int = 0, trace: bool = True, n_threads: int = 0) -> "Session":
+        """A new :class:`Session` over this mixer (see :class:`Session`); ``n_threads`` 0 = all cores."""
         from .session import Session
-        return Session(self, n_ctx=n_ctx, trace=trace)
+        return Session(self, n_ctx=n_ctx, trace=trace, n_threads=n_threads)
 
     def __repr__(self) -> str:
         if self.closed:

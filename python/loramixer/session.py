@@ -59,11 +59,12 @@ class Session(OwnedHandle):
         mixer: the mixer to evaluate.
         n_ctx: tokens it can hold (prompt + generated); 0 means the model's ``max_positions``.
         trace: record the routing trace (see :meth:`trace`).
+        n_threads: threads for this session's evaluations; 0 means the cores available.
     """
 
     _kind = "Session"
 
-    def __init__(self, mixer: Mixer, n_ctx: int = 0, trace: bool = True) -> None:
+    def __init__(self, mixer: Mixer, n_ctx: int = 0, trace: bool = True, n_threads: int = 0) -> None:
         super().__init__()
         if not isinstance(mixer, Mixer):
             raise TypeError(f"Session needs a loramixer.Mixer, not {type(mixer).__name__}")
@@ -71,6 +72,7 @@ class Session(OwnedHandle):
         params = lib.lmx_session_params_default()
         params.n_ctx = _positive_int(n_ctx, "n_ctx")
         params.trace = 1 if trace else 0
+        params.n_threads = _positive_int(n_threads, "n_threads")
         out = c_void_p()
         with mixer._lock:
             lib.lmx_session_create(mixer._require(), byref(params), byref(out))

@@ -96,8 +96,9 @@ public final class Mixer: @unchecked Sendable {
     }
 
     /// A new session over the experts and router the mixer has now.
-    public func makeSession(contextLength: Int? = nil, trace: Bool = true) throws -> Session {
+    public func makeSession(contextLength: Int? = nil, trace: Bool = true, threads: Int? = nil) throws -> Session {
         let (experts, router) = lock.withLock { (_experts, _router) }
-        return try Session(model: model, experts: experts, router: router, contextLength: contextLength, trace: trace)
+        return try Session(model: model, experts: experts, router: router, contextLength: contextLength, trace: trace,
+                           threads: threads)
     }
 }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// One sequence being evaluated over a snapshot of a mixer: its KV cache, routing settings,
 /// the router's running context and the routing trace. Use from one thread at a time.
 public final class Session {
@@ -5,6 +7,8 @@ public final class Session {
     public let experts: [any Expert]
     public let router: Router?
     public let contextLength: Int
+    /// Threads an evaluation may use.
+    public let threads: Int
     public private(set) var routing: RoutingMode
     /// The weights of the last `.fixed` mode set, kept when the mode changes.
     public private(set) var fixedWeights: [Float]?
@@ -17,12 +21,17 @@ public final class Session {
     private var contextSums: [[Float]]
     private var lastLogits: [Float]?
 
-    init(model: LanguageModel, experts: [any Expert], router: Router?, contextLength: Int?, trace: Bool) throws {
+    init(model: LanguageModel, experts: [any Expert], router: Router?, contextLength: Int?, trace: Bool, threads: Int?) throws {
         let config = model.config
         let length = contextLength ?? config.maxPositions
         guard (1...config.maxPositions).contains(length) else {
             throw LoRAMixerError.invalidArgument("n_ctx \(length) must be in 1...\(config.maxPositions) (max_position_embeddings)")
         }
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        if let threads, !(1...1024).contains(threads) {
+            throw LoRAMixerError.invalidArgument("n_threads \(threads) must be in 1...1024 (0 = the \(cores) cores available)")
+        }
+        self.threads = threads ?? cores
         self.model = model
         self.experts = experts
         self.router = router
