@@ -18,9 +18,15 @@ let package = Package(
     targets: [
         // The public C types of include/loramixer.h, seen from Swift through a module map.
         .systemLibrary(name: "CLoRAMixer", path: "Sources/CLoRAMixer"),
+        // SIMD kernels and the thread pool, in C: AVX2/FMA/F16C chosen at run time, portable C otherwise.
+        .target(
+            name: "CKernels",
+            path: "Sources/CKernels",
+            cSettings: [.unsafeFlags(["-O3", "-std=c11"])]
+        ),
         .target(
             name: "LoRAMixer",
-            dependencies: ["CLoRAMixer", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["CLoRAMixer", "CKernels", .product(name: "Crypto", package: "swift-crypto")],
             path: "Sources/LoRAMixer",
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
         ),

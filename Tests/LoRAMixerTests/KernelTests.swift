@@ -11,20 +11,49 @@ final class KernelTests: XCTestCase {
         }
     }
 
-    func testLinearMatchesReferenceForEveryDTypeAndOddShape() throws {
+    /// The AVX2 and portable kernels, alone and split across a pool, against the naive reference:
+    /// odd sizes (not multiples of 8 or 4), one row, one column, 1-5 tokens (every block path) and a
+    /// longer batch (rows widened once per block).
+    func testLinearMatchesReferenceForEveryDTypePathAndOddShape() throws {
         var seed: UInt64 = 7
-        for (tokens, inFeatures, outFeatures) in [(1, 1, 1), (1, 17, 3), (3, 33, 1), (5, 7, 9), (2, 64, 31), (4, 129, 5)] {
+        let pool = ThreadPool(threads: 3)
+        defer { setPortableKernels(false) }
+        for (tokens, inFeatures, outFeatures) in [(1, 1, 1), (1, 17, 3), (3, 33, 1), (5, 7, 9), (2, 64, 31), (4, 129, 5),
+                                                  (1, 576, 37), (9, 100, 13), (2, 8, 4)] {
             let values = random(inFeatures * outFeatures, seed: &seed)
             let x = random(tokens * inFeatures, seed: &seed)
             let bias = random(outFeatures, seed: &seed)
             for dtype in [DType.f32, .f16, .bf16] {
                 let weight = try matrix(values, rows: outFeatures, cols: inFeatures, dtype: dtype)
-                var fast = [Float](repeating: 0, count: tokens * outFeatures)
-                var reference = fast
-                linearForward(&fast, x, weight, bias: bias, tokens: tokens)
+                var reference = [Float](repeating: 0, count: tokens * outFeatures)
                 linearForwardReference(&reference, x, weight, bias: bias, tokens: tokens)
-                assertClose(fast, reference, tolerance: 1e-4, "\(dtype) [\(tokens)x\(inFeatures)] -> \(outFeatures)")
+                for portable in [false, true] {
+                    setPortableKernels(portable)
+                    for threads in [nil, pool] {
+                        var fast = [Float](repeating: .nan, count: tokens * outFeatures)
+                        linearForward(&fast, x, weight, bias: bias, tokens: tokens, pool: threads)
+                        assertClose(fast, reference, tolerance: 1e-4,
+                                    "\(dtype) [\(tokens)x\(inFeatures)] -> \(outFeatures) portable=\(portable) pool=\(threads != nil)")
+                    }
+                }
             }
+        }
+    }
+
+    func testPoolRunsEveryIndexOnceAndCoversRanges() {
+        let pool = ThreadPool(threads: 4)
+        for _ in 0..<200 {
+            let hits = HitCounter(count: 4)
+            pool.parallel { index, count in
+                XCTAssertEqual(count, 4)
+                hits.add(index)
+            }
+            XCTAssertEqual(hits.values, [1, 1, 1, 1])
+        }
+        for total in [0, 1, 3, 4, 5, 17, 64] {
+            let covered = HitCounter(count: total)
+            pool.parallelRanges(total, granule: 4) { range in range.forEach(covered.add) }
+            XCTAssertEqual(covered.values, Array(repeating: 1, count: total), "total \(total)")
         }
     }
 
@@ -42,4 +71,12 @@ final class KernelTests: XCTestCase {
                                      (name: "w", dtype: dtype, shape: [rows, cols], data: bytes)], metadata: [:], to: path)
         return try WeightMatrix(SafeTensorsFile(path: path, mode: .copied).tensor("w"), rows: rows, cols: cols, source: path)
     }
+}
+
+private final class HitCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var counts: [Int]
+    init(count: Int) { counts = Array(repeating: 0, count: count) }
+    func add(_ index: Int) { lock.withLock { counts[index] += 1 } }
+    var values: [Int] { lock.withLock { counts } }
 }

@@ -61,8 +61,13 @@ def generate_swift_header(root, modules, swiftc, out_path):
     if not os.path.isdir(os.path.join(modules, "LoRAMixer.swiftmodule")) and \
             not os.path.isfile(os.path.join(modules, "LoRAMixer.swiftmodule")):
         raise hf.ABIError("%s has no LoRAMixer.swiftmodule: run `swift build -c release` first" % modules)
+    # The core's C dependencies: every C target's module map that SwiftPM generated next to the
+    # Modules folder (e.g. CKernels.build/module.modulemap).
+    build = os.path.dirname(os.path.normpath(modules))
+    module_maps = sorted(glob.glob(os.path.join(build, "*.build", "module.modulemap")))
     cmd = [swiftc, "-parse-as-library", "-typecheck", "-module-name", "LoRAMixerC",
-           "-I", os.path.join(root, "Sources", "CLoRAMixer"), "-I", modules] + sources + \
+           "-I", os.path.join(root, "Sources", "CLoRAMixer"), "-I", modules] + \
+          [arg for path in module_maps for arg in ("-Xcc", "-fmodule-map-file=" + path)] + sources + \
           ["-emit-clang-header-path", out_path]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if proc.returncode != 0:

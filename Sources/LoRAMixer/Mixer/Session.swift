@@ -18,6 +18,8 @@ public final class Session {
     public private(set) var temperatureOverride: Float?
     public private(set) var trace: RoutingTrace?
     private var cache: KVCache
+    /// Worker threads for this session's evaluations, started on first use.
+    private lazy var pool = ThreadPool(threads: threads)
     private var contextSums: [[Float]]
     private var lastLogits: [Float]?
 
@@ -111,7 +113,7 @@ public final class Session {
             config: model.config, experts: experts, router: router, mode: experts.isEmpty ? .none : routing, topK: effectiveTopK,
             temperature: effectiveTemperature, firstPosition: cache.count, contextSums: contextSums)
         let wanted: LogitsSelection = selection == .all ? .all : .last
-        let logits = try model.forward(tokens: tokens, cache: &cache, adapter: &adapter, logits: wanted)
+        let logits = try model.forward(tokens: tokens, cache: &cache, adapter: &adapter, logits: wanted, pool: pool)
         contextSums = adapter.contextSums
         trace?.append(tokens: tokens, perLayer: adapter.layerGates)
         let vocabRows = logits.count / vocab

@@ -102,10 +102,6 @@ public struct WeightMatrix: @unchecked Sendable {
         }
     }
 
-    /// Borrowed f32 rows when the storage already is f32, so kernels can skip the row copy.
-    var f32Base: UnsafePointer<Float>? {
-        dtype == .f32 ? base.assumingMemoryBound(to: Float.self) : nil
-    }
 }
 
 /// Runs a release callback when the last holder of borrowed memory goes away.

@@ -4,10 +4,11 @@ import Foundation
 ///   out[t, h] = sum_p softmax_p(q[t, h] . K[p, g(h)] / sqrt(D)) V[p, g(h)],
 ///   g(h) = h / (H / Hkv), keys p in [max(0, pos_t - window + 1), pos_t], pos_t = firstPosition + t.
 ///   q: [T, H, D], keys/values: [P, Hkv, D] with P >= firstPosition + T, out: [T, H, D]
+/// Computes the heads in `headRange` (all by default), so threads can share the heads out.
 func attentionForward(
     _ out: UnsafeMutablePointer<Float>, q: UnsafePointer<Float>, keys: UnsafePointer<Float>,
     values: UnsafePointer<Float>, tokens: Int, heads: Int, kvHeads: Int, headDim: Int,
-    firstPosition: Int, window: Int?
+    firstPosition: Int, window: Int?, headRange: Range<Int>? = nil
 ) {
     let group = heads / kvHeads
     let scale = 1 / Float(headDim).squareRoot()
@@ -17,7 +18,7 @@ func attentionForward(
             let position = firstPosition + t
             let first = window.map { max(0, position - $0 + 1) } ?? 0
             let span = position - first + 1
-            for h in 0..<heads {
+            for h in headRange ?? 0..<heads {
                 let query = q + (t * heads + h) * headDim
                 let kvOffset = (h / group) * headDim
                 for p in first...position {

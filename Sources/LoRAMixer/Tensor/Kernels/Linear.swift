@@ -1,26 +1,24 @@
+internal import CKernels
+
 /// Dense projection, as `nn.Linear`:
 ///   linearForward: y[t, o] = sum_i x[t, i] * W[o, i] + bias[o]
-///   x: [T, in], W: [out, in] (f32/f16/bf16), bias: [out] or nil, y: [T, out] (overwritten)
-/// Each weight row is read (and widened) once and applied to every token of the batch.
+///   x: [T, in], W: [out, in] (f32/f16/bf16, widened in registers), bias: [out] or nil, y: [T, out]
+/// The SIMD kernel lives in CKernels; output rows are split across the pool's threads, so each
+/// thread streams its own part of W once for the whole batch.
 func linearForward(
     _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ weight: WeightMatrix,
-    bias: UnsafePointer<Float>?, tokens: Int
+    bias: UnsafePointer<Float>?, tokens: Int, pool: ThreadPool? = nil
 ) {
     let (inFeatures, outFeatures) = (weight.cols, weight.rows)
-    withScratch(count: weight.f32Base == nil ? inFeatures : 0) { scratch in
-        for o in 0..<outFeatures {
-            let row: UnsafePointer<Float>
-            if let f32 = weight.f32Base {
-                row = f32 + o * inFeatures
-            } else {
-                weight.loadRow(o, into: scratch)
-                row = UnsafePointer(scratch)
-            }
-            let b = bias?[o] ?? 0
-            for t in 0..<tokens {
-                y[t * outFeatures + o] = dot(x + t * inFeatures, row, inFeatures) + b
-            }
-        }
+    let dtype = weight.kernelDType
+    let run = { (rows: Range<Int>) in
+        lmxk_linear(y, x, tokens, inFeatures, weight.base, dtype, outFeatures, bias, rows.lowerBound, rows.upperBound)
+    }
+    // Below ~64k multiply-adds a second thread costs more than it saves.
+    if let pool, tokens * inFeatures * outFeatures >= 1 << 16 {
+        pool.parallelRanges(outFeatures, granule: 4, run)
+    } else {
+        run(0..<outFeatures)
     }
 }
 
@@ -35,6 +33,27 @@ func linearForwardReference(
             var sum: Float = bias?[o] ?? 0
             for i in 0..<weight.cols { sum += x[t * weight.cols + i] * values[o * weight.cols + i] }
             y[t * weight.rows + o] = sum
+        }
+    }
+}
+
+/// Forces CKernels' portable C path (true) or lets it pick AVX2 (false); returns the previous
+/// setting. For tests only: not thread-safe.
+@discardableResult
+func setPortableKernels(_ portable: Bool) -> Bool {
+    lmxk_set_portable(portable ? 1 : 0) != 0
+}
+
+/// Whether the AVX2/FMA/F16C kernels are in use on this CPU.
+var avx2KernelsActive: Bool { lmxk_has_avx2() != 0 }
+
+extension WeightMatrix {
+    /// The CKernels element type code (LMXK_F32 / LMXK_F16 / LMXK_BF16).
+    var kernelDType: Int32 {
+        switch dtype {
+        case .f16: Int32(LMXK_F16)
+        case .bf16: Int32(LMXK_BF16)
+        default: Int32(LMXK_F32)
         }
     }
 }

@@ -1,0 +1,51 @@
+/*
+ * lmx_kernels.h — the compute kernels and thread pool under the Swift core (internal to
+ * libloramixer; its version script keeps these symbols out of the exported ABI).
+ */
+#ifndef LMX_KERNELS_H
+#define LMX_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Element types of weight matrices. */
+enum { LMXK_F32 = 0, LMXK_F16 = 1, LMXK_BF16 = 2 };
+
+/* Dense projection for output rows [o_begin, o_end):
+ *   y[t * out + o] = sum_i x[t * in + i] * w[o * in + i] + (bias ? bias[o] : 0)
+ *   x: [tokens, in] f32, w: [out, in] of `dtype` (aligned for it), y: [tokens, out] f32.
+ * Weight rows are read once per block of four and widened to f32 in registers. Uses AVX2/FMA/F16C
+ * when the CPU has them, else portable C; lmxk_set_portable(1) forces the portable path (tests). */
+void lmxk_linear(float *y, const float *x, size_t tokens, size_t in, const void *w, int dtype, size_t out,
+                 const float *bias, size_t o_begin, size_t o_end);
+
+/* Nonzero when lmxk_linear uses the AVX2 path. */
+int lmxk_has_avx2(void);
+
+/* Force (1) or stop forcing (0) the portable path; returns the previous setting. Not thread-safe:
+ * for tests, before any kernel runs concurrently. */
+int lmxk_set_portable(int portable);
+
+/* A persistent pool of worker threads. run() calls task(context, index, count) for index 0 ..
+ * count-1 where count = the pool's thread count, index 0 on the calling thread, and returns when
+ * all have finished. Idle workers spin briefly, then sleep. One run at a time per pool. */
+typedef struct lmxk_pool lmxk_pool;
+typedef void (*lmxk_task)(void *context, int index, int count);
+
+/* A pool of `threads` threads in all (the caller counts as one); NULL if threads < 1 or creating
+ * a thread failed. */
+lmxk_pool *lmxk_pool_create(int threads);
+int lmxk_pool_threads(const lmxk_pool *pool);
+void lmxk_pool_run(lmxk_pool *pool, lmxk_task task, void *context);
+/* Stops and joins the workers. NULL is a no-op. */
+void lmxk_pool_free(lmxk_pool *pool);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,200 @@
+#include "lmx_kernels.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define LMXK_X86 1
+#endif
+
+static int force_portable;
+
+int lmxk_set_portable(int portable) {
+    int previous = force_portable;
+    force_portable = portable;
+    return previous;
+}
+
+/* ---- widening one element ------------------------------------------------------------------- */
+
+static inline float bf16_to_f32(uint16_t bits) {
+    uint32_t wide = (uint32_t)bits << 16;
+    float value;
+    memcpy(&value, &wide, sizeof value);
+    return value;
+}
+
+static inline float f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff, bits;
+    if (exponent == 0) {
+        if (mantissa == 0) {
+            bits = sign;
+        } else { /* subnormal: normalise */
+            exponent = 127 - 15 + 1;
+            while (!(mantissa & 0x400)) { mantissa <<= 1; exponent--; }
+            bits = sign | (exponent << 23) | ((mantissa & 0x3ff) << 13);
+        }
+    } else if (exponent == 31) {
+        bits = sign | 0x7f800000u | (mantissa << 13);
+    } else {
+        bits = sign | ((exponent + 127 - 15) << 23) | (mantissa << 13);
+    }
+    float value;
+    memcpy(&value, &bits, sizeof value);
+    return value;
+}
+
+static inline float load_weight(const void *w, int dtype, size_t index) {
+    switch (dtype) {
+    case LMXK_F16: return f16_to_f32(((const uint16_t *)w)[index]);
+    case LMXK_BF16: return bf16_to_f32(((const uint16_t *)w)[index]);
+    default: return ((const float *)w)[index];
+    }
+}
+
+/* ---- portable path: plain C, one row against every token ---------------------------------------- */
+
+static void linear_portable(float *y, const float *x, size_t tokens, size_t in, const void *w, int dtype, size_t out,
+                            const float *bias, size_t o_begin, size_t o_end) {
+    for (size_t o = o_begin; o < o_end; o++) {
+        float b = bias ? bias[o] : 0.0f;
+        for (size_t t = 0; t < tokens; t++) {
+            const float *xt = x + t * in;
+            float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            size_t i = 0;
+            for (; i + 4 <= in; i += 4) {
+                s0 += xt[i] * load_weight(w, dtype, o * in + i);
+                s1 += xt[i + 1] * load_weight(w, dtype, o * in + i + 1);
+                s2 += xt[i + 2] * load_weight(w, dtype, o * in + i + 2);
+                s3 += xt[i + 3] * load_weight(w, dtype, o * in + i + 3);
+            }
+            for (; i < in; i++) s0 += xt[i] * load_weight(w, dtype, o * in + i);
+            y[t * out + o] = (s0 + s1) + (s2 + s3) + b;
+        }
+    }
+}
+
+/* ---- AVX2 path ---------------------------------------------------------------------------------- */
+#ifdef LMXK_X86
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+
+AVX2 static inline __m256 load8(const void *w, int dtype, size_t index) {
+    switch (dtype) {
+    case LMXK_F16: return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)w + index)));
+    case LMXK_BF16: {
+        __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)w + index)));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+    }
+    default: return _mm256_loadu_ps((const float *)w + index);
+    }
+}
+
+AVX2 static inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* Four rows r0..r3 (f32 or widened on the fly) against tokens t and t+1: 8 accumulators. */
+AVX2 static void block4x2(float *y, const float *x0, const float *x1, const void *w, int dtype, size_t in,
+                          size_t out, size_t o, const float *bias, int two) {
+    __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+    size_t i = 0;
+    for (; i + 8 <= in; i += 8) {
+        __m256 v0 = _mm256_loadu_ps(x0 + i);
+        __m256 v1 = two ? _mm256_loadu_ps(x1 + i) : v0;
+        __m256 w0 = load8(w, dtype, (o + 0) * in + i);
+        __m256 w1 = load8(w, dtype, (o + 1) * in + i);
+        __m256 w2 = load8(w, dtype, (o + 2) * in + i);
+        __m256 w3 = load8(w, dtype, (o + 3) * in + i);
+        a00 = _mm256_fmadd_ps(w0, v0, a00); a01 = _mm256_fmadd_ps(w0, v1, a01);
+        a10 = _mm256_fmadd_ps(w1, v0, a10); a11 = _mm256_fmadd_ps(w1, v1, a11);
+        a20 = _mm256_fmadd_ps(w2, v0, a20); a21 = _mm256_fmadd_ps(w2, v1, a21);
+        a30 = _mm256_fmadd_ps(w3, v0, a30); a31 = _mm256_fmadd_ps(w3, v1, a31);
+    }
+    float s[4][2] = {{hsum(a00), hsum(a01)}, {hsum(a10), hsum(a11)}, {hsum(a20), hsum(a21)}, {hsum(a30), hsum(a31)}};
+    for (; i < in; i++) {
+        for (int r = 0; r < 4; r++) {
+            float wv = load_weight(w, dtype, (o + r) * in + i);
+            s[r][0] += wv * x0[i];
+            s[r][1] += wv * x1[i];
+        }
+    }
+    for (int r = 0; r < 4; r++) {
+        float b = bias ? bias[o + r] : 0.0f;
+        y[o + r] = s[r][0] + b;
+        if (two) y[out + o + r] = s[r][1] + b;
+    }
+}
+
+/* One row against one token (the ragged edges). */
+AVX2 static float dot1(const float *x, const void *w, int dtype, size_t offset, size_t in) {
+    __m256 acc = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 8 <= in; i += 8) acc = _mm256_fmadd_ps(load8(w, dtype, offset + i), _mm256_loadu_ps(x + i), acc);
+    float s = hsum(acc);
+    for (; i < in; i++) s += load_weight(w, dtype, offset + i) * x[i];
+    return s;
+}
+
+AVX2 static void linear_avx2(float *y, const float *x, size_t tokens, size_t in, const void *w, int dtype, size_t out,
+                             const float *bias, size_t o_begin, size_t o_end, float *rows) {
+    size_t o = o_begin;
+    for (; o + 4 <= o_end; o += 4) {
+        /* With many tokens, widen the four rows once instead of once per token pair (when there is
+         * a buffer for them). */
+        const void *block = w;
+        int block_dtype = dtype;
+        size_t block_row = o;
+        if (rows) {
+            for (size_t r = 0; r < 4; r++) {
+                size_t i = 0;
+                for (; i + 8 <= in; i += 8) _mm256_storeu_ps(rows + r * in + i, load8(w, dtype, (o + r) * in + i));
+                for (; i < in; i++) rows[r * in + i] = load_weight(w, dtype, (o + r) * in + i);
+            }
+            block = rows;
+            block_dtype = LMXK_F32;
+            block_row = 0;
+        }
+        size_t t = 0;
+        for (; t + 2 <= tokens; t += 2)
+            block4x2(y + t * out - block_row + o, x + t * in, x + (t + 1) * in, block, block_dtype, in, out, block_row,
+                     bias ? bias + o - block_row : NULL, 1);
+        if (t < tokens)
+            block4x2(y + t * out - block_row + o, x + t * in, x + t * in, block, block_dtype, in, out, block_row,
+                     bias ? bias + o - block_row : NULL, 0);
+    }
+    for (; o < o_end; o++) {
+        float b = bias ? bias[o] : 0.0f;
+        for (size_t t = 0; t < tokens; t++) y[t * out + o] = dot1(x + t * in, w, dtype, o * in, in) + b;
+    }
+}
+#endif
+
+int lmxk_has_avx2(void) {
+#ifdef LMXK_X86
+    static int cached = -1;
+    if (cached < 0) cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    return cached && !force_portable;
+#else
+    return 0;
+#endif
+}
+
+void lmxk_linear(float *y, const float *x, size_t tokens, size_t in, const void *w, int dtype, size_t out,
+                 const float *bias, size_t o_begin, size_t o_end) {
+    if (o_begin >= o_end || tokens == 0) return;
+#ifdef LMXK_X86
+    if (lmxk_has_avx2()) {
+        float stack[4096];
+        float *rows = NULL;
+        if (dtype != LMXK_F32 && tokens > 2) rows = 4 * in <= sizeof stack / sizeof *stack ? stack : malloc(4 * in * sizeof(float));
+        linear_avx2(y, x, tokens, in, w, dtype, out, bias, o_begin, o_end, rows);
+        if (rows != stack) free(rows);
+        return;
+    }
+#endif
+    linear_portable(y, x, tokens, in, w, dtype, out, bias, o_begin, o_end);
+}
