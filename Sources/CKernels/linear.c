@@ -129,6 +129,28 @@ AVX2 static void block4x2(float *y, const float *x0, const float *x1, const void
     }
 }
 
+/* Decode: eight rows against one token, eight independent accumulators, so eight weight streams
+ * are in flight at once (the GEMV is bound by memory bandwidth, not arithmetic). */
+AVX2 static void block8x1(float *y, const float *x, const void *w, int dtype, size_t in, size_t o, const float *bias) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    size_t i = 0;
+    for (; i + 8 <= in; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        a0 = _mm256_fmadd_ps(load8(w, dtype, (o + 0) * in + i), v, a0);
+        a1 = _mm256_fmadd_ps(load8(w, dtype, (o + 1) * in + i), v, a1);
+        a2 = _mm256_fmadd_ps(load8(w, dtype, (o + 2) * in + i), v, a2);
+        a3 = _mm256_fmadd_ps(load8(w, dtype, (o + 3) * in + i), v, a3);
+        a4 = _mm256_fmadd_ps(load8(w, dtype, (o + 4) * in + i), v, a4);
+        a5 = _mm256_fmadd_ps(load8(w, dtype, (o + 5) * in + i), v, a5);
+        a6 = _mm256_fmadd_ps(load8(w, dtype, (o + 6) * in + i), v, a6);
+        a7 = _mm256_fmadd_ps(load8(w, dtype, (o + 7) * in + i), v, a7);
+    }
+    float s[8] = {hsum(a0), hsum(a1), hsum(a2), hsum(a3), hsum(a4), hsum(a5), hsum(a6), hsum(a7)};
+    for (; i < in; i++)
+        for (int r = 0; r < 8; r++) s[r] += load_weight(w, dtype, (o + r) * in + i) * x[i];
+    for (int r = 0; r < 8; r++) y[o + r] = s[r] + (bias ? bias[o + r] : 0.0f);
+}
+
 /* One row against one token (the ragged edges). */
 AVX2 static float dot1(const float *x, const void *w, int dtype, size_t offset, size_t in) {
     __m256 acc = _mm256_setzero_ps();
@@ -142,6 +164,8 @@ AVX2 static float dot1(const float *x, const void *w, int dtype, size_t offset, 
 AVX2 static void linear_avx2(float *y, const float *x, size_t tokens, size_t in, const void *w, int dtype, size_t out,
                              const float *bias, size_t o_begin, size_t o_end, float *rows) {
     size_t o = o_begin;
+    if (tokens == 1)
+        for (; o + 8 <= o_end; o += 8) block8x1(y, x, w, dtype, in, o, bias);
     for (; o + 4 <= o_end; o += 4) {
         /* With many tokens, widen the four rows once instead of once per token pair (when there is
          * a buffer for them). */

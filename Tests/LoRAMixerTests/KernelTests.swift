@@ -40,17 +40,16 @@ final class KernelTests: XCTestCase {
         }
     }
 
-    func testPoolRunsEveryIndexOnceAndCoversRanges() {
+    func testPoolRunsEveryChunkOnceAndCoversRanges() {
         let pool = ThreadPool(threads: 4)
-        for _ in 0..<200 {
-            let hits = HitCounter(count: 4)
-            pool.parallel { index, count in
-                XCTAssertEqual(count, 4)
-                hits.add(index)
+        for chunks in [1, 2, 3, 4, 7, 16] {
+            for _ in 0..<50 {
+                let hits = HitCounter(count: chunks)
+                pool.run(chunks: chunks, hits.add)
+                XCTAssertEqual(hits.values, Array(repeating: 1, count: chunks), "\(chunks) chunks")
             }
-            XCTAssertEqual(hits.values, [1, 1, 1, 1])
         }
-        for total in [0, 1, 3, 4, 5, 17, 64] {
+        for total in [0, 1, 3, 4, 5, 17, 64, 1000] {
             let covered = HitCounter(count: total)
             pool.parallelRanges(total, granule: 4) { range in range.forEach(covered.add) }
             XCTAssertEqual(covered.values, Array(repeating: 1, count: total), "total \(total)")

@@ -30,17 +30,18 @@ int lmxk_has_avx2(void);
  * for tests, before any kernel runs concurrently. */
 int lmxk_set_portable(int portable);
 
-/* A persistent pool of worker threads. run() calls task(context, index, count) for index 0 ..
- * count-1 where count = the pool's thread count, index 0 on the calling thread, and returns when
- * all have finished. Idle workers spin briefly, then sleep. One run at a time per pool. */
+/* A persistent pool of worker threads. run() calls task(context, chunk, chunks) once for every
+ * chunk 0 .. chunks-1; the calling thread and the workers claim chunks as they come free, so a
+ * worker that lost its core to another process only delays the chunk it holds. Returns when every
+ * chunk has finished. Idle workers spin briefly, then sleep. One run at a time per pool. */
 typedef struct lmxk_pool lmxk_pool;
-typedef void (*lmxk_task)(void *context, int index, int count);
+typedef void (*lmxk_task)(void *context, int chunk, int chunks);
 
 /* A pool of `threads` threads in all (the caller counts as one); NULL if threads < 1 or creating
  * a thread failed. */
 lmxk_pool *lmxk_pool_create(int threads);
 int lmxk_pool_threads(const lmxk_pool *pool);
-void lmxk_pool_run(lmxk_pool *pool, lmxk_task task, void *context);
+void lmxk_pool_run(lmxk_pool *pool, int chunks, lmxk_task task, void *context);
 /* Stops and joins the workers. NULL is a no-op. */
 void lmxk_pool_free(lmxk_pool *pool);
 

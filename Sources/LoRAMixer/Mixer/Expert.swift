@@ -12,3 +12,15 @@ public protocol Expert: AnyObject, Sendable {
     func delta(layer: Int, module: ProjectionModule, rows: UnsafePointer<Float>, count: Int,
                into delta: UnsafeMutablePointer<Float>) throws
 }
+
+extension Expert {
+    /// The deltas of several projections that read the same input rows (q, k, v; or gate, up), one
+    /// output per module, each [count, out_features] and zeroed. The default computes them one by
+    /// one; an expert can override it to share work between them (LoRA shares the A products).
+    public func deltas(layer: Int, modules: [ProjectionModule], rows: UnsafePointer<Float>, count: Int,
+                       into outputs: [UnsafeMutablePointer<Float>]) throws {
+        for (module, output) in zip(modules, outputs) where adapts(layer: layer, module: module) {
+            try delta(layer: layer, module: module, rows: rows, count: count, into: output)
+        }
+    }
+}

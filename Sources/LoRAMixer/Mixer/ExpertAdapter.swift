@@ -85,13 +85,15 @@ struct ExpertAdapter: ProjectionAdapter {
         return logits
     }
 
-    /// output[t] += sum_e g[t, e] * delta_e(input[t]), computed per expert over the tokens it was
-    /// chosen for: gather rows -> the expert's delta -> gated scatter-add.
-    func addDelta(layer: Int, module: ProjectionModule, input: UnsafePointer<Float>,
-                  output: UnsafeMutablePointer<Float>, tokens: Int) throws {
+    /// output[t] += sum_e g[t, e] * delta_e(input[t]) for each module, computed per expert over the
+    /// tokens it was chosen for: gather the rows once for all the modules -> the expert's deltas
+    /// (LoRA shares its A products among them) -> gated scatter-add.
+    func addDeltas(layer: Int, modules: [ProjectionModule], input: UnsafePointer<Float>,
+                   outputs: [UnsafeMutablePointer<Float>], tokens: Int) throws {
         guard let gates = layerGates.last, gates.experts > 0 else { return }
-        let (inFeatures, outFeatures) = config.shape(of: module)
-        for (e, expert) in experts.enumerated() where expert.adapts(layer: layer, module: module) {
+        let inFeatures = config.shape(of: modules[0]).inFeatures
+        let outFeatures = modules.map { config.shape(of: $0).outFeatures }
+        for (e, expert) in experts.enumerated() where modules.contains(where: { expert.adapts(layer: layer, module: $0) }) {
             let chosen = (0..<tokens).filter { gates.gates[$0 * gates.experts + e] != 0 }
             guard !chosen.isEmpty else { continue }
             var rows = [Float](repeating: 0, count: chosen.count * inFeatures)
@@ -100,11 +102,14 @@ struct ExpertAdapter: ProjectionAdapter {
                     (rows.baseAddress! + i * inFeatures).update(from: input + t * inFeatures, count: inFeatures)
                 }
             }
-            var delta = [Float](repeating: 0, count: chosen.count * outFeatures)
-            try expert.delta(layer: layer, module: module, rows: rows, count: chosen.count, into: &delta)
-            delta.withUnsafeBufferPointer { delta in
+            let deltas = outFeatures.map { UnsafeMutablePointer<Float>.allocate(capacity: chosen.count * $0) }
+            defer { deltas.forEach { $0.deallocate() } }
+            for (delta, width) in zip(deltas, outFeatures) { delta.initialize(repeating: 0, count: chosen.count * width) }
+            try expert.deltas(layer: layer, modules: modules, rows: rows, count: chosen.count, into: deltas)
+            for (m, module) in modules.enumerated() where expert.adapts(layer: layer, module: module) {
+                let width = outFeatures[m]
                 for (i, t) in chosen.enumerated() {
-                    axpy(output + t * outFeatures, gates.gates[t * gates.experts + e], delta.baseAddress! + i * outFeatures, outFeatures)
+                    axpy(outputs[m] + t * width, gates.gates[t * gates.experts + e], deltas[m] + i * width, width)
                 }
             }
         }

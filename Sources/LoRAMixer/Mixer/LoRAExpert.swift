@@ -6,11 +6,17 @@ public final class LoRAExpert: Expert, @unchecked Sendable {
     public let source: String
     /// `[layer][module.rawValue]`; nil where the expert has no tensors.
     let slots: [[LoRAWeights?]]
+    /// Per layer, the A matrices of modules that read the same input (q, k, v; gate, up) stacked
+    /// into one, so `deltas` computes all their A products in one pass over the rows.
+    private let stacked: [[StackedA]]
 
     init(name: String, source: String, slots: [[LoRAWeights?]]) {
         self.name = name
         self.source = source
         self.slots = slots
+        stacked = slots.map { layer in
+            [[ProjectionModule.q, .k, .v], [.gate, .up]].compactMap { group in StackedA(group.filter { layer[$0.rawValue] != nil }, layer) }
+        }
     }
 
     /// Modules the expert adapts in at least one layer.
@@ -39,6 +45,57 @@ public final class LoRAExpert: Expert, @unchecked Sendable {
                       into delta: UnsafeMutablePointer<Float>) {
         guard let lora = weights(layer: layer, module: module) else { return }
         loraDeltaForward(delta, rows, lora, count: count)
+    }
+
+    /// Shares the A products of modules with one input: z = rows [A_q; A_k; A_v]^T in one pass,
+    /// then each module's B on its slice of z.
+    public func deltas(layer: Int, modules: [ProjectionModule], rows: UnsafePointer<Float>, count: Int,
+                       into outputs: [UnsafeMutablePointer<Float>]) {
+        let present = modules.filter { adapts(layer: layer, module: $0) }
+        guard let group = stacked[layer].first(where: { $0.modules == present }) else {
+            for (module, output) in zip(modules, outputs) { delta(layer: layer, module: module, rows: rows, count: count, into: output) }
+            return
+        }
+        let total = group.a.rows
+        withScratch(count: count * total) { z in
+            linearForward(z, rows, group.a, bias: nil, tokens: count)
+            for (module, output) in zip(modules, outputs) {
+                guard let lora = weights(layer: layer, module: module), let offset = group.offset(of: module) else { continue }
+                withScratch(count: count * lora.rank) { slice in
+                    for t in 0..<count {
+                        for j in 0..<lora.rank { slice[t * lora.rank + j] = z[t * total + offset + j] * lora.scale }
+                    }
+                    linearForward(output, slice, lora.b, bias: nil, tokens: count)
+                }
+            }
+        }
+    }
+}
+
+/// The A matrices of a group of modules sharing an input, stacked row-wise in f32.
+private struct StackedA {
+    let modules: [ProjectionModule]
+    let offsets: [Int]
+    let a: WeightMatrix
+
+    /// nil unless at least two modules of the group have weights (one needs no stacking).
+    init?(_ modules: [ProjectionModule], _ layer: [LoRAWeights?]) {
+        let pairs = modules.compactMap { layer[$0.rawValue] }
+        guard pairs.count >= 2, let cols = pairs.first?.a.cols else { return nil }
+        var values: [Float] = []
+        var offsets: [Int] = []
+        for pair in pairs {
+            offsets.append(values.count / cols)
+            values += pair.a.floats()
+        }
+        guard let a = try? WeightMatrix(rows: values.count / cols, cols: cols, values: values) else { return nil }
+        self.modules = modules
+        self.offsets = offsets
+        self.a = a
+    }
+
+    func offset(of module: ProjectionModule) -> Int? {
+        modules.firstIndex(of: module).map { offsets[$0] }
     }
 }
 

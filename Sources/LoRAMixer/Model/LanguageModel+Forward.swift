@@ -12,8 +12,11 @@ extension LanguageModel {
         pool: ThreadPool? = nil
     ) throws -> [Float] {
         let held = cache.count
+        let buffers = ForwardBuffers(tokens: tokens.count, config: config)
+        defer { buffers.deallocate() }
         do {
-            return try forwardLayers(tokens: tokens, cache: &cache, adapter: &adapter, logits: selection, pool: pool)
+            return try forwardLayers(tokens: tokens, cache: &cache, adapter: &adapter, logits: selection, pool: pool,
+                                     buffers: buffers)
         } catch {
             cache.truncate(to: held)
             throw error
@@ -22,64 +25,45 @@ extension LanguageModel {
 
     private func forwardLayers<Adapter: ProjectionAdapter>(
         tokens: [Int32], cache: inout KVCache, adapter: inout Adapter, logits selection: LogitsSelection,
-        pool: ThreadPool?
+        pool: ThreadPool?, buffers b: ForwardBuffers
     ) throws -> [Float] {
         let c = config
         let n = tokens.count
         let d = c.hiddenSize
-        var x = [Float](repeating: 0, count: n * d)
-        x.withUnsafeMutableBufferPointer { x in
-            for (t, token) in tokens.enumerated() { embedding.loadRow(Int(token), into: x.baseAddress! + t * d) }
-        }
-        var h = [Float](repeating: 0, count: n * d)
-        var q = [Float](repeating: 0, count: n * c.qDim)
-        var k = [Float](repeating: 0, count: n * c.kvDim)
-        var v = [Float](repeating: 0, count: n * c.kvDim)
-        var attention = [Float](repeating: 0, count: n * c.qDim)
-        var projected = [Float](repeating: 0, count: n * d)
-        var gate = [Float](repeating: 0, count: n * c.intermediateSize)
-        var up = [Float](repeating: 0, count: n * c.intermediateSize)
+        for (t, token) in tokens.enumerated() { embedding.loadRow(Int(token), into: b.x + t * d) }
         let firstPosition = cache.count
 
         for (l, layer) in layers.enumerated() {
             // Attention block: h = RMSNorm(x); x += o_proj(attention(q_proj h, k_proj h, v_proj h))
-            rmsNormForward(&h, x, weight: layer.inputNorm, eps: c.rmsNormEps, tokens: n, dim: d)
-            h.withUnsafeBufferPointer { adapter.beginLayer(l, routerInput: $0.baseAddress!, tokens: n) }
-            try project(&q, h, layer, .q, l, &adapter, n, pool)
-            try project(&k, h, layer, .k, l, &adapter, n, pool)
-            try project(&v, h, layer, .v, l, &adapter, n, pool)
-            ropeForward(&q, tokens: n, heads: c.headCount, headDim: c.headDim, firstPosition: firstPosition,
+            rmsNormForward(b.h, b.x, weight: layer.inputNorm, eps: c.rmsNormEps, tokens: n, dim: d)
+            adapter.beginLayer(l, routerInput: b.h, tokens: n)
+            try project([.q, .k, .v], input: b.h, outputs: [b.q, b.k, b.v], layer, l, &adapter, n, pool)
+            ropeForward(b.q, tokens: n, heads: c.headCount, headDim: c.headDim, firstPosition: firstPosition,
                         inverseFrequencies: inverseFrequencies)
-            ropeForward(&k, tokens: n, heads: c.kvHeadCount, headDim: c.headDim, firstPosition: firstPosition,
+            ropeForward(b.k, tokens: n, heads: c.kvHeadCount, headDim: c.headDim, firstPosition: firstPosition,
                         inverseFrequencies: inverseFrequencies)
-            k.withUnsafeBufferPointer { keys in
-                v.withUnsafeBufferPointer { values in cache.append(layer: l, keys: keys, values: values) }
-            }
-            attention.withUnsafeMutableBufferPointer { attention in
-                q.withUnsafeBufferPointer { q in
-                    cache.keys[l].withUnsafeBufferPointer { keys in
-                        cache.values[l].withUnsafeBufferPointer { values in
-                            let (out, q, keys, values) = (attention.baseAddress!, q.baseAddress!, keys.baseAddress!, values.baseAddress!)
-                            let run = { (heads: Range<Int>) in
-                                attentionForward(out, q: q, keys: keys, values: values, tokens: n, heads: c.headCount,
-                                                 kvHeads: c.kvHeadCount, headDim: c.headDim, firstPosition: firstPosition,
-                                                 window: c.slidingWindows[l], headRange: heads)
-                            }
-                            if let pool { pool.parallelRanges(c.headCount, run) } else { run(0..<c.headCount) }
-                        }
+            cache.append(layer: l, keys: UnsafeBufferPointer(start: b.k, count: n * c.kvDim),
+                         values: UnsafeBufferPointer(start: b.v, count: n * c.kvDim))
+            cache.keys[l].withUnsafeBufferPointer { keys in
+                cache.values[l].withUnsafeBufferPointer { values in
+                    let (keys, values) = (keys.baseAddress!, values.baseAddress!)
+                    let run = { (heads: Range<Int>) in
+                        attentionForward(b.attention, q: b.q, keys: keys, values: values, tokens: n, heads: c.headCount,
+                                         kvHeads: c.kvHeadCount, headDim: c.headDim, firstPosition: firstPosition,
+                                         window: c.slidingWindows[l], headRange: heads)
                     }
+                    if let pool { pool.parallelRanges(c.headCount, run) } else { run(0..<c.headCount) }
                 }
             }
-            try project(&projected, attention, layer, .o, l, &adapter, n, pool)
-            for i in 0..<(n * d) { x[i] += projected[i] }
+            try project([.o], input: b.attention, outputs: [b.projected], layer, l, &adapter, n, pool)
+            for i in 0..<(n * d) { b.x[i] += b.projected[i] }
 
             // MLP block: x += down_proj(silu(gate_proj h) * up_proj h), h = RMSNorm(x)
-            rmsNormForward(&h, x, weight: layer.postAttentionNorm, eps: c.rmsNormEps, tokens: n, dim: d)
-            try project(&gate, h, layer, .gate, l, &adapter, n, pool)
-            try project(&up, h, layer, .up, l, &adapter, n, pool)
-            swigluForward(&gate, up, count: n * c.intermediateSize)
-            try project(&projected, gate, layer, .down, l, &adapter, n, pool)
-            for i in 0..<(n * d) { x[i] += projected[i] }
+            rmsNormForward(b.h, b.x, weight: layer.postAttentionNorm, eps: c.rmsNormEps, tokens: n, dim: d)
+            try project([.gate, .up], input: b.h, outputs: [b.gate, b.up], layer, l, &adapter, n, pool)
+            swigluForward(b.gate, b.up, count: n * c.intermediateSize)
+            try project([.down], input: b.gate, outputs: [b.projected], layer, l, &adapter, n, pool)
+            for i in 0..<(n * d) { b.x[i] += b.projected[i] }
         }
         cache.commit(tokens: n)
 
@@ -89,28 +73,48 @@ extension LanguageModel {
         case .last: rows = (n - 1)..<n
         case .all: rows = 0..<n
         }
-        let selected = Array(x[(rows.lowerBound * d)..<(rows.upperBound * d)])
-        rmsNormForward(&h, selected, weight: finalNorm, eps: c.rmsNormEps, tokens: rows.count, dim: d)
+        rmsNormForward(b.h, b.x + rows.lowerBound * d, weight: finalNorm, eps: c.rmsNormEps, tokens: rows.count, dim: d)
         var logits = [Float](repeating: 0, count: rows.count * c.vocabSize)
-        linearForward(&logits, h, lmHead, bias: nil, tokens: rows.count, pool: pool)
+        logits.withUnsafeMutableBufferPointer { logits in
+            linearForward(logits.baseAddress!, b.h, lmHead, bias: nil, tokens: rows.count, pool: pool)
+        }
         return logits
     }
 
-    /// output = input W^T + bias + the adapter's delta, for one projection of layer `l`.
+    /// outputs[i] = input W_i^T + bias_i + the adapter's delta, for projections of layer `l` that
+    /// share `input` (the adapter sees them together, so experts can share work between them).
     private func project<Adapter: ProjectionAdapter>(
-        _ output: inout [Float], _ input: [Float], _ layer: DecoderLayerWeights, _ module: ProjectionModule,
-        _ l: Int, _ adapter: inout Adapter, _ tokens: Int, _ pool: ThreadPool?
+        _ modules: [ProjectionModule], input: UnsafeMutablePointer<Float>, outputs: [UnsafeMutablePointer<Float>],
+        _ layer: DecoderLayerWeights, _ l: Int, _ adapter: inout Adapter, _ tokens: Int, _ pool: ThreadPool?
     ) throws {
-        let projection = layer.projections[module.rawValue]
-        try input.withUnsafeBufferPointer { input in
-            try output.withUnsafeMutableBufferPointer { output in
-                let bias = projection.bias
-                bias.withOptionalPointer {
-                    linearForward(output.baseAddress!, input.baseAddress!, projection.weight, bias: $0, tokens: tokens, pool: pool)
-                }
-                try adapter.addDelta(layer: l, module: module, input: input.baseAddress!, output: output.baseAddress!, tokens: tokens)
+        for (module, output) in zip(modules, outputs) {
+            let projection = layer.projections[module.rawValue]
+            projection.bias.withOptionalPointer {
+                linearForward(output, input, projection.weight, bias: $0, tokens: tokens, pool: pool)
             }
         }
+        try adapter.addDeltas(layer: l, modules: modules, input: input, outputs: outputs, tokens: tokens)
+    }
+}
+
+/// The activations of one forward pass, allocated once for all layers.
+struct ForwardBuffers {
+    let x, h, q, k, v, attention, projected, gate, up: UnsafeMutablePointer<Float>
+
+    init(tokens n: Int, config c: ModelConfig) {
+        func buffer(_ width: Int) -> UnsafeMutablePointer<Float> {
+            let pointer = UnsafeMutablePointer<Float>.allocate(capacity: max(n * width, 1))
+            pointer.initialize(repeating: 0, count: max(n * width, 1))
+            return pointer
+        }
+        (x, h, projected) = (buffer(c.hiddenSize), buffer(c.hiddenSize), buffer(c.hiddenSize))
+        (q, attention) = (buffer(c.qDim), buffer(c.qDim))
+        (k, v) = (buffer(c.kvDim), buffer(c.kvDim))
+        (gate, up) = (buffer(c.intermediateSize), buffer(c.intermediateSize))
+    }
+
+    func deallocate() {
+        for pointer in [x, h, q, k, v, attention, projected, gate, up] { pointer.deallocate() }
     }
 }
 

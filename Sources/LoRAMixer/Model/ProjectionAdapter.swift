@@ -5,8 +5,9 @@ protocol ProjectionAdapter {
     /// h = RMSNorm_attn(x): [tokens, d_model]. Decides the gates used by every module of the layer.
     mutating func beginLayer(_ layer: Int, routerInput: UnsafePointer<Float>, tokens: Int)
 
-    /// Adds this adapter's delta to one projection's output; throwing abandons the forward pass.
-    ///   input: [tokens, in_features] (the module's own input), output: [tokens, out_features]
-    func addDelta(layer: Int, module: ProjectionModule, input: UnsafePointer<Float>,
-                  output: UnsafeMutablePointer<Float>, tokens: Int) throws
+    /// Adds this adapter's deltas to the outputs of projections that share one input (q, k, v; or
+    /// gate, up; or a single module); throwing abandons the forward pass.
+    ///   input: [tokens, in_features] (the modules' input), outputs[i]: [tokens, out_features of modules[i]]
+    func addDeltas(layer: Int, modules: [ProjectionModule], input: UnsafePointer<Float>,
+                   outputs: [UnsafeMutablePointer<Float>], tokens: Int) throws
 }
