@@ -78,8 +78,10 @@ static void linear_portable(float *y, const float *x, size_t tokens, size_t in, 
 /* ---- AVX2 path ---------------------------------------------------------------------------------- */
 #ifdef LMXK_X86
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
+/* Inlined into one copy of the kernel per dtype, so the dtype switch folds away in the loops. */
+#define AVX2_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) static inline
 
-AVX2 static inline __m256 load8(const void *w, int dtype, size_t index) {
+AVX2_INLINE __m256 load8(const void *w, int dtype, size_t index) {
     switch (dtype) {
     case LMXK_F16: return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)w + index)));
     case LMXK_BF16: {
@@ -90,7 +92,7 @@ AVX2 static inline __m256 load8(const void *w, int dtype, size_t index) {
     }
 }
 
-AVX2 static inline float hsum(__m256 v) {
+AVX2_INLINE float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
@@ -98,7 +100,7 @@ AVX2 static inline float hsum(__m256 v) {
 }
 
 /* Four rows r0..r3 (f32 or widened on the fly) against tokens t and t+1: 8 accumulators. */
-AVX2 static void block4x2(float *y, const float *x0, const float *x1, const void *w, int dtype, size_t in,
+AVX2_INLINE void block4x2(float *y, const float *x0, const float *x1, const void *w, int dtype, size_t in,
                           size_t out, size_t o, const float *bias, int two) {
     __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
     size_t i = 0;
@@ -131,7 +133,7 @@ AVX2 static void block4x2(float *y, const float *x0, const float *x1, const void
 
 /* Decode: eight rows against one token, eight independent accumulators, so eight weight streams
  * are in flight at once (the GEMV is bound by memory bandwidth, not arithmetic). */
-AVX2 static void block8x1(float *y, const float *x, const void *w, int dtype, size_t in, size_t o, const float *bias) {
+AVX2_INLINE void block8x1(float *y, const float *x, const void *w, int dtype, size_t in, size_t o, const float *bias) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
     size_t i = 0;
     for (; i + 8 <= in; i += 8) {
@@ -152,7 +154,7 @@ AVX2 static void block8x1(float *y, const float *x, const void *w, int dtype, si
 }
 
 /* One row against one token (the ragged edges). */
-AVX2 static float dot1(const float *x, const void *w, int dtype, size_t offset, size_t in) {
+AVX2_INLINE float dot1(const float *x, const void *w, int dtype, size_t offset, size_t in) {
     __m256 acc = _mm256_setzero_ps();
     size_t i = 0;
     for (; i + 8 <= in; i += 8) acc = _mm256_fmadd_ps(load8(w, dtype, offset + i), _mm256_loadu_ps(x + i), acc);
@@ -161,7 +163,7 @@ AVX2 static float dot1(const float *x, const void *w, int dtype, size_t offset, 
     return s;
 }
 
-AVX2 static void linear_avx2(float *y, const float *x, size_t tokens, size_t in, const void *w, int dtype, size_t out,
+AVX2_INLINE void linear_avx2(float *y, const float *x, size_t tokens, size_t in, const void *w, int dtype, size_t out,
                              const float *bias, size_t o_begin, size_t o_end, float *rows) {
     size_t o = o_begin;
     if (tokens == 1)
@@ -195,6 +197,15 @@ AVX2 static void linear_avx2(float *y, const float *x, size_t tokens, size_t in,
         for (size_t t = 0; t < tokens; t++) y[t * out + o] = dot1(x + t * in, w, dtype, o * in, in) + b;
     }
 }
+
+#define LINEAR_FOR(name, code)                                                                                 \
+    AVX2 static void name(float *y, const float *x, size_t tokens, size_t in, const void *w, size_t out,       \
+                          const float *bias, size_t o_begin, size_t o_end, float *rows) {                      \
+        linear_avx2(y, x, tokens, in, w, code, out, bias, o_begin, o_end, rows);                               \
+    }
+LINEAR_FOR(linear_avx2_f32, LMXK_F32)
+LINEAR_FOR(linear_avx2_f16, LMXK_F16)
+LINEAR_FOR(linear_avx2_bf16, LMXK_BF16)
 #endif
 
 int lmxk_has_avx2(void) {
@@ -215,7 +226,11 @@ void lmxk_linear(float *y, const float *x, size_t tokens, size_t in, const void 
         float stack[4096];
         float *rows = NULL;
         if (dtype != LMXK_F32 && tokens > 2) rows = 4 * in <= sizeof stack / sizeof *stack ? stack : malloc(4 * in * sizeof(float));
-        linear_avx2(y, x, tokens, in, w, dtype, out, bias, o_begin, o_end, rows);
+        switch (dtype) {
+        case LMXK_F16: linear_avx2_f16(y, x, tokens, in, w, out, bias, o_begin, o_end, rows); break;
+        case LMXK_BF16: linear_avx2_bf16(y, x, tokens, in, w, out, bias, o_begin, o_end, rows); break;
+        default: linear_avx2_f32(y, x, tokens, in, w, out, bias, o_begin, o_end, rows); break;
+        }
         if (rows != stack) free(rows);
         return;
     }
