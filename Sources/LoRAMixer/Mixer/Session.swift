@@ -17,7 +17,7 @@ public final class Session {
     /// nil = the router file's temperature.
     public private(set) var temperatureOverride: Float?
     public private(set) var trace: RoutingTrace?
-    private var cache: KVCache
+    private let cache: KVCache
     /// Worker threads for this session's evaluations, started on first use.
     private lazy var pool = ThreadPool(threads: threads)
     private var contextSums: [[Float]]
@@ -40,7 +40,7 @@ public final class Session {
         self.contextLength = length
         routing = router == nil ? .none : .learned
         self.trace = trace ? RoutingTrace(layers: config.layerCount, width: experts.count) : nil
-        cache = KVCache(layers: config.layerCount, capacity: length, kvDim: config.kvDim)
+        cache = try KVCache(layers: config.layerCount, capacity: length, kvHeads: config.kvHeadCount, headDim: config.headDim)
         contextSums = Array(repeating: Array(repeating: 0, count: config.hiddenSize), count: config.layerCount)
     }
 
@@ -113,7 +113,7 @@ public final class Session {
             config: model.config, experts: experts, router: router, mode: experts.isEmpty ? .none : routing, topK: effectiveTopK,
             temperature: effectiveTemperature, firstPosition: cache.count, contextSums: contextSums)
         let wanted: LogitsSelection = selection == .all ? .all : .last
-        let logits = try model.forward(tokens: tokens, cache: &cache, adapter: &adapter, logits: wanted, pool: pool)
+        let logits = try model.forward(tokens: tokens, cache: cache, adapter: &adapter, logits: wanted, pool: pool)
         contextSums = adapter.contextSums
         trace?.append(tokens: tokens, perLayer: adapter.layerGates)
         let vocabRows = logits.count / vocab

@@ -8,14 +8,14 @@ extension LanguageModel {
     /// `cache`, appending their keys and values, and returns logits: `[rows, vocab]` for the
     /// selected rows (empty for `.none`). If the adapter throws, `cache` is left as it was.
     func forward<Adapter: ProjectionAdapter>(
-        tokens: [Int32], cache: inout KVCache, adapter: inout Adapter, logits selection: LogitsSelection,
+        tokens: [Int32], cache: KVCache, adapter: inout Adapter, logits selection: LogitsSelection,
         pool: ThreadPool? = nil
     ) throws -> [Float] {
         let held = cache.count
         let buffers = ForwardBuffers(tokens: tokens.count, config: config)
         defer { buffers.deallocate() }
         do {
-            return try forwardLayers(tokens: tokens, cache: &cache, adapter: &adapter, logits: selection, pool: pool,
+            return try forwardLayers(tokens: tokens, cache: cache, adapter: &adapter, logits: selection, pool: pool,
                                      buffers: buffers)
         } catch {
             cache.truncate(to: held)
@@ -24,7 +24,7 @@ extension LanguageModel {
     }
 
     private func forwardLayers<Adapter: ProjectionAdapter>(
-        tokens: [Int32], cache: inout KVCache, adapter: inout Adapter, logits selection: LogitsSelection,
+        tokens: [Int32], cache: KVCache, adapter: inout Adapter, logits selection: LogitsSelection,
         pool: ThreadPool?, buffers b: ForwardBuffers
     ) throws -> [Float] {
         let c = config
@@ -42,19 +42,14 @@ extension LanguageModel {
                         inverseFrequencies: inverseFrequencies)
             ropeForward(b.k, tokens: n, heads: c.kvHeadCount, headDim: c.headDim, firstPosition: firstPosition,
                         inverseFrequencies: inverseFrequencies)
-            cache.append(layer: l, keys: UnsafeBufferPointer(start: b.k, count: n * c.kvDim),
-                         values: UnsafeBufferPointer(start: b.v, count: n * c.kvDim))
-            cache.keys[l].withUnsafeBufferPointer { keys in
-                cache.values[l].withUnsafeBufferPointer { values in
-                    let (keys, values) = (keys.baseAddress!, values.baseAddress!)
-                    let run = { (heads: Range<Int>) in
-                        attentionForward(b.attention, q: b.q, keys: keys, values: values, tokens: n, heads: c.headCount,
-                                         kvHeads: c.kvHeadCount, headDim: c.headDim, firstPosition: firstPosition,
-                                         window: c.slidingWindows[l], headRange: heads)
-                    }
-                    if let pool { pool.parallelRanges(c.headCount, run) } else { run(0..<c.headCount) }
-                }
+            cache.append(layer: l, keys: b.k, values: b.v, tokens: n)
+            let run = { (heads: Range<Int>) in
+                attentionForward(b.attention, q: b.q, keys: { UnsafePointer(cache.keys(layer: l, head: $0)) },
+                                 values: { UnsafePointer(cache.values(layer: l, head: $0)) }, tokens: n,
+                                 heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim,
+                                 firstPosition: firstPosition, window: c.slidingWindows[l], headRange: heads)
             }
+            if let pool { pool.parallelRanges(c.headCount, run) } else { run(0..<c.headCount) }
             try project([.o], input: b.attention, outputs: [b.projected], layer, l, &adapter, n, pool)
             for i in 0..<(n * d) { b.x[i] += b.projected[i] }
 
