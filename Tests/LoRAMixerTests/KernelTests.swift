@@ -19,7 +19,7 @@ final class KernelTests: XCTestCase {
         let pool = ThreadPool(threads: 3)
         defer { setPortableKernels(false) }
         for (tokens, inFeatures, outFeatures) in [(1, 1, 1), (1, 17, 3), (3, 33, 1), (5, 7, 9), (2, 64, 31), (4, 129, 5),
-                                                  (1, 576, 37), (9, 100, 13), (2, 8, 4)] {
+                                                  (1, 576, 37), (9, 100, 13), (2, 8, 4), (1, 100, 17), (1, 40, 8)] {
             let values = random(inFeatures * outFeatures, seed: &seed)
             let x = random(tokens * inFeatures, seed: &seed)
             let bias = random(outFeatures, seed: &seed)
