@@ -40,6 +40,29 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// Projections sharing an input, run in one parallel region, equal each run on its own.
+    func testGroupedLinearMatchesEachAlone() throws {
+        var seed: UInt64 = 11
+        let pool = ThreadPool(threads: 2)
+        let (tokens, inFeatures) = (3, 37)
+        let x = random(tokens * inFeatures, seed: &seed)
+        let weights = try [(13, DType.f32), (5, .bf16), (21, .f16)].map { rows, dtype in
+            try matrix(random(rows * inFeatures, seed: &seed), rows: rows, cols: inFeatures, dtype: dtype)
+        }
+        let biases = weights.map { random($0.rows, seed: &seed) }
+        let outputs = weights.map { UnsafeMutablePointer<Float>.allocate(capacity: tokens * $0.rows) }
+        defer { outputs.forEach { $0.deallocate() } }
+        withOptionalPointers(biases) { pointers in
+            linearForward(outputs, x, weights, biases: pointers, tokens: tokens, pool: pool)
+        }
+        for (i, weight) in weights.enumerated() {
+            var reference = [Float](repeating: 0, count: tokens * weight.rows)
+            linearForwardReference(&reference, x, weight, bias: biases[i], tokens: tokens)
+            assertClose(Array(UnsafeBufferPointer(start: outputs[i], count: tokens * weight.rows)), reference,
+                        tolerance: 1e-4, "grouped projection \(i)")
+        }
+    }
+
     func testPoolRunsEveryChunkOnceAndCoversRanges() {
         let pool = ThreadPool(threads: 4)
         for chunks in [1, 2, 3, 4, 7, 16] {

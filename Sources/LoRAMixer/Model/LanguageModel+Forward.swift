@@ -82,11 +82,9 @@ extension LanguageModel {
         _ modules: [ProjectionModule], input: UnsafeMutablePointer<Float>, outputs: [UnsafeMutablePointer<Float>],
         _ layer: DecoderLayerWeights, _ l: Int, _ adapter: inout Adapter, _ tokens: Int, _ pool: ThreadPool?
     ) throws {
-        for (module, output) in zip(modules, outputs) {
-            let projection = layer.projections[module.rawValue]
-            projection.bias.withOptionalPointer {
-                linearForward(output, input, projection.weight, bias: $0, tokens: tokens, pool: pool)
-            }
+        let projections = modules.map { layer.projections[$0.rawValue] }
+        withOptionalPointers(projections.map(\.bias)) { biases in
+            linearForward(outputs, input, projections.map(\.weight), biases: biases, tokens: tokens, pool: pool)
         }
         try adapter.addDeltas(layer: l, modules: modules, input: input, outputs: outputs, tokens: tokens)
     }
@@ -113,10 +111,19 @@ struct ForwardBuffers {
     }
 }
 
-extension Optional where Wrapped == [Float] {
-    /// Calls `body` with a pointer to the array's storage, or nil.
-    func withOptionalPointer<R>(_ body: (UnsafePointer<Float>?) throws -> R) rethrows -> R {
-        guard let array = self else { return try body(nil) }
-        return try array.withUnsafeBufferPointer { try body($0.baseAddress) }
+/// Calls `body` with pointers to the arrays' storage (nil for nil arrays), valid during the call.
+func withOptionalPointers<R>(_ arrays: [[Float]?], _ body: ([UnsafePointer<Float>?]) throws -> R) rethrows -> R {
+    var pointers: [UnsafePointer<Float>?] = []
+    func nest(_ index: Int) throws -> R {
+        guard index < arrays.count else { return try body(pointers) }
+        guard let array = arrays[index] else {
+            pointers.append(nil)
+            return try nest(index + 1)
+        }
+        return try array.withUnsafeBufferPointer { buffer in
+            pointers.append(buffer.baseAddress)
+            return try nest(index + 1)
+        }
     }
+    return try nest(0)
 }

@@ -22,6 +22,29 @@ func linearForward(
     }
 }
 
+/// Several projections of one input (q, k, v; or gate, up) in a single parallel region: their
+/// output rows are laid end to end and split across the threads, saving a synchronisation per
+/// extra projection (decode runs hundreds of them per token).
+///   x: [T, in]; for each i: ys[i] = x weights[i]^T + biases[i], ys[i]: [T, weights[i].rows]
+func linearForward(
+    _ ys: [UnsafeMutablePointer<Float>], _ x: UnsafePointer<Float>, _ weights: [WeightMatrix],
+    biases: [UnsafePointer<Float>?], tokens: Int, pool: ThreadPool?
+) {
+    guard let pool, weights.count > 1 else {
+        for i in weights.indices { linearForward(ys[i], x, weights[i], bias: biases[i], tokens: tokens, pool: pool) }
+        return
+    }
+    let starts = weights.reduce(into: [0]) { $0.append($0.last! + $1.rows) }
+    pool.parallelRanges(starts.last!, granule: 8) { rows in
+        for i in weights.indices {
+            let begin = max(rows.lowerBound, starts[i]), end = min(rows.upperBound, starts[i + 1])
+            guard begin < end else { continue }
+            let w = weights[i]
+            lmxk_linear(ys[i], x, tokens, w.cols, w.base, w.kernelDType, w.rows, biases[i], begin - starts[i], end - starts[i])
+        }
+    }
+}
+
 /// The naive reference for `linearForward`: one multiply-add at a time, in index order.
 func linearForwardReference(
     _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ weight: WeightMatrix,
