@@ -38,6 +38,14 @@ enum Arguments {
         return Array(UnsafeBufferPointer(start: pointer, count: count))
     }
 
+    /// A params struct from the caller, or the defaults for NULL. Its leading struct_size must
+    /// cover this version of the struct.
+    static func params<T>(_ pointer: UnsafePointer<T>?, _ name: String, default makeDefault: () -> T) throws -> T {
+        guard let pointer else { return makeDefault() }
+        _ = try structSize(UnsafeRawPointer(pointer).load(as: UInt32.self), minimum: MemoryLayout<T>.size, name)
+        return pointer.pointee
+    }
+
     /// The struct_size a caller put in a params struct: at least `minimum` (the size of the first
     /// version of that struct), or an ABI error naming the struct.
     static func structSize(_ size: UInt32, minimum: Int, _ name: String) throws -> Int {

@@ -13,10 +13,7 @@ public func lmx_model_load(_ path: UnsafePointer<CChar>?, _ params: UnsafePointe
         let out = try Arguments.required(out, "out")
         out.pointee = nil
         let path = try Arguments.string(path, "path")
-        let params = try params.map { params in
-            _ = try Arguments.structSize(params.pointee.struct_size, minimum: MemoryLayout<lmx_model_params>.size, "lmx_model_params")
-            return params.pointee
-        } ?? lmx_model_params_default()
+        let params = try Arguments.params(params, "lmx_model_params", default: lmx_model_params_default)
         let mode: LoadMode
         switch Int(params.load_mode) {
         case Int(LMX_LOAD_MMAP): mode = .mapped

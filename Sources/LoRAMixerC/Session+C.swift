@@ -13,10 +13,7 @@ public func lmx_session_create(_ mixer: OpaquePointer?, _ params: UnsafePointer<
         let out = try Arguments.required(out, "out")
         out.pointee = nil
         let mixer = try Handles.resolve(mixer, .mixer, as: Mixer.self, "mixer")
-        let params = try params.map { params in
-            _ = try Arguments.structSize(params.pointee.struct_size, minimum: MemoryLayout<lmx_session_params>.size, "lmx_session_params")
-            return params.pointee
-        } ?? lmx_session_params_default()
+        let params = try Arguments.params(params, "lmx_session_params", default: lmx_session_params_default)
         let session = try mixer.makeSession(contextLength: params.n_ctx == 0 ? nil : Int(params.n_ctx), trace: params.trace != 0,
                                             threads: params.n_threads == 0 ? nil : Int(params.n_threads))
         out.pointee = Handles.make(session, .session)
@@ -133,10 +130,7 @@ public func lmx_session_generate(_ session: OpaquePointer?, _ prompt: UnsafePoin
         let capacity = Arguments.capacity(outCapacity)
         if promptCount > 0, promptCount <= Int.max / 2 { try session.checkRoom(for: promptCount) }
         let prompt = try Arguments.array(prompt, count: promptCount, limit: session.contextLength, "prompt", allowEmpty: true)
-        let params = try params.map { params in
-            _ = try Arguments.structSize(params.pointee.struct_size, minimum: MemoryLayout<lmx_generate_params>.size, "lmx_generate_params")
-            return params.pointee
-        } ?? lmx_generate_params_default()
+        let params = try Arguments.params(params, "lmx_generate_params", default: lmx_generate_params_default)
         let stops = try Arguments.array(params.stop_tokens, count: params.n_stop_tokens, limit: session.model.config.vocabSize,
                                         "params.stop_tokens", allowEmpty: true)
         let options = Session.GenerationOptions(
