@@ -1,0 +1,710 @@
+#!/usr/bin/env python3
+"""Routed multi-LoRA inference on the CPU: loramixer against llama.cpp and PyTorch+PEFT.
+
+    python bench/run.py              # 7 runs, about 6 minutes on 2 cores (--runs 5: about 4)
+    python bench/run.py --quick      # smoke run: 1 run, 32-token prompt, 8 decode steps
+    python bench/run.py --runs 9 --only 'lmx-f32|lcpp-f32$'
+
+Every configuration (engine x weights x load mode x adapters) runs in its own child process
+(this file with --worker), one after the other, and the list is walked once per run:
+A B C ... A B C ... (interleaved), with a read-bandwidth measurement at the start of every run
+and after the last. Each child: load, warm up (prompt + 8 decode steps, then reset), time the
+prefill of a 128-token prompt (one call, logits of the last position), read its RSS, time 64
+single-token decode steps with the KV cache, exit. Figures are medians over the runs; ratios
+are medians of the per-run ratios (both sides of a ratio ran seconds apart).
+
+Prints one markdown table (and writes it to bench/results/latest.md, raw figures to
+bench/results/latest.json). Needs bench/make_models.py and bench/make_gguf.py to have run,
+llama-cpp-python, torch/transformers/peft in this interpreter, libloramixer built.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+WORK = os.path.join(HERE, "work")
+RESULTS = os.path.join(HERE, "results")
+LOGITS = os.path.join(WORK, "logits")
+F32_DIR = os.path.join(WORK, "smollm-f32")
+BF16_DIR = os.path.join(WORK, "smollm-bf16")
+EXPERTS = [f"e{i}" for i in range(8)]
+EXPERT_DIR = os.path.join(WORK, "experts")
+ROUTER = os.path.join(WORK, "router.safetensors")
+GGUF = {"f32": os.path.join(WORK, "gguf", "smollm-f32.gguf"), "f16": os.path.join(WORK, "gguf", "smollm-f16.gguf")}
+GGUF_LORA = os.path.join(WORK, "gguf", "lora-e0-f32.gguf")
+THREADS = 2
+N_CTX = 512
+SEED_TOKENS = 2024
+WARM_DECODE = 8
+
+# id, engine, dtype, load mode, adapters ("none" | "e0" one adapter | "top2" learned top-2 of 8),
+# peer id (ratios are against it). Peers sit next to each other in the order (they run close in time).
+CONFIGS = [
+    dict(id="lcpp-f32", engine="llama.cpp", dtype="f32", load="mmap", adapters="none", peer=None),
+    dict(id="lmx-f32-mmap", engine="loramixer", dtype="f32", load="mmap", adapters="none", peer="lcpp-f32"),
+    dict(id="lcpp-f32-nommap", engine="llama.cpp", dtype="f32", load="copy", adapters="none", peer=None),
+    dict(id="lmx-f32-copy", engine="loramixer", dtype="f32", load="copy", adapters="none", peer="lcpp-f32-nommap"),
+    dict(id="lmx-f32-mmap-top2", engine="loramixer", dtype="f32", load="mmap", adapters="top2", peer="lmx-f32-mmap"),
+    dict(id="lmx-f32-copy-top2", engine="loramixer", dtype="f32", load="copy", adapters="top2", peer="lmx-f32-copy"),
+    dict(id="lcpp-f32-lora", engine="llama.cpp", dtype="f32", load="mmap", adapters="e0", peer="lcpp-f32"),
+    dict(id="lmx-f32-mmap-e0", engine="loramixer", dtype="f32", load="mmap", adapters="e0", peer="lcpp-f32-lora"),
+    dict(id="lcpp-f16", engine="llama.cpp", dtype="f16", load="mmap", adapters="none", peer=None),
+    dict(id="lmx-bf16-mmap", engine="loramixer", dtype="bf16", load="mmap", adapters="none", peer="lcpp-f16"),
+    dict(id="lcpp-f16-nommap", engine="llama.cpp", dtype="f16", load="copy", adapters="none", peer=None),
+    dict(id="lmx-bf16-copy", engine="loramixer", dtype="bf16", load="copy", adapters="none", peer="lcpp-f16-nommap"),
+    dict(id="lmx-bf16-mmap-top2", engine="loramixer", dtype="bf16", load="mmap", adapters="top2", peer="lmx-bf16-mmap"),
+    dict(id="torch-f32", engine="pytorch", dtype="f32", load="copy", adapters="none", peer=None),
+    dict(id="torch-f32-peft", engine="pytorch", dtype="f32", load="copy", adapters="e0", peer="torch-f32"),
+]
+
+# The targets of the issue: (row, what, peer, minimum ratio).
+TARGETS = [
+    ("lmx-f32-mmap", "decode", "lcpp-f32", 1.0, "base f32 decode ≥ 1.0× llama.cpp f32 decode"),
+    ("lmx-f32-copy", "decode", "lcpp-f32-nommap", 1.0, "base f32 decode ≥ 1.0× llama.cpp f32 decode (copy / no-mmap)"),
+    ("lmx-bf16-mmap", "decode", "lcpp-f16", 1.0, "bf16 decode ≥ 1.0× llama.cpp f16 decode"),
+    ("lmx-bf16-copy", "decode", "lcpp-f16-nommap", 1.0, "bf16 decode ≥ 1.0× llama.cpp f16 decode (copy / no-mmap)"),
+    ("lmx-f32-mmap-top2", "decode", "lmx-f32-mmap", 0.85, "top-2-of-8 decode ≥ 0.85× our base decode (f32)"),
+    ("lmx-bf16-mmap-top2", "decode", "lmx-bf16-mmap", 0.85, "top-2-of-8 decode ≥ 0.85× our base decode (bf16)"),
+    ("lmx-f32-mmap", "prefill", "lcpp-f32", 0.7, "f32 prefill ≥ 0.7× llama.cpp f32 prefill"),
+    ("lmx-bf16-mmap", "prefill", "lcpp-f16", 0.7, "bf16 prefill ≥ 0.7× llama.cpp f16 prefill"),
+    ("lmx-f32-mmap", "roofline", None, 0.8, "f32 decode ≥ 80% of the bandwidth roofline"),
+    ("lmx-bf16-mmap", "roofline", None, 0.8, "bf16 decode ≥ 80% of the bandwidth roofline"),
+    ("lmx-f32-mmap", "memory", None, 1.1, "RSS after load + prefill ≤ 1.1× weight file + KV cache (f32 mmap)"),
+    ("lmx-f32-copy", "memory", None, 1.1, "RSS after load + prefill ≤ 1.1× weight file + KV cache (f32 copy)"),
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Shared helpers
+
+
+def tokens(n_prompt, n_decode):
+    """The same prompt and decode tokens for every engine: ids drawn uniformly from 1..49151
+    with a fixed seed (a tiny LCG, so that no numpy is needed to agree on them)."""
+    x, out = SEED_TOKENS, []
+    for _ in range(n_prompt + n_decode):
+        x = (x * 6364136223846793005 + 1442695040888963407) % (1 << 64)
+        out.append(1 + (x >> 33) % 49151)
+    return out[:n_prompt], out[n_prompt:]
+
+
+def faults():
+    import resource
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_majflt, r.ru_minflt
+
+
+def status_kb(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def safetensors_tensors(path):
+    """{name: (dtype, shape, nbytes)} from a safetensors header."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+    header.pop("__metadata__", None)
+    return {k: (v["dtype"], v["shape"], v["data_offsets"][1] - v["data_offsets"][0]) for k, v in header.items()}
+
+
+PROJ = re.compile(r"\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.weight$")
+
+
+def weight_bytes_per_token(model_dir):
+    """Bytes of weights one decode step must read: every projection matrix of every layer plus
+    the LM head (tied: the embedding matrix, read whole to produce all logits), in the stored
+    dtype. Norm vectors (~70 KB) and the single embedding row are left out."""
+    t = safetensors_tensors(os.path.join(model_dir, "model.safetensors"))
+    proj = sum(b for k, (_, _, b) in t.items() if PROJ.search(k))
+    head = t["lm_head.weight"][2] if "lm_head.weight" in t else t["model.embed_tokens.weight"][2]
+    return proj + head, proj, head
+
+
+def expert_bytes(name):
+    return os.path.getsize(os.path.join(EXPERT_DIR, name, "adapter_model.safetensors"))
+
+
+def kv_bytes(n_ctx=N_CTX):
+    cfg = json.load(open(os.path.join(F32_DIR, "config.json")))
+    kv_dim = cfg["num_key_value_heads"] * cfg.get("head_dim", cfg["hidden_size"] // cfg["num_attention_heads"])
+    return 2 * cfg["num_hidden_layers"] * n_ctx * kv_dim * 4
+
+
+# --------------------------------------------------------------------------------------------
+# Workers: one configuration in a fresh process; prints "RESULT {json}" as its last line.
+
+
+def save_logits(cid, values):
+    import numpy as np
+    os.makedirs(LOGITS, exist_ok=True)
+    np.save(os.path.join(LOGITS, cid + ".npy"), np.asarray(values, dtype=np.float32))
+
+
+def worker_loramixer(cfg, prompt, decode, save):
+    import loramixer as lmx
+    lmx.capi.lib()  # load the library (and the Swift runtime) before the baseline RSS
+    res = {"rss_base_kb": status_kb("VmRSS")}
+    t = time.perf_counter()
+    model = lmx.Model(F32_DIR if cfg["dtype"] == "f32" else BF16_DIR, load_mode=cfg["load"])
+    mixer = lmx.Mixer(model)
+    if cfg["adapters"] != "none":
+        for name in EXPERTS:
+            mixer.add_peft(name, os.path.join(EXPERT_DIR, name))
+    if cfg["adapters"] == "top2":
+        mixer.load_router(ROUTER)
+    session = mixer.session(n_ctx=N_CTX, trace=False, n_threads=THREADS)
+    if cfg["adapters"] == "none":
+        session.set_routing("none")
+    elif cfg["adapters"] == "e0":
+        session.fixed_weights = [1.0] + [0.0] * (len(EXPERTS) - 1)  # e0 alone, gate 1
+        session.set_routing("fixed")
+    else:
+        session.set_routing("learned")
+    res["load_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    out = None
+    session.eval(prompt, logits="last")
+    for tok in decode[:WARM_DECODE]:
+        out = session.eval([tok], logits="last", out=out)
+    session.reset()
+    res["warm_s"] = time.perf_counter() - t
+    f0 = faults()
+    t = time.perf_counter()
+    last = session.eval(prompt, logits="last")
+    res["prefill_s"] = time.perf_counter() - t
+    res["rss_kb"] = status_kb("VmRSS")
+    if save:
+        save_logits(cfg["id"], last)
+    t = time.perf_counter()
+    for tok in decode:
+        out = session.eval([tok], logits="last", out=out)
+    res["decode_s"] = time.perf_counter() - t
+    res["faults_major_minor"] = [b - a for a, b in zip(f0, faults())]
+    if save and cfg["adapters"] == "top2":  # routing really varies: distinct top-2 sets per layer
+        with mixer.session(n_ctx=N_CTX, trace=True, n_threads=THREADS) as s2:
+            s2.eval(prompt, logits="none")
+            ids = s2.trace()[0]  # [tokens, layers, width]
+            sets = [len({tuple(sorted(int(e) for e in ids[t_, l, :2])) for t_ in range(ids.shape[0])})
+                    for l in range(ids.shape[1])]
+            res["distinct_top2_sets_per_layer"] = [min(sets), statistics.median(sets), max(sets)]
+    return res
+
+
+def worker_llama_cpp(cfg, prompt, decode, save):
+    import ctypes
+
+    import llama_cpp
+    from llama_cpp import Llama
+    res = {"rss_base_kb": status_kb("VmRSS"), "version": llama_cpp.__version__}
+    t = time.perf_counter()
+    llm = Llama(GGUF[cfg["dtype"]], n_threads=THREADS, n_threads_batch=THREADS, n_ctx=N_CTX,
+                use_mmap=cfg["load"] == "mmap", logits_all=False, verbose=False)
+    if cfg["adapters"] == "e0":
+        # The low-level adapter API: Llama(lora_path=...) would silently turn mmap off.
+        adapter = llama_cpp.llama_adapter_lora_init(llm._model.model, GGUF_LORA.encode())
+        if not adapter:
+            raise RuntimeError(f"llama_adapter_lora_init failed for {GGUF_LORA}")
+        adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
+        scales = (ctypes.c_float * 1)(1.0)
+        if llama_cpp.llama_set_adapters_lora(llm._ctx.ctx, adapters, 1, scales) != 0:
+            raise RuntimeError("llama_set_adapters_lora failed")
+    res["load_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    llm.eval(prompt)
+    for tok in decode[:WARM_DECODE]:
+        llm.eval([tok])
+    llm.reset()
+    res["warm_s"] = time.perf_counter() - t
+    f0 = faults()
+    t = time.perf_counter()
+    llm.eval(prompt)
+    res["prefill_s"] = time.perf_counter() - t
+    res["rss_kb"] = status_kb("VmRSS")
+    if save:
+        import numpy as np
+        ptr = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
+        save_logits(cfg["id"], np.ctypeslib.as_array(ptr, shape=(llm.n_vocab(),)).copy())
+    t = time.perf_counter()
+    for tok in decode:
+        llm.eval([tok])
+    res["decode_s"] = time.perf_counter() - t
+    res["faults_major_minor"] = [b - a for a, b in zip(f0, faults())]
+    return res
+
+
+def worker_pytorch(cfg, prompt, decode, save):
+    import warnings
+    warnings.filterwarnings("ignore")
+    import torch
+    import transformers
+    from transformers import LlamaForCausalLM
+    transformers.logging.set_verbosity_error()
+    torch.set_num_threads(THREADS)
+    if cfg["adapters"] != "none":
+        from peft import PeftModel
+    res = {"rss_base_kb": status_kb("VmRSS"), "torch_threads": torch.get_num_threads(),
+           "torch_blas": "mkl" if torch.backends.mkl.is_available() else "other"}
+    t = time.perf_counter()
+    model = LlamaForCausalLM.from_pretrained(F32_DIR, dtype=torch.float32).eval()
+    if cfg["adapters"] == "e0":
+        model = PeftModel.from_pretrained(model, os.path.join(EXPERT_DIR, "e0")).eval()  # unmerged
+    res["load_s"] = time.perf_counter() - t
+    res["attn_implementation"] = getattr(model.config, "_attn_implementation", None)
+    ids = torch.tensor([prompt], dtype=torch.long)
+    steps = [torch.tensor([[tok]], dtype=torch.long) for tok in decode]
+
+    def prefill():
+        return model(input_ids=ids, use_cache=True, logits_to_keep=1)
+
+    def step(past, x):
+        return model(input_ids=x, past_key_values=past, use_cache=True, logits_to_keep=1).past_key_values
+
+    with torch.inference_mode():
+        t = time.perf_counter()
+        past = prefill().past_key_values
+        for x in steps[:WARM_DECODE]:
+            past = step(past, x)
+        res["warm_s"] = time.perf_counter() - t
+        f0 = faults()
+        t = time.perf_counter()
+        out = prefill()
+        res["prefill_s"] = time.perf_counter() - t
+        res["rss_kb"] = status_kb("VmRSS")
+        if save:
+            save_logits(cfg["id"], out.logits[0, -1].float().numpy())
+        past = out.past_key_values
+        t = time.perf_counter()
+        for x in steps:
+            past = step(past, x)
+        res["decode_s"] = time.perf_counter() - t
+    res["faults_major_minor"] = [b - a for a, b in zip(f0, faults())]
+    return res
+
+
+def worker_main(spec):
+    cfg = json.loads(spec)
+    prompt, decode = tokens(cfg["n_prompt"], cfg["n_decode"])
+    fn = {"loramixer": worker_loramixer, "llama.cpp": worker_llama_cpp, "pytorch": worker_pytorch}[cfg["engine"]]
+    res = fn(cfg, prompt, decode, cfg.get("save", False))
+    res["hwm_kb"] = status_kb("VmHWM")
+    res["prefill_tps"] = len(prompt) / res["prefill_s"]
+    res["decode_tps"] = len(decode) / res["decode_s"]
+    print("RESULT " + json.dumps(res), flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Parent
+
+
+def build_bw():
+    exe = os.path.join(WORK, "bw")
+    src = os.path.join(HERE, "bw.c")
+    if not os.path.exists(exe) or os.path.getmtime(exe) < os.path.getmtime(src):
+        cc = shutil.which("cc") or shutil.which("gcc")
+        if cc is None:
+            return None
+        subprocess.run([cc, "-O3", "-march=native", "-ffast-math", "-pthread", src, "-o", exe], check=True)
+    return exe
+
+
+def measure_bw(exe, mib, reps):
+    if exe is not None:
+        p = subprocess.run([exe, str(THREADS), str(mib), str(reps)], capture_output=True, text=True, timeout=120)
+        return json.loads(p.stdout)["median_gbs"]
+    import numpy as np  # fallback: one thread
+    a = np.ones(mib * 1024 * 1024 // 4, dtype=np.float32)
+    speeds = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        a.sum()
+        speeds.append(a.nbytes / (time.perf_counter() - t) / 1e9)
+    return statistics.median(speeds)
+
+
+def cpu_seconds():
+    """(busy CPU seconds of the whole machine, CPU seconds of our finished children)."""
+    import resource
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    busy = (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return busy, ch.ru_utime + ch.ru_stime
+
+
+def run_worker(cfg, n_prompt, n_decode, save, timeout):
+    """Runs one configuration in a child; adds wall_s and foreign_cores: the average number of
+    cores that other processes kept busy meanwhile (machine busy time minus the child's own)."""
+    spec = dict(cfg, n_prompt=n_prompt, n_decode=n_decode, save=save)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.path.join(REPO, "python") + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    t = time.perf_counter()
+    busy0, own0 = cpu_seconds()
+    try:
+        p = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],
+                           capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s", "wall_s": time.perf_counter() - t}
+    lines = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
+    if p.returncode != 0 or not lines:
+        tail = (p.stderr or p.stdout).strip().splitlines()[-1:] or ["(no output)"]
+        return {"error": f"exit {p.returncode}: {tail[0][:200]}", "wall_s": time.perf_counter() - t}
+    res = json.loads(lines[-1][len("RESULT "):])
+    res["wall_s"] = time.perf_counter() - t
+    busy1, own1 = cpu_seconds()
+    res["foreign_cores"] = max(0.0, (busy1 - busy0) - (own1 - own0)) / res["wall_s"]
+    return res
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x, nd=1):
+    if x is None:
+        return "—"
+    return f"{x:.{nd}f}" if abs(x) < 1000 else f"{x:.0f}"
+
+
+def fmt_spread(xs):
+    if not xs:
+        return "not run"
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return "fail"
+    m = statistics.median(xs)
+    if len(xs) < 3:
+        return fmt(m)
+    return f"{fmt(m)} ({fmt(min(xs), 0)}–{fmt(max(xs), 0)})"
+
+
+def label(c):
+    eng = {"loramixer": "loramixer", "llama.cpp": "llama.cpp", "pytorch": "PyTorch"}[c["engine"]]
+    load = {"loramixer": {"mmap": "mmap", "copy": "copy"}, "llama.cpp": {"mmap": "mmap", "copy": "no-mmap"},
+            "pytorch": {"copy": "sdpa"}}[c["engine"]][c["load"]]
+    ad = {"none": "base", "e0": "1 LoRA" + (" (PEFT, unmerged)" if c["engine"] == "pytorch" else
+                                           " (fixed one-hot of 8)" if c["engine"] == "loramixer" else ""),
+          "top2": "top-2 of 8, learned"}[c["adapters"]]
+    return f"{eng} {c['dtype']} {load}, {ad}"
+
+
+def library_info():
+    lib = os.environ.get("LORAMIXER_LIBRARY") or os.path.join(REPO, ".build", "release", "libloramixer.so")
+    if os.path.isdir(lib):
+        lib = os.path.join(lib, "libloramixer.so")
+    if not os.path.exists(lib):
+        return "missing"
+    import hashlib
+    h = hashlib.sha256(open(lib, "rb").read()).hexdigest()[:12]
+    mtime = datetime.datetime.fromtimestamp(os.path.getmtime(lib), datetime.timezone.utc)
+    return f"{os.path.relpath(lib, REPO)} sha256 {h}, built {mtime:%Y-%m-%d %H:%M} UTC"
+
+
+def machine_info():
+    cpu = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = 0
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) // (1024 * 1024)
+    except OSError:
+        pass
+    env = {k: v for k, v in os.environ.items() if re.match(r"(OPENBLAS|OMP|MKL|GOTO|BLIS|LORAMIXER)", k)}
+    libinfo = library_info()
+    try:
+        head = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True).stdout.strip()
+        head += " (+ uncommitted changes)" if dirty else ""
+    except OSError:
+        head = "?"
+    versions = {}
+    for mod in ("llama_cpp", "torch", "transformers", "peft", "numpy"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except Exception:  # noqa: BLE001 - a missing peer is reported, not fatal
+            versions[mod] = "missing"
+    backends = {}
+    try:
+        import llama_cpp
+        feats = llama_cpp.llama_print_system_info().decode()
+        backends["llama.cpp"] = " ".join(re.findall(r"(\w+) = 1", feats)) + ("" if "BLAS = 1" in feats else ", no BLAS")
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        import torch
+        backends["PyTorch"] = (("MKL" if torch.backends.mkl.is_available() else "no MKL") + (" + OpenMP" if
+                               torch.backends.openmp.is_available() else "") + f", set_num_threads({THREADS}), sdpa attention")
+    except Exception:  # noqa: BLE001
+        pass
+    return dict(cpu=cpu, cores=os.cpu_count(), mem_gib=mem, kernel=platform.release(), python=platform.python_version(),
+                env=env, lib=libinfo, git=head, versions=versions, backends=backends)
+
+
+def main():
+    if len(sys.argv) > 2 and sys.argv[1] == "--worker":
+        return worker_main(sys.argv[2])
+    ap = argparse.ArgumentParser(description="loramixer vs llama.cpp vs PyTorch+PEFT on the CPU (see bench/README.md)")
+    ap.add_argument("--runs", type=int, default=7, help="interleaved runs (default 7, about 6 minutes)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 1 run, 32-token prompt, 8 decode steps")
+    ap.add_argument("--prompt", type=int, default=128, help="prompt tokens (default 128)")
+    ap.add_argument("--decode", type=int, default=64, help="decode steps (default 64)")
+    ap.add_argument("--only", help="regular expression over configuration ids (peers are not added)")
+    ap.add_argument("--timeout", type=float, default=60, help="seconds per child process (default 60)")
+    ap.add_argument("--budget", type=float, default=14, help="minutes: start no new run, and no child, past this (default 14)")
+    ap.add_argument("--out", help="markdown output (default bench/results/latest.md; quick.md with --quick)")
+    a = ap.parse_args()
+    if a.quick:
+        a.runs, a.prompt, a.decode = 1, 32, 8
+        a.timeout = min(a.timeout, 60)
+    if a.out is None:
+        a.out = os.path.join(RESULTS, "quick.md" if a.quick else "latest.md")
+    for need in (os.path.join(F32_DIR, "model.safetensors"), os.path.join(BF16_DIR, "model.safetensors"), ROUTER):
+        if not os.path.exists(need):
+            raise SystemExit(f"missing {os.path.relpath(need, REPO)}: run bench/make_models.py first")
+    configs = [c for c in CONFIGS if not a.only or re.search(a.only, c["id"])]
+    missing_gguf = [p for p in list(GGUF.values()) + [GGUF_LORA] if not os.path.exists(p)]
+    if missing_gguf and any(c["engine"] == "llama.cpp" for c in configs):
+        print(f"note: {os.path.relpath(missing_gguf[0], REPO)} missing (run bench/make_gguf.py); llama.cpp rows will fail",
+              file=sys.stderr)
+    t_start = time.time()
+    started = datetime.datetime.now(datetime.timezone.utc)
+    bw_exe = build_bw()
+    lib_at_start = library_info()
+    shutil.rmtree(LOGITS, ignore_errors=True)  # this run's logits only
+    bw_mib, bw_reps = (256, 3) if a.quick else (1024, 5)
+    results = {c["id"]: [] for c in configs}
+    bws = []
+    deadline = t_start + a.budget * 60
+    stopped = None
+    for r in range(a.runs):
+        if time.time() > deadline:
+            stopped = f"stopped after {r} of {a.runs} runs: the --budget of {a.budget:g} min was spent"
+            break
+        bws.append(measure_bw(bw_exe, bw_mib, bw_reps))
+        print(f"[run {r + 1}/{a.runs}] read bandwidth {bws[-1]:.1f} GB/s", file=sys.stderr, flush=True)
+        for c in configs:
+            left = deadline - time.time()
+            if left < 5:
+                stopped = f"run {r + 1} of {a.runs} cut short at {c['id']}: the --budget of {a.budget:g} min was spent"
+                break
+            res = run_worker(c, a.prompt, a.decode, save=(r == 0), timeout=min(a.timeout, left))
+            results[c["id"]].append(res)
+            msg = res.get("error") or (f"prefill {res['prefill_tps']:.1f} tok/s, decode {res['decode_tps']:.1f} tok/s, "
+                                       f"warm-up {res['warm_s']:.1f} s, faults {res['faults_major_minor']}, "
+                                       f"other processes {res['foreign_cores']:.2f} cores")
+            print(f"[run {r + 1}/{a.runs}] {c['id']:<20} {msg} ({res['wall_s']:.1f} s)", file=sys.stderr, flush=True)
+        if stopped:
+            break
+    if stopped:
+        print(f"note: {stopped}", file=sys.stderr)
+    a.runs = len(bws)
+    bws.append(measure_bw(bw_exe, bw_mib, bw_reps))
+    print(f"[end] read bandwidth {bws[-1]:.1f} GB/s", file=sys.stderr, flush=True)
+    total_s = time.time() - t_start
+    bw_run = [(bws[i] + bws[i + 1]) / 2 for i in range(a.runs)]  # around each run
+    bw_med = statistics.median(bws)
+
+    wbytes = {"f32": weight_bytes_per_token(F32_DIR), "bf16": weight_bytes_per_token(BF16_DIR)}
+    wbytes["f16"] = wbytes["bf16"]  # same tensors, two bytes each
+    files = {"f32": os.path.getsize(os.path.join(F32_DIR, "model.safetensors")),
+             "bf16": os.path.getsize(os.path.join(BF16_DIR, "model.safetensors"))}
+    files["f16"] = os.path.getsize(GGUF["f16"]) if os.path.exists(GGUF["f16"]) else files["bf16"]
+    if os.path.exists(GGUF["f32"]):
+        files["gguf-f32"] = os.path.getsize(GGUF["f32"])
+    e_bytes = expert_bytes("e0")
+    kv = kv_bytes()
+
+    def bytes_per_token(c):
+        n = {"none": 0, "e0": 1, "top2": 2}[c["adapters"]]
+        return wbytes[c["dtype"]][0] + n * e_bytes
+
+    def mem_expected(c):
+        wf = files["gguf-f32"] if c["engine"] == "llama.cpp" and c["dtype"] == "f32" and "gguf-f32" in files else files[c["dtype"]]
+        ad = {"none": 0, "e0": e_bytes, "top2": 8 * e_bytes}[c["adapters"]]
+        if c["engine"] == "loramixer" and c["adapters"] == "e0":
+            ad = 8 * e_bytes  # the one-hot row loads all 8 experts
+        return wf + kv + ad
+
+    def per_run(cid, key):
+        return [r.get(key) for r in results.get(cid, [])]
+
+    def paired(cid, key, peer):
+        out = []
+        for x, y in zip(per_run(cid, key), per_run(peer, key)):
+            if x is not None and y is not None and y > 0:
+                out.append(x / y)
+        return med(out)
+
+    def roofline_ratio(c):
+        out = []
+        for x, bw in zip(per_run(c["id"], "decode_tps"), bw_run):
+            if x is not None:
+                out.append(x / (bw * 1e9 / bytes_per_token(c)))
+        return med(out)
+
+    def mem(c):
+        out = []
+        for r in results[c["id"]]:
+            if "rss_kb" in r:
+                out.append((r["rss_kb"] - r["rss_base_kb"]) * 1024)
+        return med(out)
+
+    rows = []
+    head = ("| configuration | prefill tok/s | decode tok/s | decode ÷ roofline | vs | prefill ÷ vs | decode ÷ vs "
+            "| RSS Δ MB | ÷ files+KV |")
+    rows.append(head)
+    rows.append("|" + "---|" * 9)
+    for c in configs:
+        peer = c["peer"] if c["peer"] in results else None
+        m = mem(c)
+        rows.append("| " + " | ".join([
+            label(c),
+            fmt_spread(per_run(c["id"], "prefill_tps")),
+            fmt_spread(per_run(c["id"], "decode_tps")),
+            f"{roofline_ratio(c) * 100:.0f}%" if roofline_ratio(c) is not None else "—",
+            label(next(x for x in configs if x["id"] == peer)) if peer else "",
+            fmt(paired(c["id"], "prefill_tps", peer), 2) + "×" if peer and paired(c["id"], "prefill_tps", peer) else "",
+            fmt(paired(c["id"], "decode_tps", peer), 2) + "×" if peer and paired(c["id"], "decode_tps", peer) else "",
+            fmt(m / 1e6, 0) if m is not None else "—",
+            f"{m / mem_expected(c):.2f}×" if m is not None else "—",
+        ]) + " |")
+
+    def target_value(cid, what, peer):
+        c = next((x for x in configs if x["id"] == cid), None)
+        if c is None or (peer and peer not in results):
+            return None
+        if what in ("decode", "prefill"):
+            return paired(cid, what + "_tps", peer)
+        if what == "roofline":
+            return roofline_ratio(c)
+        m = mem(c)
+        return m / mem_expected(c) if m is not None else None
+
+    info = machine_info()
+    if info["lib"] != lib_at_start:
+        info["lib"] = f"CHANGED during the run: {lib_at_start} at the start, {info['lib']} at the end"
+    targets = []
+    for cid, what, peer, bound, text in TARGETS:
+        v = target_value(cid, what, peer)
+        if v is None:
+            continue
+        ok = v <= bound if what == "memory" else v >= bound
+        near = not ok and what != "memory" and v >= 0.85 * bound
+        verdict = "met" if ok else "**not met**" + (" (within the ~15% noise)" if near else "")
+        shown = f"{v * 100:.0f}%" if what == "roofline" else f"{v:.2f}×"
+        targets.append(f"- {verdict}: {text} — {shown}")
+
+    consistency = []
+    if os.path.isdir(LOGITS):
+        import numpy as np
+
+        def load_logits(cid):
+            p = os.path.join(LOGITS, cid + ".npy")
+            return np.load(p) if os.path.exists(p) and cid in results else None
+
+        for ref, others in (("torch-f32", ["lcpp-f32", "lmx-f32-mmap", "lmx-f32-copy"]),
+                            ("torch-f32-peft", ["lcpp-f32-lora", "lmx-f32-mmap-e0"]),
+                            ("lcpp-f16", ["lmx-bf16-mmap"])):
+            rl = load_logits(ref)
+            if rl is None:
+                continue
+            parts = []
+            for o in others:
+                ol = load_logits(o)
+                if ol is not None and ol.shape == rl.shape:
+                    parts.append(f"{o} {np.abs(ol - rl).max():.2g}" + ("" if ol.argmax() == rl.argmax() else " (argmax differs)"))
+            if parts:
+                note = " (bf16 and f16 round the weights differently)" if ref == "lcpp-f16" else ""
+                consistency.append(f"vs {ref} (logit std {rl.std():.2f}): " + ", ".join(parts) + note)
+    top2 = [r.get("distinct_top2_sets_per_layer") for c in configs if c["adapters"] == "top2"
+            for r in results[c["id"]][:1] if r.get("distinct_top2_sets_per_layer")]
+
+    wb = wbytes["f32"]
+    lines = [
+        f"## Results {started:%Y-%m-%d %H:%M} UTC",
+        "",
+        f"{info['cpu']}, {info['cores']} cores, {info['mem_gib']} GiB, Linux {info['kernel']}; {THREADS} threads for "
+        f"every engine; {a.runs} interleaved run(s), prompt {a.prompt} tokens, decode {a.decode} steps, n_ctx {N_CTX}; "
+        f"total {total_s / 60:.1f} min.",
+        f"libloramixer: {info['lib']}; repository {info['git']}.",
+        "Peers: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()) + "; environment: "
+        + (", ".join(f"{k}={v}" for k, v in sorted(info["env"].items())) or "no OPENBLAS/OMP/MKL variables set") + ".",
+        "Backends: " + "; ".join(f"{k}: {v}" for k, v in info["backends"].items()) + ".",
+        "",
+        f"Read bandwidth ({THREADS} threads, bench/bw.c over {bw_mib} MiB): median {bw_med:.1f} GB/s "
+        f"(per measurement: {', '.join(f'{x:.1f}' for x in bws)}). Weight bytes read per decode token: "
+        f"{wb[0] / 1e6:.1f} MB f32 / {wbytes['bf16'][0] / 1e6:.1f} MB bf16-f16 = projections "
+        f"(q,k,v,o,gate,up,down × {json.load(open(os.path.join(F32_DIR, 'config.json')))['num_hidden_layers']} layers, "
+        f"{wb[1] / 1e6:.1f} MB f32) + tied LM head ({wb[2] / 1e6:.1f} MB f32), in the stored dtype; + {e_bytes / 1e6:.1f} MB "
+        f"per applied LoRA expert. Roofline = bandwidth ÷ those bytes: {bw_med * 1e9 / wb[0]:.1f} tok/s f32, "
+        f"{bw_med * 1e9 / wbytes['bf16'][0]:.1f} tok/s bf16/f16.",
+        "",
+    ] + rows + [
+        "",
+        "Figures: median over the runs (min–max). Ratios (÷): median of the per-run ratios against the row named "
+        "under \"vs\" (which ran next to it); decode ÷ roofline uses the bandwidth measured around that run. "
+        "RSS Δ: VmRSS after load + warm-up + the timed prefill minus VmRSS before loading (the library, "
+        "interpreter and imports already loaded); files+KV = weight file + adapter files loaded + KV cache "
+        f"for n_ctx {N_CTX} in f32 ({kv / 1e6:.1f} MB). Differences under ~15% are noise on these machines.",
+        "",
+        "Targets:",
+        "",
+    ] + targets
+    lines += [""]
+    if consistency or top2:
+        lines += ["Same model everywhere (max |logit difference| at the last prompt position, run 1): "
+                  + "; ".join(consistency) + "."]
+        if top2:
+            lines += [f"Learned top-2 routing over the prompt: distinct top-2 expert sets per layer "
+                      f"(min/median/max over layers) {top2[0]}."]
+    majors = {cid: sum(r.get("faults_major_minor", [0, 0])[0] for r in rs) for cid, rs in results.items()}
+    majors = {k: v for k, v in majors.items() if v}
+    lines += ["Major page faults in the timed phases (disk reads, e.g. mapped weights paged out): "
+              + (", ".join(f"{k} {v}" for k, v in majors.items()) if majors else "none") + "."]
+    busy = [f"{cid} run {i + 1} ({r['foreign_cores']:.1f})" for cid, rs in results.items() for i, r in enumerate(rs)
+            if r.get("foreign_cores", 0) > 0.25]
+    lines += ["Runs during which other processes kept more than 0.25 core busy on average (their figures are in "
+              "the medians; the min–max shows their effect): " + (", ".join(busy) if busy else "none") + "."]
+    if stopped:
+        lines += ["", f"Note: {stopped}."]
+    errors = sorted({f"{cid}: {r['error']}" for cid, rs in results.items() for r in rs if "error" in r})
+    if errors:
+        lines += ["", "Failures:", ""] + [f"- {e}" for e in errors]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    with open(a.out, "w") as f:
+        f.write(text)
+    with open(os.path.splitext(a.out)[0] + ".json", "w") as f:
+        json.dump(dict(started=started.isoformat(), total_s=total_s, args=vars(a), machine=info, bandwidth_gbs=bws,
+                       weight_bytes_per_token={k: v[0] for k, v in wbytes.items()}, expert_bytes=e_bytes, kv_bytes=kv,
+                       configs=configs, results=results), f, indent=1)
+    print(f"written {os.path.relpath(a.out, REPO)} ({total_s / 60:.1f} min)", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
