@@ -131,57 +131,20 @@ AVX2_INLINE void block4x2(float *y, const float *x0, const float *x1, const void
     }
 }
 
-/* Decode: eight rows against one token, eight independent accumulators, so eight weight streams
- * are in flight at once (the GEMV is bound by memory bandwidth, not arithmetic). */
-AVX2_INLINE void block8x1(float *y, const float *x, const void *w, int dtype, size_t in, size_t o, const float *bias) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+/* Decode: one row against one token, read in memory order (a single sequential stream, which
+ * the hardware prefetcher follows best; interleaving several short rows measured far slower),
+ * with four accumulators so the FMA chains overlap. */
+AVX2_INLINE float row_dot(const float *x, const void *w, int dtype, size_t offset, size_t in) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     size_t i = 0;
-    for (; i + 8 <= in; i += 8) {
-        __m256 v = _mm256_loadu_ps(x + i);
-        a0 = _mm256_fmadd_ps(load8(w, dtype, (o + 0) * in + i), v, a0);
-        a1 = _mm256_fmadd_ps(load8(w, dtype, (o + 1) * in + i), v, a1);
-        a2 = _mm256_fmadd_ps(load8(w, dtype, (o + 2) * in + i), v, a2);
-        a3 = _mm256_fmadd_ps(load8(w, dtype, (o + 3) * in + i), v, a3);
-        a4 = _mm256_fmadd_ps(load8(w, dtype, (o + 4) * in + i), v, a4);
-        a5 = _mm256_fmadd_ps(load8(w, dtype, (o + 5) * in + i), v, a5);
-        a6 = _mm256_fmadd_ps(load8(w, dtype, (o + 6) * in + i), v, a6);
-        a7 = _mm256_fmadd_ps(load8(w, dtype, (o + 7) * in + i), v, a7);
+    for (; i + 32 <= in; i += 32) {
+        a0 = _mm256_fmadd_ps(load8(w, dtype, offset + i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(load8(w, dtype, offset + i + 8), _mm256_loadu_ps(x + i + 8), a1);
+        a2 = _mm256_fmadd_ps(load8(w, dtype, offset + i + 16), _mm256_loadu_ps(x + i + 16), a2);
+        a3 = _mm256_fmadd_ps(load8(w, dtype, offset + i + 24), _mm256_loadu_ps(x + i + 24), a3);
     }
-    float s[8] = {hsum(a0), hsum(a1), hsum(a2), hsum(a3), hsum(a4), hsum(a5), hsum(a6), hsum(a7)};
-    for (; i < in; i++)
-        for (int r = 0; r < 8; r++) s[r] += load_weight(w, dtype, (o + r) * in + i) * x[i];
-    for (int r = 0; r < 8; r++) y[o + r] = s[r] + (bias ? bias[o + r] : 0.0f);
-}
-
-/* Decode with bf16 weights: a bf16 is the top half of an f32, so 16 of them loaded as 8 32-bit
- * lanes give the odd elements by masking the low half and the even ones by shifting it up — two
- * cheap integer ops per 16 weights instead of a widening per 8. x comes de-interleaved to match:
- * xe[8b + k] = x[16b + 2k], xo[8b + k] = x[16b + 2k + 1]. Covers in rounded down to 16. */
-AVX2_INLINE void block8x1_bf16(float *s, const float *xe, const float *xo, const uint16_t *w, size_t in, size_t o) {
-    const __m256i high = _mm256_set1_epi32((int)0xffff0000u);
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-    for (size_t i = 0; i + 16 <= in; i += 16) {
-        __m256 ve = _mm256_loadu_ps(xe + i / 2), vo = _mm256_loadu_ps(xo + i / 2);
-#define LMXK_ROW(r, acc)                                                                                   \
-        {                                                                                                  \
-            __m256i raw = _mm256_loadu_si256((const __m256i *)(w + (o + r) * in + i));                     \
-            acc = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(raw, 16)), ve, acc);               \
-            acc = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(raw, high)), vo, acc);              \
-        }
-        LMXK_ROW(0, a0) LMXK_ROW(1, a1) LMXK_ROW(2, a2) LMXK_ROW(3, a3)
-        LMXK_ROW(4, a4) LMXK_ROW(5, a5) LMXK_ROW(6, a6) LMXK_ROW(7, a7)
-#undef LMXK_ROW
-    }
-    s[0] = hsum(a0), s[1] = hsum(a1), s[2] = hsum(a2), s[3] = hsum(a3);
-    s[4] = hsum(a4), s[5] = hsum(a5), s[6] = hsum(a6), s[7] = hsum(a7);
-}
-
-/* One row against one token (the ragged edges). */
-AVX2_INLINE float dot1(const float *x, const void *w, int dtype, size_t offset, size_t in) {
-    __m256 acc = _mm256_setzero_ps();
-    size_t i = 0;
-    for (; i + 8 <= in; i += 8) acc = _mm256_fmadd_ps(load8(w, dtype, offset + i), _mm256_loadu_ps(x + i), acc);
-    float s = hsum(acc);
+    for (; i + 8 <= in; i += 8) a0 = _mm256_fmadd_ps(load8(w, dtype, offset + i), _mm256_loadu_ps(x + i), a0);
+    float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
     for (; i < in; i++) s += load_weight(w, dtype, offset + i) * x[i];
     return s;
 }
@@ -189,21 +152,8 @@ AVX2_INLINE float dot1(const float *x, const void *w, int dtype, size_t offset, 
 AVX2_INLINE void linear_avx2(float *y, const float *x, size_t tokens, size_t in, const void *w, int dtype, size_t out,
                              const float *bias, size_t o_begin, size_t o_end, float *rows) {
     size_t o = o_begin;
-    if (tokens == 1 && dtype == LMXK_BF16 && rows) {
-        /* rows: scratch for x de-interleaved (see block8x1_bf16) */
-        size_t body = in / 16 * 16;
-        float *xe = rows, *xo = rows + body / 2;
-        for (size_t i = 0; i < body; i += 2) xe[i / 2] = x[i], xo[i / 2] = x[i + 1];
-        for (; o + 8 <= o_end; o += 8) {
-            float s[8];
-            block8x1_bf16(s, xe, xo, (const uint16_t *)w, in, o);
-            for (size_t i = body; i < in; i++)
-                for (int r = 0; r < 8; r++) s[r] += bf16_to_f32(((const uint16_t *)w)[(o + r) * in + i]) * x[i];
-            for (int r = 0; r < 8; r++) y[o + r] = s[r] + (bias ? bias[o + r] : 0.0f);
-        }
-    }
     if (tokens == 1)
-        for (; o + 8 <= o_end; o += 8) block8x1(y, x, w, dtype, in, o, bias);
+        for (; o < o_end; o++) y[o] = row_dot(x, w, dtype, o * in, in) + (bias ? bias[o] : 0.0f);
     for (; o + 4 <= o_end; o += 4) {
         /* With many tokens, widen the four rows once instead of once per token pair (when there is
          * a buffer for them). */
@@ -230,7 +180,7 @@ AVX2_INLINE void linear_avx2(float *y, const float *x, size_t tokens, size_t in,
     }
     for (; o < o_end; o++) {
         float b = bias ? bias[o] : 0.0f;
-        for (size_t t = 0; t < tokens; t++) y[t * out + o] = dot1(x + t * in, w, dtype, o * in, in) + b;
+        for (size_t t = 0; t < tokens; t++) y[t * out + o] = row_dot(x + t * in, w, dtype, o * in, in) + b;
     }
 }
 
@@ -242,6 +192,62 @@ AVX2_INLINE void linear_avx2(float *y, const float *x, size_t tokens, size_t in,
 LINEAR_FOR(linear_avx2_f32, LMXK_F32)
 LINEAR_FOR(linear_avx2_f16, LMXK_F16)
 LINEAR_FOR(linear_avx2_bf16, LMXK_BF16)
+#endif
+
+#ifdef LMXK_X86
+/* Decode with bf16 weights on AVX-512, rows [o_begin, o_end). A bf16 is the top half of an f32, so
+ * 32 of them loaded as 16 32-bit lanes give the odd elements by masking the low half and the even
+ * ones by shifting it up: two integer ops per 32 weights instead of a widening per 16. x comes
+ * de-interleaved to match: xe[16b + k] = x[32b + 2k], xo[16b + k] = x[32b + 2k + 1]. */
+__attribute__((target("avx512f,avx2,fma,f16c"))) static void decode_bf16_avx512(
+    float *y, const float *x, size_t in, const uint16_t *w, size_t o_begin, size_t o_end, const float *bias, float *xe,
+    float *xo) {
+    size_t body = in / 32 * 32;
+    for (size_t i = 0; i < body; i += 2) xe[i / 2] = x[i], xo[i / 2] = x[i + 1];
+    const __m512i high = _mm512_set1_epi32((int)0xffff0000u);
+    size_t o = o_begin;
+#define LMXK_BF16_STEP(acc, row)                                                                             \
+    {                                                                                                        \
+        __m512i raw = _mm512_loadu_si512((const void *)(w + (row) * in + i));                                \
+        acc = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(raw, 16)), ve, acc);                     \
+        acc = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(raw, high)), vo, acc);                    \
+    }
+    /* Row after row, in memory order (one sequential stream for the prefetcher), with four
+     * accumulators per row so the FMA chains overlap. */
+    for (; o < o_end; o++) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        size_t i = 0;
+        for (; i + 128 <= body; i += 128) {
+            { __m512 ve = _mm512_loadu_ps(xe + i / 2), vo = _mm512_loadu_ps(xo + i / 2); LMXK_BF16_STEP(a0, o) }
+            { size_t i2 = i + 32; __m512 ve = _mm512_loadu_ps(xe + i2 / 2), vo = _mm512_loadu_ps(xo + i2 / 2);
+              __m512i raw = _mm512_loadu_si512((const void *)(w + o * in + i2));
+              a1 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(raw, 16)), ve, a1);
+              a1 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(raw, high)), vo, a1); }
+            { size_t i2 = i + 64; __m512 ve = _mm512_loadu_ps(xe + i2 / 2), vo = _mm512_loadu_ps(xo + i2 / 2);
+              __m512i raw = _mm512_loadu_si512((const void *)(w + o * in + i2));
+              a2 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(raw, 16)), ve, a2);
+              a2 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(raw, high)), vo, a2); }
+            { size_t i2 = i + 96; __m512 ve = _mm512_loadu_ps(xe + i2 / 2), vo = _mm512_loadu_ps(xo + i2 / 2);
+              __m512i raw = _mm512_loadu_si512((const void *)(w + o * in + i2));
+              a3 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(raw, 16)), ve, a3);
+              a3 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(raw, high)), vo, a3); }
+        }
+        for (; i < body; i += 32) {
+            __m512 ve = _mm512_loadu_ps(xe + i / 2), vo = _mm512_loadu_ps(xo + i / 2);
+            LMXK_BF16_STEP(a0, o)
+        }
+        float sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+        for (size_t t = body; t < in; t++) sum += bf16_to_f32(w[o * in + t]) * x[t];
+        y[o] = sum + (bias ? bias[o] : 0.0f);
+    }
+#undef LMXK_BF16_STEP
+}
+
+static int has_avx512(void) {
+    static int cached = -1;
+    if (cached < 0) cached = __builtin_cpu_supports("avx512f") && lmxk_has_avx2();
+    return cached && !force_portable;
+}
 #endif
 
 int lmxk_has_avx2(void) {
@@ -258,12 +264,20 @@ void lmxk_linear(float *y, const float *x, size_t tokens, size_t in, const void 
                  const float *bias, size_t o_begin, size_t o_end) {
     if (o_begin >= o_end || tokens == 0) return;
 #ifdef LMXK_X86
+    if (tokens == 1 && dtype == LMXK_BF16 && has_avx512()) {
+        float stack[4096];
+        float *scratch = in <= sizeof stack / sizeof *stack ? stack : malloc(in * sizeof(float));
+        if (scratch) {
+            decode_bf16_avx512(y, x, in, w, o_begin, o_end, bias, scratch, scratch + in / 2);
+            if (scratch != stack) free(scratch);
+            return;
+        }
+    }
     if (lmxk_has_avx2()) {
         float stack[4096];
         float *rows = NULL;
-        /* Scratch: four widened rows for batches, or the de-interleaved x of a bf16 decode. */
-        if ((dtype != LMXK_F32 && tokens > 2) || (dtype == LMXK_BF16 && tokens == 1))
-            rows = 4 * in <= sizeof stack / sizeof *stack ? stack : malloc(4 * in * sizeof(float));
+        /* Scratch: four widened rows for batches. */
+        if (dtype != LMXK_F32 && tokens > 2) rows = 4 * in <= sizeof stack / sizeof *stack ? stack : malloc(4 * in * sizeof(float));
         switch (dtype) {
         case LMXK_F16: linear_avx2_f16(y, x, tokens, in, w, out, bias, o_begin, o_end, rows); break;
         case LMXK_BF16: linear_avx2_bf16(y, x, tokens, in, w, out, bias, o_begin, o_end, rows); break;
