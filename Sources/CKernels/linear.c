@@ -8,11 +8,11 @@
 #define LMXK_X86 1
 #endif
 
-static int force_portable;
+static int max_isa = LMXK_ISA_AVX512;
 
-int lmxk_set_portable(int portable) {
-    int previous = force_portable;
-    force_portable = portable;
+int lmxk_set_max_isa(int isa) {
+    int previous = max_isa;
+    max_isa = isa;
     return previous;
 }
 
@@ -244,19 +244,20 @@ __attribute__((target("avx512f,avx2,fma,f16c"))) static void decode_bf16_avx512(
 }
 
 static int has_avx512(void) {
-    static int cached = -1;
-    if (cached < 0) cached = __builtin_cpu_supports("avx512f") && lmxk_has_avx2();
-    return cached && !force_portable;
+    return lmxk_isa() >= LMXK_ISA_AVX512;
 }
 #endif
 
-int lmxk_has_avx2(void) {
+int lmxk_isa(void) {
 #ifdef LMXK_X86
     static int cached = -1;
-    if (cached < 0) cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-    return cached && !force_portable;
+    if (cached < 0) {
+        int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+        cached = avx2 && __builtin_cpu_supports("avx512f") ? LMXK_ISA_AVX512 : avx2 ? LMXK_ISA_AVX2 : LMXK_ISA_PORTABLE;
+    }
+    return cached < max_isa ? cached : max_isa;
 #else
-    return 0;
+    return LMXK_ISA_PORTABLE;
 #endif
 }
 
@@ -273,7 +274,7 @@ void lmxk_linear(float *y, const float *x, size_t tokens, size_t in, const void 
             return;
         }
     }
-    if (lmxk_has_avx2()) {
+    if (lmxk_isa() >= LMXK_ISA_AVX2) {
         float stack[4096];
         float *rows = NULL;
         /* Scratch: four widened rows for batches. */

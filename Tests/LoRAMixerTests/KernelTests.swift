@@ -11,13 +11,20 @@ final class KernelTests: XCTestCase {
         }
     }
 
-    /// The AVX2 and portable kernels, alone and split across a pool, against the naive reference:
+    /// The widest instruction set this CPU allows.
+    private var kernelISACeiling: KernelISA {
+        let previous = setMaxKernelISA(.avx512)
+        defer { setMaxKernelISA(previous) }
+        return kernelISA
+    }
+
+    /// The AVX-512, AVX2 and portable kernels, alone and split across a pool, against the naive reference:
     /// odd sizes (not multiples of 8 or 4), one row, one column, 1-5 tokens (every block path) and a
     /// longer batch (rows widened once per block).
     func testLinearMatchesReferenceForEveryDTypePathAndOddShape() throws {
         var seed: UInt64 = 7
         let pool = ThreadPool(threads: 3)
-        defer { setPortableKernels(false) }
+        defer { setMaxKernelISA(.avx512) }
         for (tokens, inFeatures, outFeatures) in [(1, 1, 1), (1, 17, 3), (3, 33, 1), (5, 7, 9), (2, 64, 31), (4, 129, 5),
                                                   (1, 576, 37), (9, 100, 13), (2, 8, 4), (1, 100, 17), (1, 40, 8)] {
             let values = random(inFeatures * outFeatures, seed: &seed)
@@ -27,13 +34,14 @@ final class KernelTests: XCTestCase {
                 let weight = try matrix(values, rows: outFeatures, cols: inFeatures, dtype: dtype)
                 var reference = [Float](repeating: 0, count: tokens * outFeatures)
                 linearForwardReference(&reference, x, weight, bias: bias, tokens: tokens)
-                for portable in [false, true] {
-                    setPortableKernels(portable)
+                // Every instruction set this CPU has, capped from the widest down to portable C.
+                for isa in KernelISA.allCases.reversed() where isa.rawValue <= kernelISACeiling.rawValue {
+                    setMaxKernelISA(isa)
                     for threads in [nil, pool] {
                         var fast = [Float](repeating: .nan, count: tokens * outFeatures)
                         linearForward(&fast, x, weight, bias: bias, tokens: tokens, pool: threads)
                         assertClose(fast, reference, tolerance: 1e-4,
-                                    "\(dtype) [\(tokens)x\(inFeatures)] -> \(outFeatures) portable=\(portable) pool=\(threads != nil)")
+                                    "\(dtype) [\(tokens)x\(inFeatures)] -> \(outFeatures) isa=\(isa) pool=\(threads != nil)")
                     }
                 }
             }

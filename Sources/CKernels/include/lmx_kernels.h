@@ -18,17 +18,20 @@ enum { LMXK_F32 = 0, LMXK_F16 = 1, LMXK_BF16 = 2 };
 /* Dense projection for output rows [o_begin, o_end):
  *   y[t * out + o] = sum_i x[t * in + i] * w[o * in + i] + (bias ? bias[o] : 0)
  *   x: [tokens, in] f32, w: [out, in] of `dtype` (aligned for it), y: [tokens, out] f32.
- * Weight rows are read once per block of four and widened to f32 in registers. Uses AVX2/FMA/F16C
- * when the CPU has them, else portable C; lmxk_set_portable(1) forces the portable path (tests). */
+ * f16/bf16 are widened to f32 in registers. Uses the widest instruction set the CPU has and
+ * lmxk_set_max_isa allows: AVX-512 (bf16 decode), AVX2/FMA/F16C, or portable C. */
 void lmxk_linear(float *y, const float *x, size_t tokens, size_t in, const void *w, int dtype, size_t out,
                  const float *bias, size_t o_begin, size_t o_end);
 
-/* Nonzero when lmxk_linear uses the AVX2 path. */
-int lmxk_has_avx2(void);
+/* Instruction sets, in order. */
+enum { LMXK_ISA_PORTABLE = 0, LMXK_ISA_AVX2 = 1, LMXK_ISA_AVX512 = 2 };
 
-/* Force (1) or stop forcing (0) the portable path; returns the previous setting. Not thread-safe:
- * for tests, before any kernel runs concurrently. */
-int lmxk_set_portable(int portable);
+/* The widest instruction set lmxk_linear uses on this CPU (within the limit below). */
+int lmxk_isa(void);
+
+/* Caps the instruction set (tests run every path on one machine); returns the previous cap.
+ * Not thread-safe: set it before kernels run concurrently. */
+int lmxk_set_max_isa(int isa);
 
 /* A persistent pool of worker threads. run() calls task(context, chunk, chunks) once for every
  * chunk 0 .. chunks-1; the calling thread and the workers claim chunks as they come free, so a

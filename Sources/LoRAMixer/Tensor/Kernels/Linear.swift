@@ -60,15 +60,20 @@ func linearForwardReference(
     }
 }
 
-/// Forces CKernels' portable C path (true) or lets it pick AVX2 (false); returns the previous
-/// setting. For tests only: not thread-safe.
-@discardableResult
-func setPortableKernels(_ portable: Bool) -> Bool {
-    lmxk_set_portable(portable ? 1 : 0) != 0
+/// The instruction sets of CKernels, narrowest first.
+enum KernelISA: Int32, CaseIterable {
+    case portable = 0, avx2, avx512
 }
 
-/// Whether the AVX2/FMA/F16C kernels are in use on this CPU.
-var avx2KernelsActive: Bool { lmxk_has_avx2() != 0 }
+/// Caps the instruction set CKernels may use (tests run every path on one machine); returns the
+/// previous cap. Not thread-safe.
+@discardableResult
+func setMaxKernelISA(_ isa: KernelISA) -> KernelISA {
+    KernelISA(rawValue: lmxk_set_max_isa(isa.rawValue)) ?? .avx512
+}
+
+/// The instruction set the kernels use on this CPU (within the cap).
+var kernelISA: KernelISA { KernelISA(rawValue: lmxk_isa()) ?? .portable }
 
 extension WeightMatrix {
     /// The CKernels element type code (LMXK_F32 / LMXK_F16 / LMXK_BF16).
