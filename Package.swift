@@ -27,8 +27,7 @@ let package = Package(
         .target(
             name: "LoRAMixer",
             dependencies: ["CLoRAMixer", "CKernels", .product(name: "Crypto", package: "swift-crypto")],
-            path: "Sources/LoRAMixer",
-            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+            path: "Sources/LoRAMixer"
         ),
         .target(
             name: "LoRAMixerC",
