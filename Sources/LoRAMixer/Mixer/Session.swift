@@ -21,7 +21,9 @@ public final class Session {
     /// Worker threads for this session's evaluations, started on first use.
     private lazy var pool = ThreadPool(threads: threads)
     private var contextSums: [[Float]]
-    private var lastLogits: [Float]?
+    /// The last processed position's hidden state, so generation can continue from it; its
+    /// logits are computed only when asked for.
+    private var lastHidden: [Float]?
 
     init(model: LanguageModel, experts: [any Expert], router: Router?, contextLength: Int?, trace: Bool, threads: Int?) throws {
         let config = model.config
@@ -97,7 +99,7 @@ public final class Session {
         cache.reset()
         for l in contextSums.indices { contextSums[l] = Array(repeating: 0, count: contextSums[l].count) }
         trace?.removeAll()
-        lastLogits = nil
+        lastHidden = nil
     }
 
     /// Processes `tokens` after those already held and returns the selected logits
@@ -112,16 +114,15 @@ public final class Session {
         var adapter = ExpertAdapter(
             config: model.config, experts: experts, router: router, mode: experts.isEmpty ? .none : routing, topK: effectiveTopK,
             temperature: effectiveTemperature, firstPosition: cache.count, contextSums: contextSums)
-        let wanted: LogitsSelection = selection == .all ? .all : .last
-        let logits = try model.forward(tokens: tokens, cache: cache, adapter: &adapter, logits: wanted, pool: pool)
+        let hidden = try model.forward(tokens: tokens, cache: cache, adapter: &adapter, pool: pool)
         contextSums = adapter.contextSums
         trace?.append(tokens: tokens, perLayer: adapter.layerGates)
-        let vocabRows = logits.count / vocab
-        lastLogits = Array(logits[((vocabRows - 1) * vocab)...])
+        let d = model.config.hiddenSize
+        lastHidden = Array(hidden[((tokens.count - 1) * d)...])
         switch selection {
         case .none: return []
-        case .last: return lastLogits ?? []
-        case .all: return logits
+        case .last: return model.logits(hidden: lastHidden ?? [], rows: 1, pool: pool)
+        case .all: return model.logits(hidden: hidden, rows: tokens.count, pool: pool)
         }
     }
 
@@ -157,10 +158,10 @@ public final class Session {
         guard options.maxTokens >= 0 else { throw LoRAMixerError.invalidArgument("max_tokens must be >= 0") }
         var next: [Float]
         if prompt.isEmpty {
-            guard let lastLogits else {
-                throw LoRAMixerError.state("the prompt is empty and the session holds no logits to continue from (evaluate a prompt first)")
+            guard let lastHidden else {
+                throw LoRAMixerError.state("the prompt is empty and the session holds no tokens to continue from (evaluate a prompt first)")
             }
-            next = lastLogits
+            next = model.logits(hidden: lastHidden, rows: 1, pool: pool)
         } else {
             next = try evaluate(prompt, logits: .last)
         }
@@ -181,15 +182,15 @@ public final class Session {
     }
 
     /// Runs `body`; if it throws, the session is put back as it was before (cache, router
-    /// context, trace, last logits), so a failed multi-step call leaves no partial state.
+    /// context, trace, last hidden state), so a failed multi-step call leaves no partial state.
     func atomically<R>(_ body: () throws -> R) throws -> R {
-        let (position, sums, logits, traced) = (cache.count, contextSums, lastLogits, trace?.tokenCount ?? 0)
+        let (position, sums, hidden, traced) = (cache.count, contextSums, lastHidden, trace?.tokenCount ?? 0)
         do {
             return try body()
         } catch {
             cache.truncate(to: position)
             contextSums = sums
-            lastLogits = logits
+            lastHidden = hidden
             trace?.truncate(toTokens: traced)
             throw error
         }

@@ -5,18 +5,18 @@ public enum LogitsSelection: Sendable {
 
 extension LanguageModel {
     /// Runs `tokens` (already validated: ids < vocab, room in `cache`) after the positions held in
-    /// `cache`, appending their keys and values, and returns logits: `[rows, vocab]` for the
-    /// selected rows (empty for `.none`). If the adapter throws, `cache` is left as it was.
+    /// `cache`, appending their keys and values, and returns the final hidden states (before the
+    /// last norm): `[tokens, d_model]`; `logits(hidden:rows:pool:)` turns rows of them into
+    /// logits. If the adapter throws, `cache` is left as it was.
     func forward<Adapter: ProjectionAdapter>(
-        tokens: [Int32], cache: KVCache, adapter: inout Adapter, logits selection: LogitsSelection,
-        pool: ThreadPool? = nil
+        tokens: [Int32], cache: KVCache, adapter: inout Adapter, pool: ThreadPool? = nil
     ) throws -> [Float] {
         let held = cache.count
         let buffers = ForwardBuffers(tokens: tokens.count, config: config)
         defer { buffers.deallocate() }
         do {
-            return try forwardLayers(tokens: tokens, cache: cache, adapter: &adapter, logits: selection, pool: pool,
-                                     buffers: buffers)
+            try forwardLayers(tokens: tokens, cache: cache, adapter: &adapter, pool: pool, buffers: buffers)
+            return Array(UnsafeBufferPointer(start: buffers.x, count: tokens.count * config.hiddenSize))
         } catch {
             cache.truncate(to: held)
             throw error
@@ -24,9 +24,8 @@ extension LanguageModel {
     }
 
     private func forwardLayers<Adapter: ProjectionAdapter>(
-        tokens: [Int32], cache: KVCache, adapter: inout Adapter, logits selection: LogitsSelection,
-        pool: ThreadPool?, buffers b: ForwardBuffers
-    ) throws -> [Float] {
+        tokens: [Int32], cache: KVCache, adapter: inout Adapter, pool: ThreadPool?, buffers b: ForwardBuffers
+    ) throws {
         let c = config
         let n = tokens.count
         let d = c.hiddenSize
@@ -61,17 +60,17 @@ extension LanguageModel {
             for i in 0..<(n * d) { b.x[i] += b.projected[i] }
         }
         cache.commit(tokens: n)
+    }
 
-        let rows: Range<Int>
-        switch selection {
-        case .none: return []
-        case .last: rows = (n - 1)..<n
-        case .all: rows = 0..<n
-        }
-        rmsNormForward(b.h, b.x + rows.lowerBound * d, weight: finalNorm, eps: c.rmsNormEps, tokens: rows.count, dim: d)
-        var logits = [Float](repeating: 0, count: rows.count * c.vocabSize)
+    /// Logits of `rows` hidden states from `forward`: final RMSNorm, then the LM head.
+    ///   hidden: [rows, d_model] -> [rows, vocab]
+    func logits(hidden: [Float], rows: Int, pool: ThreadPool? = nil) -> [Float] {
+        let d = config.hiddenSize
+        var normalized = [Float](repeating: 0, count: rows * d)
+        rmsNormForward(&normalized, hidden, weight: finalNorm, eps: config.rmsNormEps, tokens: rows, dim: d)
+        var logits = [Float](repeating: 0, count: rows * config.vocabSize)
         logits.withUnsafeMutableBufferPointer { logits in
-            linearForward(logits.baseAddress!, b.h, lmHead, bias: nil, tokens: rows.count, pool: pool)
+            linearForward(logits.baseAddress!, normalized, lmHead, bias: nil, tokens: rows, pool: pool)
         }
         return logits
     }
