@@ -290,3 +290,88 @@ void lmxk_linear(float *y, const float *x, size_t tokens, size_t in, const void 
 #endif
     linear_portable(y, x, tokens, in, w, dtype, out, bias, o_begin, o_end);
 }
+
+/* ---- backward: gradients of a projection --------------------------------------------------------- */
+
+/* dx[t, :] += sum_o dy[t, o] * W[o, :] for the tokens of one block, one widened row at a time. The
+ * loops are plain C; the AVX2 copy below is the same source compiled for AVX2/FMA. */
+#define LMXK_BACKWARD_INPUT_BODY                                                                       \
+    for (size_t o = 0; o < out; o++) {                                                                 \
+        const float *w_row;                                                                            \
+        if (dtype == LMXK_F32) {                                                                       \
+            w_row = (const float *)w + o * in;                                                         \
+        } else {                                                                                       \
+            for (size_t i = 0; i < in; i++) row[i] = load_weight(w, dtype, o * in + i);                \
+            w_row = row;                                                                               \
+        }                                                                                              \
+        for (size_t t = t_begin; t < t_end; t++) {                                                     \
+            const float a = dy[t * out + o];                                                           \
+            if (a == 0.0f) continue;                                                                   \
+            float *restrict d = dx + t * in;                                                           \
+            for (size_t i = 0; i < in; i++) d[i] += a * w_row[i];                                      \
+        }                                                                                              \
+    }
+
+static void backward_input_portable(float *restrict dx, const float *restrict dy, size_t in, const void *w, int dtype,
+                                    size_t out, size_t t_begin, size_t t_end, float *restrict row) {
+    LMXK_BACKWARD_INPUT_BODY
+}
+
+#ifdef LMXK_X86
+__attribute__((target("avx2,fma")))
+static void backward_input_avx2(float *restrict dx, const float *restrict dy, size_t in, const void *w, int dtype,
+                                size_t out, size_t t_begin, size_t t_end, float *restrict row) {
+    LMXK_BACKWARD_INPUT_BODY
+}
+#endif
+#undef LMXK_BACKWARD_INPUT_BODY
+
+int lmxk_linear_backward_input(float *dx, const float *dy, size_t in, const void *w, int dtype, size_t out,
+                               size_t t_begin, size_t t_end) {
+    if (t_begin >= t_end) return 0;
+    float *row = dtype == LMXK_F32 ? NULL : malloc(in * sizeof(float));
+    if (dtype != LMXK_F32 && !row) return -1;
+#ifdef LMXK_X86
+    if (lmxk_isa() >= LMXK_ISA_AVX2) backward_input_avx2(dx, dy, in, w, dtype, out, t_begin, t_end, row);
+    else
+#endif
+        backward_input_portable(dx, dy, in, w, dtype, out, t_begin, t_end, row);
+    free(row);
+    return 0;
+}
+
+#define LMXK_BACKWARD_WEIGHT_BODY                                                                      \
+    for (size_t t = 0; t < tokens; t++) {                                                              \
+        const float *restrict x_row = x + t * in;                                                      \
+        for (size_t o = o_begin; o < o_end; o++) {                                                     \
+            const float a = dy[t * out + o];                                                           \
+            if (a == 0.0f) continue;                                                                   \
+            float *restrict g = dw + o * in;                                                           \
+            for (size_t i = 0; i < in; i++) g[i] += a * x_row[i];                                      \
+        }                                                                                              \
+    }
+
+static void backward_weight_portable(float *restrict dw, const float *restrict dy, const float *restrict x, size_t tokens,
+                                     size_t in, size_t out, size_t o_begin, size_t o_end) {
+    LMXK_BACKWARD_WEIGHT_BODY
+}
+
+#ifdef LMXK_X86
+__attribute__((target("avx2,fma")))
+static void backward_weight_avx2(float *restrict dw, const float *restrict dy, const float *restrict x, size_t tokens,
+                                 size_t in, size_t out, size_t o_begin, size_t o_end) {
+    LMXK_BACKWARD_WEIGHT_BODY
+}
+#endif
+#undef LMXK_BACKWARD_WEIGHT_BODY
+
+void lmxk_linear_backward_weight(float *dw, const float *dy, const float *x, size_t tokens, size_t in, size_t out,
+                                 size_t o_begin, size_t o_end) {
+#ifdef LMXK_X86
+    if (lmxk_isa() >= LMXK_ISA_AVX2) {
+        backward_weight_avx2(dw, dy, x, tokens, in, out, o_begin, o_end);
+        return;
+    }
+#endif
+    backward_weight_portable(dw, dy, x, tokens, in, out, o_begin, o_end);
+}

@@ -69,3 +69,18 @@ func assertThrows(_ kind: LoRAMixerError.Kind, containing needles: [String], fil
         XCTFail("unexpected error \(error)", file: file, line: line)
     }
 }
+
+/// A weight matrix stored as `dtype` in a safetensors file, at an odd (unaligned) offset.
+func storedMatrix(_ values: [Float], rows: Int, cols: Int, dtype: DType) throws -> WeightMatrix {
+    let bytes: [UInt8]
+    switch dtype {
+    case .f16: bytes = values.flatMap { withUnsafeBytes(of: floatToF16($0).littleEndian, Array.init) }
+    case .bf16: bytes = values.flatMap { withUnsafeBytes(of: floatToBF16($0).littleEndian, Array.init) }
+    default: bytes = values.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) }
+    }
+    let path = NSTemporaryDirectory() + "lmx-kernel-\(UInt64.random(in: 0...UInt64.max)).safetensors"
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    try SafeTensorsWriter.write([(name: "a", dtype: .u8, shape: [3], data: [1, 2, 3]),
+                                 (name: "w", dtype: dtype, shape: [rows, cols], data: bytes)], metadata: [:], to: path)
+    return try WeightMatrix(SafeTensorsFile(path: path, mode: .copied).tensor("w"), rows: rows, cols: cols, source: path)
+}

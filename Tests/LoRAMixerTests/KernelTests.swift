@@ -31,7 +31,7 @@ final class KernelTests: XCTestCase {
             let x = random(tokens * inFeatures, seed: &seed)
             let bias = random(outFeatures, seed: &seed)
             for dtype in [DType.f32, .f16, .bf16] {
-                let weight = try matrix(values, rows: outFeatures, cols: inFeatures, dtype: dtype)
+                let weight = try storedMatrix(values, rows: outFeatures, cols: inFeatures, dtype: dtype)
                 var reference = [Float](repeating: 0, count: tokens * outFeatures)
                 linearForwardReference(&reference, x, weight, bias: bias, tokens: tokens)
                 // Every instruction set this CPU has, capped from the widest down to portable C.
@@ -55,7 +55,7 @@ final class KernelTests: XCTestCase {
         let (tokens, inFeatures) = (3, 37)
         let x = random(tokens * inFeatures, seed: &seed)
         let weights = try [(13, DType.f32), (5, .bf16), (21, .f16)].map { rows, dtype in
-            try matrix(random(rows * inFeatures, seed: &seed), rows: rows, cols: inFeatures, dtype: dtype)
+            try storedMatrix(random(rows * inFeatures, seed: &seed), rows: rows, cols: inFeatures, dtype: dtype)
         }
         let biases = weights.map { random($0.rows, seed: &seed) }
         let outputs = weights.map { UnsafeMutablePointer<Float>.allocate(capacity: tokens * $0.rows) }
@@ -85,21 +85,6 @@ final class KernelTests: XCTestCase {
             pool.parallelRanges(total, granule: 4) { range in range.forEach(covered.add) }
             XCTAssertEqual(covered.values, Array(repeating: 1, count: total), "total \(total)")
         }
-    }
-
-    /// A weight matrix stored as `dtype` in a safetensors file, at an odd (unaligned) offset.
-    private func matrix(_ values: [Float], rows: Int, cols: Int, dtype: DType) throws -> WeightMatrix {
-        let bytes: [UInt8]
-        switch dtype {
-        case .f16: bytes = values.flatMap { withUnsafeBytes(of: floatToF16($0).littleEndian, Array.init) }
-        case .bf16: bytes = values.flatMap { withUnsafeBytes(of: floatToBF16($0).littleEndian, Array.init) }
-        default: bytes = values.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) }
-        }
-        let path = NSTemporaryDirectory() + "lmx-kernel-\(UInt64.random(in: 0...UInt64.max)).safetensors"
-        defer { try? FileManager.default.removeItem(atPath: path) }
-        try SafeTensorsWriter.write([(name: "a", dtype: .u8, shape: [3], data: [1, 2, 3]),
-                                     (name: "w", dtype: dtype, shape: [rows, cols], data: bytes)], metadata: [:], to: path)
-        return try WeightMatrix(SafeTensorsFile(path: path, mode: .copied).tensor("w"), rows: rows, cols: cols, source: path)
     }
 }
 

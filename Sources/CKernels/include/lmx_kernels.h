@@ -23,6 +23,21 @@ enum { LMXK_F32 = 0, LMXK_F16 = 1, LMXK_BF16 = 2 };
 void lmxk_linear(float *y, const float *x, size_t tokens, size_t in, const void *w, int dtype, size_t out,
                  const float *bias, size_t o_begin, size_t o_end);
 
+/* Gradient of the input of a projection, for tokens [t_begin, t_end):
+ *   dx[t * in + i] += sum_o dy[t * out + o] * w[o * in + i]
+ *   dy: [tokens, out] f32, w: [out, in] of `dtype`, dx: [tokens, in] f32 (accumulated into).
+ * Each token's dx row is written by one call only, so token ranges can run on separate threads.
+ * Returns 0, or -1 if the scratch row for widening f16/bf16 could not be allocated. */
+int lmxk_linear_backward_input(float *dx, const float *dy, size_t in, const void *w, int dtype, size_t out,
+                               size_t t_begin, size_t t_end);
+
+/* Gradient of an f32 projection's weight, for output rows [o_begin, o_end):
+ *   dw[o * in + i] += sum_t dy[t * out + o] * x[t * in + i]
+ *   dy: [tokens, out], x: [tokens, in], dw: [out, in] (accumulated into); tokens in order, so
+ * the sum is the same on every run. */
+void lmxk_linear_backward_weight(float *dw, const float *dy, const float *x, size_t tokens, size_t in, size_t out,
+                                 size_t o_begin, size_t o_end);
+
 /* Instruction sets, in order. */
 enum { LMXK_ISA_PORTABLE = 0, LMXK_ISA_AVX2 = 1, LMXK_ISA_AVX512 = 2 };
 

@@ -31,22 +31,14 @@ public struct SamplingOptions: Sendable, Equatable {
 
 struct Sampler {
     let options: SamplingOptions
-    private var state: UInt64
+    private var generator: SplitMix64
 
     init(options: SamplingOptions) {
         self.options = options
-        state = options.seed
+        generator = SplitMix64(seed: options.seed)
     }
 
-    /// SplitMix64: small, fast, and the same on every platform.
-    private mutating func nextUniform() -> Float {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
-        return Float(z >> 40) / Float(1 << 24)
-    }
+    private mutating func nextUniform() -> Float { generator.nextUniform() }
 
     mutating func sample(_ logits: [Float]) -> Int32 {
         guard options.temperature > 0 else { return Int32(argmax(logits)) }

@@ -36,3 +36,42 @@ func softmaxInPlace(_ values: UnsafeMutablePointer<Float>, _ n: Int) {
     let inverse = 1 / sum
     for i in 0..<n { values[i] *= inverse }
 }
+
+/// Gradient of `rmsNormForward` with respect to x (the weight is frozen), accumulated:
+///   r = 1/sqrt(mean(x^2) + eps), dx_i += r w_i dy_i - x_i r^3 / d * sum_j w_j dy_j x_j
+///   x, dy, dx: [T, d] (dx must not alias x or dy)
+func rmsNormBackward(
+    _ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>,
+    weight: UnsafePointer<Float>, eps: Float, tokens: Int, dim: Int
+) {
+    for t in 0..<tokens {
+        let (row, grad, out) = (x + t * dim, dy + t * dim, dx + t * dim)
+        let inverse = 1 / (dot(row, row, dim) / Float(dim) + eps).squareRoot()
+        var projection: Float = 0
+        for i in 0..<dim { projection += weight[i] * grad[i] * row[i] }
+        let correction = projection * inverse * inverse * inverse / Float(dim)
+        for i in 0..<dim { out[i] += inverse * weight[i] * grad[i] - row[i] * correction }
+    }
+}
+
+/// Gradient of `swigluForward` from the pre-activation gate and up values:
+///   a = silu(g) u, silu(g) = g s(g):  dg = da u s(g) (1 + g (1 - s(g))),  du = da silu(g)
+///   gate, up, dOut: [n]; dGate, dUp: [n] (overwritten)
+func swigluBackward(
+    dGate: UnsafeMutablePointer<Float>, dUp: UnsafeMutablePointer<Float>, _ dOut: UnsafePointer<Float>,
+    gate: UnsafePointer<Float>, up: UnsafePointer<Float>, count: Int
+) {
+    for i in 0..<count {
+        let g = gate[i]
+        let sigmoid = 1 / (1 + exp(-g))
+        dGate[i] = dOut[i] * up[i] * sigmoid * (1 + g * (1 - sigmoid))
+        dUp[i] = dOut[i] * g * sigmoid
+    }
+}
+
+/// Gradient of softmax through its output: dz_i = p_i (dp_i - sum_j p_j dp_j).   p, dp, dz: [n]
+func softmaxBackward(_ dz: UnsafeMutablePointer<Float>, _ dp: UnsafePointer<Float>, _ p: UnsafePointer<Float>, _ n: Int) {
+    var inner: Float = 0
+    for i in 0..<n { inner += p[i] * dp[i] }
+    for i in 0..<n { dz[i] = p[i] * (dp[i] - inner) }
+}

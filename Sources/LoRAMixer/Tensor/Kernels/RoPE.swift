@@ -8,15 +8,42 @@ func ropeForward(
     _ x: UnsafeMutablePointer<Float>, tokens: Int, heads: Int, headDim: Int, firstPosition: Int,
     inverseFrequencies: [Double]
 ) {
+    rotate(x, tokens: tokens, heads: heads, headDim: headDim, positions: { firstPosition + $0 },
+           inverseFrequencies: inverseFrequencies, sign: 1)
+}
+
+/// Gradient of `ropeForward`: the rotation is orthogonal, so the gradient turns back by the same
+/// angle.   dx: [T, heads, D] in place; token t sits at `positions(t)`.
+func ropeBackward(
+    _ dx: UnsafeMutablePointer<Float>, tokens: Int, heads: Int, headDim: Int, positions: (Int) -> Int,
+    inverseFrequencies: [Double]
+) {
+    rotate(dx, tokens: tokens, heads: heads, headDim: headDim, positions: positions,
+           inverseFrequencies: inverseFrequencies, sign: -1)
+}
+
+/// `ropeForward` with the positions given per token (packed training sequences restart at 0).
+func ropeForward(
+    _ x: UnsafeMutablePointer<Float>, tokens: Int, heads: Int, headDim: Int, positions: (Int) -> Int,
+    inverseFrequencies: [Double]
+) {
+    rotate(x, tokens: tokens, heads: heads, headDim: headDim, positions: positions,
+           inverseFrequencies: inverseFrequencies, sign: 1)
+}
+
+private func rotate(
+    _ x: UnsafeMutablePointer<Float>, tokens: Int, heads: Int, headDim: Int, positions: (Int) -> Int,
+    inverseFrequencies: [Double], sign: Float
+) {
     let half = headDim / 2
     withScratch(count: headDim) { table in
         for t in 0..<tokens {
-            let position = Double(firstPosition + t)
+            let position = Double(positions(t))
             for i in 0..<half {
                 // transformers forms the angle in f32 before taking cos/sin; do the same.
                 let angle = Float(position) * Float(inverseFrequencies[i])
                 table[i] = cos(angle)
-                table[half + i] = sin(angle)
+                table[half + i] = sign * sin(angle)
             }
             for h in 0..<heads {
                 let v = x + (t * heads + h) * headDim

@@ -1,0 +1,46 @@
+/// What a training run reports after every step (and the progress callback receives).
+public struct TrainingProgress: Sendable {
+    /// Steps done (1-based after the first step) of `totalSteps`.
+    public var step: Int
+    public var totalSteps: Int
+    public var epoch: Int
+    /// Loss terms of this step's batch.
+    public var loss: Double
+    public var crossEntropy: Double
+    public var balance: Double
+    public var entropyTerm: Double
+    public var preserve: Double
+    public var learningRate: Float
+    /// Global gradient norm before clipping.
+    public var gradientNorm: Double
+    /// Tokens (batch rows) processed per second, over the run so far.
+    public var tokensPerSecond: Double
+    public var elapsedSeconds: Double
+    public var etaSeconds: Double
+    /// Per expert, its share of this step's top-K assignments, averaged over layers (sums to 1).
+    public var expertLoad: [Float]
+    /// Per layer, the mean token entropy of the router's p (nats).
+    public var layerEntropy: [Float]
+    /// Routing used for this step (`soft` during a soft -> top-K schedule's soft phase).
+    public var routing: TrainingOptions.Routing
+}
+
+/// An evaluation of one task label: mean cross-entropy on its targets and exact match of greedy
+/// generation of the completion.
+public struct TaskEvaluation: Sendable, Equatable {
+    public var task: String
+    public var examples: Int
+    public var crossEntropy: Double
+    public var exactMatch: Double
+}
+
+/// What a finished run returns and writes to `report.json`.
+public struct TrainingReport: Sendable {
+    public var steps: [TrainingProgress] = []
+    public var evaluation: [TaskEvaluation] = []
+    public var experts: [String] = []
+    public var layers = 0
+    /// Files written, relative to the output folder.
+    public var files: [String] = []
+    public var resumedFromStep: Int?
+}

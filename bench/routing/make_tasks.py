@@ -1,0 +1,161 @@
+"""Generate the routing bench's multi-task suite (issue 6): byte-level text, JSON Lines.
+
+    python bench/routing/make_tasks.py [OUT_DIR]        # default bench/work/routing/data
+
+Deterministic: every draw comes from `random.Random(SEED)` (seed 6), so a rerun writes the same bytes.
+Pure standard library.
+
+The model is byte-level (token id = byte value, vocab 256, no BOS/EOS). One example per line:
+
+    {"prompt": "...", "completion": "...", "task": "math" | "strings" | "lookup"}
+
+The model reads `prompt` and must produce `completion`; every completion ends with "\\n" (byte 10,
+the stop token) and is 2..8 bytes long including it. Whole examples are at most 32 bytes. All
+bytes are printable ASCII apart from the final "\\n".
+
+Tasks (each prompt shows its task in its bytes, so a router reading the text can tell them apart:
+math is digits with '+' and '='; strings is lowercase letters between '<' and '>'; lookup is
+uppercase keys, ':' and '?'):
+
+    math     two-operand addition, operands 0..99       "12+30="             -> "42\\n"
+    strings  reverse a lowercase word of 3..7 letters   "<mixer>"            -> "rexim\\n"
+    lookup   in-context key/value lookup: 3..6 pairs    "K:4 Q:7 Z:1 ?Q"     -> "7\\n"
+             KEY:DIGIT (distinct uppercase keys,
+             digits may repeat), then ?KEY of one of them
+
+Files written to OUT_DIR:
+
+    eval.jsonl              200 per task (600), grouped by task
+    math.train.jsonl        2000 expert-training examples each (correct completions)
+    strings.train.jsonl
+    lookup.train.jsonl
+    router.train.jsonl      1998 mixed (666 per task, shuffled), correct completions
+    base.jsonl              30000 mixed (10000 per task, shuffled): the BASE model's training data,
+                            see below
+
+eval, the three expert-training files and router.train are mutually disjoint by prompt; base.jsonl
+never uses an eval prompt.
+
+base.jsonl is the "format-only" mixture: the same three prompt formats, but each completion is
+shape-correct and content-random, drawn without looking at the rule:
+
+    math     a uniform random integer in 0..198 (the range of the true sums)
+    strings  a uniform random permutation of the word's letters
+    lookup   the value of a uniformly chosen key of the context (the queried one with prob. 1/n)
+
+So a base trained on it knows the byte formats, the answer alphabets and lengths and when to stop
+(byte 10), but not the rules: its exact match is near chance (math ~1/199, strings ~1/n!, lookup ~1/n
+with n the number of pairs, ~0.25 on average). Every bit of task skill must come from an expert.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import string
+import sys
+
+SEED = 6
+TASKS = ["math", "strings", "lookup"]
+N_EVAL = 200
+N_TRAIN = 2000
+N_ROUTER = 666  # per task (1998 in all)
+N_BASE = 10000  # per task
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEFAULT_OUT = os.path.join(REPO, "bench", "work", "routing", "data")
+MAX_BYTES = 40
+
+
+# ---- tasks: each draw returns (prompt, completion, context) where context lets base noise be drawn
+
+def draw_math(rng):
+    a, b = rng.randrange(100), rng.randrange(100)
+    return f"{a}+{b}=", f"{a + b}\n", (a, b)
+
+
+def draw_strings(rng):
+    n = rng.randint(3, 7)
+    w = "".join(rng.choice(string.ascii_lowercase) for _ in range(n))
+    return f"<{w}>", w[::-1] + "\n", w
+
+
+def draw_lookup(rng):
+    n = rng.randint(3, 6)
+    keys = rng.sample(string.ascii_uppercase, n)
+    vals = [rng.randrange(10) for _ in range(n)]
+    q = rng.randrange(n)
+    ctx = " ".join(f"{k}:{v}" for k, v in zip(keys, vals))
+    return f"{ctx} ?{keys[q]}", f"{vals[q]}\n", vals
+
+
+DRAW = {"math": draw_math, "strings": draw_strings, "lookup": draw_lookup}
+
+
+def noise_completion(task, ctx, rng):
+    """Shape-correct, rule-free completion for the base mixture."""
+    if task == "math":
+        return f"{rng.randrange(199)}\n"
+    if task == "strings":
+        letters = list(ctx)
+        rng.shuffle(letters)
+        return "".join(letters) + "\n"
+    return f"{rng.choice(ctx)}\n"
+
+
+def check(ex):
+    p, c = ex["prompt"], ex["completion"]
+    assert c.endswith("\n") and 2 <= len(c) <= 8 and "\n" not in p, ex
+    assert len((p + c).encode()) <= MAX_BYTES, ex
+    assert all(32 <= ord(ch) < 127 for ch in p + c[:-1]), ex
+
+
+def distinct(task, rng, n, used):
+    out = []
+    while len(out) < n:
+        p, c, _ = DRAW[task](rng)
+        if p in used:
+            continue
+        used.add(p)
+        out.append({"prompt": p, "completion": c, "task": task})
+    return out
+
+
+def write(path, rows):
+    with open(path, "w") as f:
+        for r in rows:
+            check(r)
+            f.write(json.dumps(r) + "\n")
+    print(f"{path}: {len(rows)} examples")
+
+
+def main(argv):
+    out = argv[1] if len(argv) > 1 else DEFAULT_OUT
+    os.makedirs(out, exist_ok=True)
+    rng = random.Random(SEED)
+    used = {t: set() for t in TASKS}
+    evals = {t: distinct(t, rng, N_EVAL, used[t]) for t in TASKS}
+    eval_prompts = {t: set(used[t]) for t in TASKS}
+    train = {t: distinct(t, rng, N_TRAIN, used[t]) for t in TASKS}
+    router = [ex for t in TASKS for ex in distinct(t, rng, N_ROUTER, used[t])]
+    rng.shuffle(router)
+    base = []
+    for t in TASKS:
+        k = 0
+        while k < N_BASE:
+            p, _, ctx = DRAW[t](rng)
+            if p in eval_prompts[t]:
+                continue
+            base.append({"prompt": p, "completion": noise_completion(t, ctx, rng), "task": t})
+            k += 1
+    rng.shuffle(base)
+
+    write(os.path.join(out, "eval.jsonl"), [ex for t in TASKS for ex in evals[t]])
+    for t in TASKS:
+        write(os.path.join(out, f"{t}.train.jsonl"), train[t])
+    write(os.path.join(out, "router.train.jsonl"), router)
+    write(os.path.join(out, "base.jsonl"), base)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,677 @@
+"""Write `Tests/Fixtures/train_step/`: the torch oracle for the Swift trainer's optimiser step.
+
+Run from anywhere (paths are resolved relative to the repository root), after
+`tools/make_fixtures.py` has written `Tests/Fixtures/llama_f32/`:
+
+    python tools/make_train_fixture.py              # writes Tests/Fixtures/train_step/
+    python tools/make_train_fixture.py --full --out /tmp/ts_full
+                                                    # every tensor in full (debugging; not committed)
+
+Needs the venv of `tools/requirements.txt` (torch, transformers >= 5, safetensors, numpy); CPU only.
+Every random draw is seeded, so a rerun with the same package versions rewrites the same bytes.
+
+What it computes: the training step of the loramixer trainer exactly as specified (router
+z = W h + b (+ W_c c), p = softmax(z / temperature); routing soft / topk / label; routed LoRA
+projections y = W u + sum_e g_e s_e B_e (A_e u); loss = CE on the target tokens + the routing
+specialisation loss (balance alpha E sum pbar fbar and entropy -lambda mean H(p), averaged over
+layers) + the preserve term beta sum ||theta - theta_0||^2 over the sensitive experts; gradients by
+autograd; global-norm clipping; warmup + cosine learning rate; AdamW with decoupled weight decay on
+matrices only), for TWO consecutive steps of three cases on the llama_f32 fixture model with its
+adapters e0, e1, e2 and its router files:
+
+    joint_topk_context  router (context input) + every LoRA A/B trained, top-2 routing, preserve on e1,
+                        clipping at 1.0 (triggers)
+    router_soft_token   router (token input) only, soft routing at temperature 2, signed lambda < 0,
+                        linear warmup, no clipping
+    joint_label         router + every LoRA A/B, label (one-hot) routing, top-1 for fbar, clipping at 0.5
+
+The llama forward is written out here (embedding, RMSNorm, llama3 RoPE, GQA eager attention, SiLU
+MLP) from the Hugging Face model's weights; each example is its own sequence. The script checks:
+- its no-grad logits against `lmx_reference.Mixture.run` (the inference oracle of the other
+  fixtures, hooks on the transformers model) for every case's routing: < 1e-5;
+- its own AdamW / clipping against `torch.optim.AdamW` + `torch.nn.utils.clip_grad_norm_` on
+  the first case (both steps);
+- the float32 run (the one written) against the same computation in float64;
+- that no router probability is within 1e-4 of a top-K boundary (K-th vs (K+1)-th), at both steps;
+  otherwise the batch seed is advanced.
+
+It is the oracle for the Swift trainer test, which compares within 1e-4 relative. What is written
+(see the generated `Tests/Fixtures/train_step/README.md` and `cases.json`):
+- `cases.json`: the batch, every hyperparameter of every case, per step the scalars (loss, ce,
+  balance, entropy_term, preserve, grad_norm before clipping, lr, ...) and, for EVERY trainable
+  tensor, `grad_norm`/`grad_probe` (gradient before clipping) and `update_norm`/`update_probe`
+  (parameter after the step minus before), probe(x) = sum_j x_j * ((j mod 7) - 3) over the
+  row-major flat index j;
+- `{case}.safetensors`: `step{n}.grad.{param}` (before clipping) and `step{n}.param.{param}` (after
+  step n), n = 0, 1, float32 — for every router tensor and for the LoRA tensors listed in FULL_SLOTS
+  (storing every LoRA tensor in full would take ~650 KB; `--full` does that). Router rows follow
+  the canonical expert order e0, e1, e2 (router_context.safetensors stores e2, e0, e1).
+It also rewrites its own section (from `## train_step` to the end) of Tests/Fixtures/README.md,
+which `tools/make_fixtures.py` regenerates without it: rerun this script after that one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+import transformers
+from transformers import AutoModelForCausalLM
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lmx_reference import (MODULES, LoraExpert, Mixture, Router,  # noqa: E402
+                           sort_safetensors_metadata)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODEL = "Tests/Fixtures/llama_f32"
+OUT = "Tests/Fixtures/train_step"
+E_NAMES = ["e0", "e1", "e2"]  # canonical expert order
+LENGTHS = [7, 11, 5]
+N_TARGETS = [3, 4, 2]
+LABELS = [0, 2, 1]
+TOKEN_LOW, TOKEN_HIGH = 3, 128
+FIRST_BATCH_SEED = 5000
+GAP_MIN = 1e-4
+STEPS = 2
+SIZE_LIMIT = 300_000
+
+CASES = [
+    dict(name="joint_topk_context", regime="joint", routing="topk", router=f"{MODEL}/router_context.safetensors",
+         top_k=2, temperature=1.0, alpha=0.1, **{"lambda": 0.05}, beta=0.5, sensitive=["e1"],
+         lr=1e-2, min_lr=1e-3, warmup=1, total_steps=4, wd=0.1, b1=0.9, b2=0.999, eps=1e-8, clip=1.0),
+    dict(name="router_soft_token", regime="router", routing="soft", router=f"{MODEL}/router.safetensors",
+         top_k=2, temperature=2.0, alpha=0.2, **{"lambda": -0.1}, beta=0.0, sensitive=[],
+         lr=5e-2, min_lr=0.0, warmup=2, total_steps=10, wd=0.01, b1=0.9, b2=0.999, eps=1e-8, clip=0.0),
+    dict(name="joint_label", regime="joint", routing="label", router=f"{MODEL}/router.safetensors",
+         top_k=1, temperature=1.0, alpha=0.05, **{"lambda": 0.02}, beta=0.0, sensitive=[],
+         lr=1e-2, min_lr=0.0, warmup=0, total_steps=2, wd=0.0, b1=0.9, b2=0.999, eps=1e-8, clip=0.5),
+]
+
+# LoRA slots (expert, layer, module) whose A and B are stored in full in the joint cases: both
+# layers, attention (q, v, o as input) and MLP (gate, up, down), every expert, e1's rank_pattern
+# (v_proj r 4, rslora) and alpha_pattern (gate_proj); every other tensor is covered by the
+# norms/probes in cases.json.
+FULL_SLOTS = [("e0", 0, "q_proj"), ("e0", 0, "o_proj"), ("e1", 0, "v_proj"), ("e1", 0, "gate_proj"),
+              ("e1", 0, "down_proj"), ("e0", 1, "v_proj"), ("e2", 1, "k_proj"), ("e2", 1, "o_proj"),
+              ("e2", 1, "up_proj")]
+
+
+def say(*a):
+    print(*a, flush=True)
+
+
+# ----------------------------------------------------------------------------- base model
+
+class Base:
+    """The frozen llama weights in one dtype, and an explicit forward that calls `proj` for
+    every routed projection and `route` once per layer at the input_layernorm output."""
+
+    def __init__(self, model, dtype):
+        cfg = model.config
+        if cfg.model_type != "llama" or cfg.attention_bias or cfg.mlp_bias or cfg.hidden_act != "silu":
+            raise ValueError("this oracle handles bias-free SiLU llama models only")
+        self.dtype = dtype
+        self.w = {k: v.detach().to(dtype) for k, v in model.state_dict().items()}
+        self.L = cfg.num_hidden_layers
+        self.nh = cfg.num_attention_heads
+        self.nkv = cfg.num_key_value_heads
+        self.hd = cfg.head_dim
+        self.eps = cfg.rms_norm_eps
+        self.inv_freq = llama3_inv_freq(cfg)  # float64
+        hf = model.model.rotary_emb.inv_freq.double()
+        err = float(((self.inv_freq - hf).abs() / hf).max())
+        if err > 1e-6:
+            raise ValueError(f"llama3 inverse frequencies differ from transformers' by {err:g}")
+        if getattr(model.model.rotary_emb, "attention_scaling", 1.0) != 1.0:
+            raise ValueError("attention_scaling != 1 is not handled")
+
+    def rms(self, x, w):
+        return w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
+
+    def forward(self, tokens, route, proj):
+        """tokens [T] -> logits [T, V]. route(layer, h) -> gates [T, E]; proj(layer, module,
+        u, W, gates) -> y."""
+        w = self.w
+        T = tokens.shape[0]
+        ang = torch.arange(T, dtype=torch.float64)[:, None] * self.inv_freq[None, :]
+        ang = torch.cat([ang, ang], dim=-1)
+        cos, sin = ang.cos().to(self.dtype), ang.sin().to(self.dtype)
+
+        def rope(x):  # [H, T, hd]
+            half = x.shape[-1] // 2
+            rot = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+            return x * cos + rot * sin
+
+        mask = torch.full((T, T), float("-inf"), dtype=self.dtype).triu(1)
+        x = w["model.embed_tokens.weight"][tokens]
+        for l in range(self.L):
+            p = f"model.layers.{l}."
+            h = self.rms(x, w[p + "input_layernorm.weight"])
+            g = route(l, h)
+            q = proj(l, "q_proj", h, w[p + "self_attn.q_proj.weight"], g)
+            k = proj(l, "k_proj", h, w[p + "self_attn.k_proj.weight"], g)
+            v = proj(l, "v_proj", h, w[p + "self_attn.v_proj.weight"], g)
+            q = rope(q.view(T, self.nh, self.hd).transpose(0, 1))
+            k = rope(k.view(T, self.nkv, self.hd).transpose(0, 1))
+            v = v.view(T, self.nkv, self.hd).transpose(0, 1)
+            rep = self.nh // self.nkv
+            k = k.repeat_interleave(rep, dim=0)
+            v = v.repeat_interleave(rep, dim=0)
+            att = torch.softmax(q @ k.transpose(1, 2) * self.hd ** -0.5 + mask, dim=-1)
+            a = (att @ v).transpose(0, 1).reshape(T, self.nh * self.hd)
+            x = x + proj(l, "o_proj", a, w[p + "self_attn.o_proj.weight"], g)
+            h2 = self.rms(x, w[p + "post_attention_layernorm.weight"])
+            gate = proj(l, "gate_proj", h2, w[p + "mlp.gate_proj.weight"], g)
+            up = proj(l, "up_proj", h2, w[p + "mlp.up_proj.weight"], g)
+            x = x + proj(l, "down_proj", F.silu(gate) * up, w[p + "mlp.down_proj.weight"], g)
+        x = self.rms(x, w["model.norm.weight"])
+        return x @ w["lm_head.weight"].T
+
+
+def llama3_inv_freq(cfg):
+    rp = cfg.rope_parameters
+    dim = cfg.head_dim
+    inv = 1.0 / (rp["rope_theta"] ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim))
+    if rp.get("rope_type", "default") == "default":
+        return inv
+    if rp["rope_type"] != "llama3":
+        raise ValueError(f"rope_type {rp['rope_type']} not handled")
+    factor, lo, hi = rp["factor"], rp["low_freq_factor"], rp["high_freq_factor"]
+    old = rp["original_max_position_embeddings"]
+    wavelen = 2 * math.pi / inv
+    out = torch.where(wavelen > old / lo, inv / factor, inv)
+    smooth = (old / wavelen - lo) / (hi - lo)
+    smoothed = (1 - smooth) * out / factor + smooth * out
+    medium = (wavelen >= old / hi) & (wavelen <= old / lo)
+    return torch.where(medium, smoothed, out)
+
+
+# ----------------------------------------------------------------------------- the trainable state
+
+def initial_params(case, experts, dtype):
+    """name -> tensor (initial values, in `dtype`), trainable names in order, scales, sizes."""
+    router = Router.load(case["router"])
+    if router.input_kind == "context" and router.context_weights is None:
+        raise ValueError("context router without context weights")
+    perm = [router.experts.index(n) for n in E_NAMES]  # canonical index -> file row
+    params, trainable = {}, []
+    for l in range(len(router.weights)):
+        items = [("weight", router.weights[l][perm]), ("bias", router.biases[l][perm])]
+        if router.input_kind == "context":
+            items.append(("context_weight", router.context_weights[l][perm]))
+        for kind, t in items:
+            name = f"router.layers.{l}.{kind}"
+            params[name] = t.to(dtype).clone()
+            trainable.append(name)
+    scales = {}
+    for ex in experts:
+        for (l, m), (A, B, s) in sorted(ex.tensors.items(), key=lambda kv: (kv[0][0], MODULES.index(kv[0][1]))):
+            stem = f"experts.{ex.name}.layers.{l}.{m}"
+            params[stem + ".lora_A"] = A.to(dtype).clone()
+            params[stem + ".lora_B"] = B.to(dtype).clone()
+            scales[stem] = s
+            if case["regime"] == "joint":
+                trainable += [stem + ".lora_A", stem + ".lora_B"]
+    return params, trainable, scales, router.input_kind, router.experts
+
+
+def is_matrix(name):
+    return not name.endswith(".bias")
+
+
+def lr_at(case, n):
+    lr, mn, W, S = case["lr"], case["min_lr"], case["warmup"], case["total_steps"]
+    if n < W:
+        return lr * (n + 1) / W
+    return mn + 0.5 * (lr - mn) * (1 + math.cos(math.pi * (n - W) / max(1, S - W)))
+
+
+def compute_loss(base, case, params, theta0, scales, input_kind, examples):
+    """Forward every example, return (loss, parts dict of 0-dim tensors, diagnostics)."""
+    E, K, temp = len(E_NAMES), case["top_k"], case["temperature"]
+    dtype = base.dtype
+    probs = [[] for _ in range(base.L)]
+    logps = [[] for _ in range(base.L)]
+    ce_sum = torch.zeros((), dtype=dtype)
+    n_tgt = 0
+    logits_all = []
+    for ex in examples:
+        tok = torch.tensor(ex["tokens"])
+
+        def route(l, h):
+            z = h @ params[f"router.layers.{l}.weight"].T + params[f"router.layers.{l}.bias"]
+            if input_kind == "context":
+                c = torch.cumsum(h, 0) / torch.arange(1, h.shape[0] + 1, dtype=dtype)[:, None]
+                z = z + c @ params[f"router.layers.{l}.context_weight"].T
+            p = torch.softmax(z / temp, dim=-1)
+            probs[l].append(p)
+            logps[l].append(torch.log_softmax(z / temp, dim=-1))
+            if case["routing"] == "soft":
+                return p
+            if case["routing"] == "topk":
+                vals, ids = torch.topk(p, K, dim=-1)
+                return torch.zeros_like(p).scatter(1, ids, vals / vals.sum(-1, keepdim=True))
+            if case["routing"] == "label":
+                return F.one_hot(torch.tensor(ex["label"]), E).to(dtype).expand(h.shape[0], E)
+            raise ValueError(case["routing"])
+
+        def proj(l, m, u, W, g):
+            y = u @ W.T
+            for e, name in enumerate(E_NAMES):
+                stem = f"experts.{name}.layers.{l}.{m}"
+                if stem in scales:
+                    A, B = params[stem + ".lora_A"], params[stem + ".lora_B"]
+                    y = y + (g[:, e:e + 1] * scales[stem]) * ((u @ A.T) @ B.T)
+            return y
+
+        logits = base.forward(tok, route, proj)
+        logits_all.append(logits)
+        lsm = torch.log_softmax(logits, dim=-1)
+        tg = ex["targets"]
+        for t in range(len(tg) - 1):
+            if tg[t + 1]:
+                ce_sum = ce_sum - lsm[t, tok[t + 1]]
+                n_tgt += 1
+    ce = ce_sum / n_tgt
+    bals, ents, diag = [], [], {"pbar": [], "fbar": [], "mean_entropy": [], "gap": float("inf")}
+    for l in range(base.L):
+        P = torch.cat(probs[l])  # [N, E]
+        LP = torch.cat(logps[l])
+        N = P.shape[0]
+        pbar = P.mean(0)
+        srt = torch.sort(P.detach(), dim=-1, descending=True).values
+        if K < E:
+            diag["gap"] = min(diag["gap"], float((srt[:, K - 1] - srt[:, K]).min()))
+        ids = torch.topk(P.detach(), K, dim=-1).indices
+        fbar = torch.bincount(ids.reshape(-1), minlength=E).to(dtype) / (N * K)
+        H = -(P * LP).sum(-1)
+        bals.append(case["alpha"] * E * (pbar * fbar).sum())
+        ents.append(-case["lambda"] * H.mean())
+        diag["pbar"].append([float(x) for x in pbar.detach()])
+        diag["fbar"].append([float(x) for x in fbar])
+        diag["mean_entropy"].append(float(H.detach().mean()))
+    balance = torch.stack(bals).mean()
+    entropy_term = torch.stack(ents).mean()
+    preserve = torch.zeros((), dtype=dtype)
+    for name in E_NAMES:
+        if name in case["sensitive"] and case["beta"] != 0:
+            for pn in params:
+                if pn.startswith(f"experts.{name}."):
+                    preserve = preserve + case["beta"] * (params[pn] - theta0[pn]).pow(2).sum()
+    loss = ce + balance + entropy_term + preserve
+    diag["n_tokens"] = sum(len(ex["tokens"]) for ex in examples)
+    diag["n_targets"] = n_tgt
+    diag["logits"] = logits_all
+    return loss, dict(ce=ce, balance=balance, entropy_term=entropy_term, preserve=preserve), diag
+
+
+def run_case(base, case, experts, examples, *, torch_optim=False):
+    """Two steps. Returns a list of per-step records (params are cloned snapshots)."""
+    dtype = base.dtype
+    params, trainable, scales, input_kind, file_order = initial_params(case, experts, dtype)
+    theta0 = {k: v.clone() for k, v in params.items()}
+    if torch_optim:
+        leaves = [torch.nn.Parameter(params[n].clone()) for n in trainable]
+        for n, p in zip(trainable, leaves):
+            params[n] = p
+        opt = torch.optim.AdamW(
+            [dict(params=[p for n, p in zip(trainable, leaves) if is_matrix(n)], weight_decay=case["wd"]),
+             dict(params=[p for n, p in zip(trainable, leaves) if not is_matrix(n)], weight_decay=0.0)],
+            lr=case["lr"], betas=(case["b1"], case["b2"]), eps=case["eps"])
+    m = {n: torch.zeros_like(params[n]) for n in trainable}
+    v = {n: torch.zeros_like(params[n]) for n in trainable}
+    records = []
+    for n in range(STEPS):
+        lr = lr_at(case, n)
+        if torch_optim:
+            opt.zero_grad()
+            loss, parts, diag = compute_loss(base, case, params, theta0, scales, input_kind, examples)
+            loss.backward()
+            grads = {nm: p.grad.detach().clone() for nm, p in zip(trainable, leaves)}
+            before = {nm: p.detach().clone() for nm, p in zip(trainable, leaves)}
+            norm = torch.sqrt(sum(g.pow(2).sum() for g in grads.values()))
+            if case["clip"] > 0:
+                torch.nn.utils.clip_grad_norm_(leaves, case["clip"])
+            for gr in opt.param_groups:
+                gr["lr"] = lr
+            opt.step()
+            after = {nm: p.detach().clone() for nm, p in zip(trainable, leaves)}
+            records.append(dict(step=n, lr=lr, loss=float(loss), grad_norm=float(norm), grads=grads,
+                                before=before, after=after, **{k: float(x) for k, x in parts.items()}))
+            continue
+        for nm in trainable:
+            params[nm] = params[nm].detach().requires_grad_(True)
+        loss, parts, diag = compute_loss(base, case, params, theta0, scales, input_kind, examples)
+        gl = torch.autograd.grad(loss, [params[nm] for nm in trainable])
+        grads = {nm: g.detach() for nm, g in zip(trainable, gl)}
+        before = {nm: params[nm].detach().clone() for nm in trainable}
+        norm = torch.sqrt(sum(g.pow(2).sum() for g in grads.values()))
+        scale = 1.0
+        if case["clip"] > 0 and float(norm) > case["clip"]:
+            scale = case["clip"] / norm
+        k = n + 1
+        for nm in trainable:
+            p = before[nm].clone()
+            g = grads[nm] * scale
+            if is_matrix(nm):
+                p = p - lr * case["wd"] * p
+            m[nm] = case["b1"] * m[nm] + (1 - case["b1"]) * g
+            v[nm] = case["b2"] * v[nm] + (1 - case["b2"]) * g * g
+            mhat = m[nm] / (1 - case["b1"] ** k)
+            vhat = v[nm] / (1 - case["b2"] ** k)
+            params[nm] = p - lr * mhat / (torch.sqrt(vhat) + case["eps"])
+        after = {nm: params[nm].detach().clone() for nm in trainable}
+        records.append(dict(step=n, lr=lr, loss=float(loss), grad_norm=float(norm),
+                            clipped=bool(case["clip"] > 0 and float(norm) > case["clip"]),
+                            clip_scale=float(scale), grads=grads, before=before, after=after,
+                            gap=diag["gap"], pbar=diag["pbar"], fbar=diag["fbar"],
+                            mean_entropy=diag["mean_entropy"], n_tokens=diag["n_tokens"],
+                            n_targets=diag["n_targets"], **{k: float(x) for k, x in parts.items()}))
+    return dict(trainable=trainable, records=records, file_order=file_order, input_kind=input_kind,
+                scales=scales)
+
+
+# ----------------------------------------------------------------------------- batch and checks
+
+def make_batch(seed):
+    g = torch.Generator().manual_seed(seed)
+    examples = []
+    for T, nt, lab in zip(LENGTHS, N_TARGETS, LABELS):
+        toks = torch.randint(TOKEN_LOW, TOKEN_HIGH, (T,), generator=g).tolist()
+        examples.append(dict(tokens=toks, targets=[0] * (T - nt) + [1] * nt, label=lab))
+    return examples
+
+
+def probe_weights(n, dtype):
+    return (torch.arange(n) % 7 - 3).to(dtype)
+
+
+def summary(x):
+    f = x.reshape(-1)
+    return float(f.norm()), float((f * probe_weights(f.numel(), f.dtype)).sum())
+
+
+def rel_tensor(a, b):
+    """max |a - b| / max |b| (0 when both vanish)."""
+    den = float(b.abs().max())
+    num = float((a.double() - b.double()).abs().max())
+    return num / den if den > 0 else num
+
+
+def mixture_check(model, experts, examples):
+    """No-grad logits of our forward vs lmx_reference.Mixture.run at every case's initial state."""
+    base = Base(model, torch.float32)
+    mix = Mixture(model, experts)
+    worst = 0.0
+    for case in CASES:
+        params, _, scales, input_kind, _ = initial_params(case, experts, torch.float32)
+        router = Router.load(case["router"])
+        case_worst = 0.0
+        with torch.no_grad():
+            _, _, diag = compute_loss(base, case, params, params, scales, input_kind, examples)
+            for ex, ours in zip(examples, diag["logits"]):
+                tok = torch.tensor(ex["tokens"])
+                if case["routing"] == "topk":
+                    ref, _ = mix.run(tok, "learned", router=router, top_k=case["top_k"],
+                                     temperature=case["temperature"])
+                elif case["routing"] == "soft":
+                    ref, _ = mix.run(tok, "soft", router=router, temperature=case["temperature"])
+                else:
+                    w = [1.0 if i == ex["label"] else 0.0 for i in range(len(E_NAMES))]
+                    ref, _ = mix.run(tok, "fixed", fixed=w)
+                case_worst = max(case_worst, float((ours - ref).abs().max()))
+        mode = {"topk": "learned", "soft": "soft", "label": "fixed one-hot"}[case["routing"]]
+        say(f"  {case['name']}: forward vs Mixture.run ({mode}, {os.path.basename(case['router'])}, "
+            f"temperature {case['temperature']:g}): max |logits diff| {case_worst:.2e}")
+        worst = max(worst, case_worst)
+    base_worst = 0.0
+    with torch.no_grad():
+        for ex in examples:
+            tok = torch.tensor(ex["tokens"])
+            ours = base.forward(tok, lambda l, h: torch.zeros(h.shape[0], len(E_NAMES)),
+                                lambda l, m, u, W, g: u @ W.T)
+            hf = model(input_ids=tok.view(1, -1)).logits[0]
+            base_worst = max(base_worst, float((ours - hf).abs().max()))
+    say(f"  base forward (no experts) vs transformers: max |logits diff| {base_worst:.2e}")
+    worst = max(worst, base_worst)
+    if worst > 1e-5:
+        raise SystemExit("forward does not match the inference reference")
+    return worst
+
+
+# ----------------------------------------------------------------------------- output
+
+def fmt_json(obj, indent=0, width=118):
+    """JSON with short containers on one line (readable, and not one number per line)."""
+    flat = json.dumps(obj, separators=(", ", ": "))
+    if len(flat) + indent <= width or not isinstance(obj, (dict, list)):
+        return flat
+    pad = " " * (indent + 1)
+    if isinstance(obj, list):
+        if all(not isinstance(x, (dict, list)) for x in obj):
+            return flat
+        inner = [pad + fmt_json(x, indent + 1, width) for x in obj]
+        return "[\n" + ",\n".join(inner) + "\n" + " " * indent + "]"
+    inner = [pad + json.dumps(k) + ": " + fmt_json(v, indent + 1, width) for k, v in obj.items()]
+    return "{\n" + ",\n".join(inner) + "\n" + " " * indent + "}"
+
+
+def full_names(case, trainable):
+    if case["regime"] != "joint":
+        return list(trainable)
+    keep = set()
+    for e, l, m in FULL_SLOTS:
+        keep |= {f"experts.{e}.layers.{l}.{m}.lora_A", f"experts.{e}.layers.{l}.{m}.lora_B"}
+    return [n for n in trainable if n.startswith("router.") or n in keep]
+
+
+def dir_size(path):
+    return sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(path) for f in fs)
+
+
+def write_outputs(out, results, examples, seed, checks, full):
+    os.makedirs(out, exist_ok=True)
+    cases_json = []
+    for case in CASES:
+        res = results[case["name"]]
+        stored = list(res["trainable"]) if full else full_names(case, res["trainable"])
+        tensors = {}
+        steps = []
+        for rec in res["records"]:
+            n = rec["step"]
+            for nm in stored:
+                tensors[f"step{n}.grad.{nm}"] = rec["grads"][nm].float().contiguous()
+                tensors[f"step{n}.param.{nm}"] = rec["after"][nm].float().contiguous()
+            per_tensor = {}
+            for nm in res["trainable"]:
+                gn, gp = summary(rec["grads"][nm])
+                un, up = summary(rec["after"][nm] - rec["before"][nm])
+                per_tensor[nm] = dict(grad_norm=gn, grad_probe=gp, update_norm=un, update_probe=up)
+            steps.append(dict(
+                step=n, lr=rec["lr"], loss=rec["loss"], ce=rec["ce"], balance=rec["balance"],
+                entropy_term=rec["entropy_term"], rsl=rec["balance"] + rec["entropy_term"],
+                preserve=rec["preserve"], grad_norm=rec["grad_norm"], clipped=rec["clipped"],
+                clip_scale=rec["clip_scale"], n_tokens=rec["n_tokens"], n_targets=rec["n_targets"],
+                pbar=rec["pbar"], fbar=rec["fbar"], mean_entropy=rec["mean_entropy"],
+                min_topk_gap=rec["gap"] if math.isfinite(rec["gap"]) else None,
+                tensors=per_tensor))
+        path = os.path.join(out, f"{case['name']}.safetensors")
+        save_file(tensors, path, metadata={"format": "loramixer.train_step_fixture", "case": case["name"]})
+        sort_safetensors_metadata(path)
+        hp = {k: v for k, v in case.items()}
+        cases_json.append(dict(
+            **hp, router_file_experts=res["file_order"], router_input=res["input_kind"],
+            lr_schedule=[lr_at(case, n) for n in range(case["total_steps"])],
+            trainable=res["trainable"], stored=stored, steps=steps))
+    doc = {
+        "format": "loramixer.train_step_fixture",
+        "version": 1,
+        "generator": "tools/make_train_fixture.py",
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                     "numpy": np.__version__},
+        "model": MODEL,
+        "experts": E_NAMES,
+        "adapters": {n: f"{MODEL}/adapters/{n}" for n in E_NAMES},
+        "lora_scales": {k: v for k, v in results[CASES[0]["name"]]["scales"].items()},
+        "router_rows": "router tensors' rows follow `experts` (canonical order), whatever the router file's order",
+        "probe": "probe(x) = sum_j x_j * ((j mod 7) - 3), j = row-major flat index",
+        "batch_seed": seed,
+        "examples": examples,
+        "checks": checks,
+        "cases": cases_json,
+    }
+    with open(os.path.join(out, "cases.json"), "w") as f:
+        f.write(fmt_json(doc) + "\n")
+    with open(os.path.join(out, "README.md"), "w") as f:
+        f.write(fixture_readme(results, full))
+
+
+def fixture_readme(results, full):
+    L = ["# train_step fixture (generated; do not edit by hand)", "",
+         "Written by `python tools/make_train_fixture.py` (the torch oracle of the Swift trainer test, which",
+         "compares within 1e-4 relative). Model, adapters and routers: `Tests/Fixtures/llama_f32` (experts e0, e1, e2).",
+         "",
+         "- `cases.json` — the batch (3 examples: tokens, targets, label), every hyperparameter of each case, and per",
+         "  step (two steps each) loss, ce, balance, entropy_term, preserve, grad_norm (before clipping), lr, pbar/fbar",
+         "  per layer, plus grad_norm/grad_probe/update_norm/update_probe for EVERY trainable tensor.",
+         "- `{case}.safetensors` — `step{n}.grad.{param}` (before clipping) and `step{n}.param.{param}` (after step n),",
+         "  float32; router rows in canonical order e0, e1, e2. " +
+         ("All trainable tensors." if full else
+          "All router tensors; of the LoRA tensors only the slots in `stored` (cases.json) — the rest are checked "
+          "through the norms/probes."),
+         ""]
+    for case in CASES:
+        recs = results[case["name"]]["records"]
+        L.append(f"- `{case['name']}`: {case['regime']} regime, {case['routing']} routing, "
+                 f"{os.path.basename(case['router'])}; loss {recs[0]['loss']:.4f} -> {recs[1]['loss']:.4f}; "
+                 f"grad_norm {recs[0]['grad_norm']:.3f}, {recs[1]['grad_norm']:.3f}"
+                 f"{' (clip ' + format(case['clip'], 'g') + ')' if case['clip'] > 0 else ''}.")
+    return "\n".join(L) + "\n"
+
+
+def update_fixtures_readme(results, seed, out, checks):
+    path = "Tests/Fixtures/README.md"
+    with open(path) as f:
+        text = f.read()
+    marker = "\n## train_step\n"
+    if marker in text:
+        text = text[:text.index(marker)]
+    text = text.rstrip("\n") + "\n"
+    L = ["", "## train_step", "",
+         "Written by `tools/make_train_fixture.py` (not by make_fixtures.py; rerun it after make_fixtures.py, which",
+         "rewrites this README). The torch oracle for the Swift trainer: two optimiser steps (forward, loss, autograd",
+         "gradients, clipping, warmup/cosine lr, AdamW) on `llama_f32` with its adapters e0, e1, e2, on a batch of 3",
+         f"examples (lengths {', '.join(map(str, LENGTHS))}; last {', '.join(map(str, N_TARGETS))} positions are targets; "
+         f"labels {', '.join(map(str, LABELS))}; batch seed {seed}). The forward is an explicit float32 llama",
+         "forward, checked against `tools/lmx_reference.py`'s `Mixture.run` (< 1e-5), the optimiser against",
+         "`torch.optim.AdamW` + `clip_grad_norm_`, and the gradients against a float64 run.",
+         "",
+         "| case | regime | routing | router file | top_k / temperature | alpha / lambda / beta | lr (warmup, total) | clip |",
+         "|---|---|---|---|---|---|---|---|"]
+    for c in CASES:
+        recs = results[c["name"]]["records"]
+        clip = "none" if c["clip"] <= 0 else f"{c['clip']:g} (norms {recs[0]['grad_norm']:.3f}, {recs[1]['grad_norm']:.3f})"
+        L.append(f"| `{c['name']}` | {c['regime']} | {c['routing']} | {os.path.basename(c['router'])} | "
+                 f"{c['top_k']} / {c['temperature']:g} | {c['alpha']:g} / {c['lambda']:g} / {c['beta']:g}"
+                 f"{' (' + ','.join(c['sensitive']) + ' sensitive)' if c['sensitive'] else ''} | "
+                 f"{c['lr']:g} ({c['warmup']}, {c['total_steps']}; min {c['min_lr']:g}), wd {c['wd']:g} | {clip} |")
+    L += ["",
+          "- `cases.json`, `{case}.safetensors` (`step{0,1}.grad.{param}`, `step{0,1}.param.{param}`) and a README.md; "
+          "see `train_step/README.md`. Router rows follow e0, e1, e2 (router_context.safetensors stores e2, e0, e1).",
+          f"- checks: forward vs Mixture.run {checks['forward_vs_mixture']:.1e}; own AdamW vs torch.optim.AdamW "
+          f"{checks['adamw_vs_torch']:.1e} (max |param diff|); float32 vs float64 gradients "
+          f"{checks['f32_vs_f64_grad']:.1e} (max over tensors of max|diff|/max|g64|); smallest top-K probability gap "
+          f"{checks['min_topk_gap']:.4f}.",
+          f"- size: {dir_size(out) / 1e3:.0f} kB", ""]
+    with open(path, "w") as f:
+        f.write(text + "\n".join(L))
+
+
+# ----------------------------------------------------------------------------- main
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=OUT, help=f"output folder (default {OUT})")
+    ap.add_argument("--full", action="store_true", help="store every trainable tensor in full")
+    args = ap.parse_args()
+    os.chdir(REPO)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    torch.use_deterministic_algorithms(True)
+
+    model = AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32, attn_implementation="eager")
+    model.eval().requires_grad_(False)
+    experts = [LoraExpert.load(f"{MODEL}/adapters/{n}", name=n) for n in E_NAMES]
+    b32 = Base(model, torch.float32)
+    b64 = Base(model, torch.float64)
+
+    seed = FIRST_BATCH_SEED
+    while True:
+        examples = make_batch(seed)
+        results = {c["name"]: run_case(b32, c, experts, examples) for c in CASES}
+        gaps = {n: min(r["gap"] for r in res["records"]) for n, res in results.items()}
+        clipped = any(r["clipped"] for r in results[CASES[0]["name"]]["records"])
+        say(f"batch seed {seed}: smallest K-th vs (K+1)-th probability gap per case "
+            + ", ".join(f"{n} {g:.4f}" for n, g in gaps.items()) + f"; case 1 clipped: {clipped}")
+        if min(gaps.values()) >= GAP_MIN and clipped:
+            break
+        seed += 1
+
+    say("checks:")
+    fwd = mixture_check(model, experts, examples)
+
+    # own AdamW + clipping vs torch.optim.AdamW + clip_grad_norm_ on the first case
+    ref = run_case(b32, CASES[0], experts, examples, torch_optim=True)
+    adam = 0.0
+    for r_own, r_t in zip(results[CASES[0]["name"]]["records"], ref["records"]):
+        d = max(float((r_own["after"][n] - r_t["after"][n]).abs().max()) for n in r_own["after"])
+        dg = max(rel_tensor(r_own["grads"][n], r_t["grads"][n]) for n in r_own["grads"])
+        say(f"  {CASES[0]['name']} step {r_own['step']}: own AdamW vs torch.optim.AdamW max |param diff| {d:.2e} "
+            f"(grads via backward() rel {dg:.1e}; lr {r_own['lr']:g}, grad_norm {r_own['grad_norm']:.4f}, "
+            f"clip scale {r_own['clip_scale']:.4f})")
+        adam = max(adam, d)
+
+    # float32 vs float64
+    worst_g = worst_u = 0.0
+    for c in CASES:
+        r64 = run_case(b64, c, experts, examples)
+        r32 = results[c["name"]]
+        for a, b in zip(r32["records"], r64["records"]):
+            g = max(rel_tensor(a["grads"][n], b["grads"][n]) for n in a["grads"])
+            u = max(rel_tensor(a["after"][n] - a["before"][n], b["after"][n] - b["before"][n]) for n in a["grads"])
+            p = max(rel_tensor(a["after"][n], b["after"][n]) for n in a["grads"])
+            sc = max(abs(a[k] - b[k]) / max(abs(b[k]), 1e-30) for k in ("loss", "ce", "grad_norm"))
+            say(f"  {c['name']} step {a['step']}: f32 vs f64 max rel diff: grads {g:.1e}, updates {u:.1e}, "
+                f"params {p:.1e}, loss/ce/grad_norm {sc:.1e}")
+            worst_g, worst_u = max(worst_g, g), max(worst_u, u)
+    checks = dict(forward_vs_mixture=fwd, adamw_vs_torch=adam, f32_vs_f64_grad=worst_g, f32_vs_f64_update=worst_u,
+                  min_topk_gap=min(min(r["gap"] for r in res["records"]) for res in results.values()))
+
+    for c in CASES:
+        for r in results[c["name"]]["records"]:
+            say(f"  {c['name']} step {r['step']}: lr {r['lr']:g} loss {r['loss']:.6f} ce {r['ce']:.6f} "
+                f"balance {r['balance']:.6f} entropy_term {r['entropy_term']:.6f} preserve {r['preserve']:.3e} "
+                f"grad_norm {r['grad_norm']:.4f}{' (clipped)' if r['clipped'] else ''}")
+
+    write_outputs(args.out, results, examples, seed, checks, args.full)
+    size = dir_size(args.out)
+    say(f"wrote {args.out}: " + ", ".join(f"{f} {os.path.getsize(os.path.join(args.out, f)) / 1e3:.1f} kB"
+                                          for f in sorted(os.listdir(args.out))) + f"; total {size / 1e3:.1f} kB")
+    if args.out == OUT:
+        if size > SIZE_LIMIT and not args.full:
+            raise SystemExit(f"{OUT} is {size} bytes, over {SIZE_LIMIT}")
+        update_fixtures_readme(results, seed, args.out, checks)
+        say("updated Tests/Fixtures/README.md (section ## train_step)")
+
+
+if __name__ == "__main__":
+    main()
