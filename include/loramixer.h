@@ -347,6 +347,91 @@ LMX_API lmx_status lmx_session_trace_copy(const lmx_session *session, int32_t *e
                                           float *gates, size_t capacity, int32_t *tokens,
                                           size_t tokens_capacity);
 
+/* ---------------------------------------------------------------------------------------------
+ * Training: the router alone, or the router and LoRA experts together (see README, "Training")
+ * ------------------------------------------------------------------------------------------- */
+
+/* Add an untrained LoRA expert `name` for training: rank `rank`, scale lora_alpha / rank, on the
+ * modules set in `module_mask` (bit LMX_MODULE_* for each) in every layer; A is drawn from `seed`
+ * as PEFT initialises it and B is zero, so it changes nothing until trained. Errors:
+ * LMX_ERR_INVALID_ARGUMENT (name taken, rank outside 1...4096, alpha <= 0, empty or unknown mask
+ * bits), LMX_ERR_STATE (the mixer already has a router). Thread-safe like lmx_mixer_add_peft. */
+LMX_API lmx_status lmx_mixer_add_untrained_lora(lmx_mixer *mixer, const char *name, uint32_t rank,
+                                                float lora_alpha, uint32_t module_mask, uint64_t seed,
+                                                int32_t *out_index);
+
+/* Training regimes and routing; values are fixed forever. */
+enum {
+    LMX_TRAIN_ROUTER = 0, /* train the router; experts frozen */
+    LMX_TRAIN_JOINT = 1   /* train the router and every expert's LoRA A/B */
+};
+enum {
+    LMX_TRAIN_ROUTING_TOPK = 0,  /* renormalised top-K gates; gradients through the chosen probabilities */
+    LMX_TRAIN_ROUTING_SOFT = 1,  /* every expert, gate = router probability */
+    LMX_TRAIN_ROUTING_LABEL = 2  /* one-hot by the example's "task" (an expert name); no router needed */
+};
+
+/* Training settings. Start from lmx_train_params_default() and change fields. */
+typedef struct lmx_train_params {
+    uint32_t struct_size;        /* sizeof(lmx_train_params) */
+    uint32_t regime;             /* LMX_TRAIN_ROUTER (default) or LMX_TRAIN_JOINT */
+    uint32_t routing;            /* LMX_TRAIN_ROUTING_* (default TOPK) */
+    uint32_t router_context;     /* a new router reads the running context mean too (0 = token input) */
+    int32_t soft_steps;          /* with TOPK: route softly for the first N steps (0) */
+    int32_t top_k;               /* K of top-K and of the load report; 0 = the router's (2 for a new one) */
+    float temperature;           /* router temperature; 0 = the router's (1 for a new one) */
+    float alpha;                 /* L_RSL load-balance weight (0.01) */
+    float lambda;                /* L_RSL entropy weight, signed (0) */
+    float beta;                  /* L_preserve weight, joint regime (0) */
+    const char *sensitive;       /* comma-separated experts L_preserve keeps near their start, or NULL */
+    float learning_rate;         /* peak (1e-3) */
+    float min_learning_rate;     /* end of the cosine (0) */
+    int32_t warmup_steps;        /* linear warmup (0) */
+    float weight_decay;          /* AdamW, matrices only (0.01) */
+    float adam_beta1, adam_beta2, adam_epsilon; /* 0.9, 0.999, 1e-8 */
+    float clip_norm;             /* global gradient-norm clip, 0 = none (1) */
+    int32_t batch_size;          /* examples per step (16) */
+    int32_t epochs;              /* passes over the data unless `steps` (1) */
+    int32_t steps;               /* total steps; 0 = epochs x batches */
+    uint64_t seed;               /* data order and new parameters (0) */
+    int32_t checkpoint_every;    /* checkpoint every N steps; 0 = at the end and on cancel */
+    int32_t resume;              /* nonzero: continue from out_dir's checkpoint if there is one */
+    int32_t n_threads;           /* 0 = the cores available */
+    int32_t eval_max_tokens;     /* most tokens generated per evaluation example (32) */
+} lmx_train_params;
+
+/* Default training params. Returned by value; thread-safe. */
+LMX_API lmx_train_params lmx_train_params_default(void);
+
+/* What the progress callback sees after every step. Pointers are valid during the call only. */
+typedef struct lmx_train_progress {
+    uint32_t struct_size;        /* sizeof(lmx_train_progress) as the library built it */
+    int32_t step, total_steps, epoch;
+    double loss, cross_entropy, balance, entropy_term, preserve;
+    float learning_rate;
+    double grad_norm, tokens_per_s, elapsed_s, eta_s;
+    size_t n_experts;
+    const float *expert_load;    /* per expert: share of this step's top-K assignments (mean over layers) */
+    size_t n_layers;
+    const float *layer_entropy;  /* per layer: mean token entropy of the router (nats) */
+} lmx_train_progress;
+
+/* Called after every step, on the training thread; return nonzero to cancel. */
+typedef int32_t (*lmx_train_progress_fn)(const lmx_train_progress *progress, void *user_data);
+
+/* Train `mixer` on the JSON Lines file `data_path` (README, "Training data"); `eval_path` (may be
+ * NULL) is evaluated per task at the end. With `out_dir` (may be NULL: nothing is written) the
+ * router file, the experts as PEFT folders (joint), checkpoints and report.json are written there,
+ * each file atomically. On success the mixer holds the trained router (and experts); sessions
+ * created before keep what they had. Blocks until done; `progress` (may be NULL) can cancel:
+ * LMX_ERR_CANCELLED, checkpoint saved in out_dir, mixer unchanged. Errors: LMX_ERR_INVALID_ARGUMENT
+ * (params, data), LMX_ERR_IO, LMX_ERR_FORMAT, LMX_ERR_STATE (no experts, custom experts, a
+ * checkpoint from another run). Other threads may use the mixer meanwhile: they see the old router
+ * and experts until training succeeds. */
+LMX_API lmx_status lmx_mixer_train(lmx_mixer *mixer, const char *data_path, const char *eval_path,
+                                   const char *out_dir, const lmx_train_params *params,
+                                   lmx_train_progress_fn progress, void *user_data);
+
 #ifdef __cplusplus
 }
 #endif

@@ -14,7 +14,7 @@ struct LMX: ParsableCommand {
             Errors are reported as one line on stderr, 'lmx: error: <message>', with exit status 1 \
             for runtime failures and 64 for usage errors.
             """,
-        subcommands: [InspectCommand.self, LogitsCommand.self, RunCommand.self]
+        subcommands: [InspectCommand.self, LogitsCommand.self, RunCommand.self, TrainCommand.self]
     )
 
     /// Parses, runs, and turns every error into the one-line report; help goes to stdout.

@@ -67,7 +67,7 @@ DEFAULT_OUT = os.path.join(REPO, "bench", "work", "routing", "data")
 MAX_BYTES = 40
 
 
-# ---- tasks: each draw returns (prompt, completion, context) where context lets base noise be drawn
+# ---- tasks: each draw returns (prompt, completion, context)
 
 def draw_math(rng):
     a, b = rng.randrange(100), rng.randrange(100)
@@ -92,15 +92,28 @@ def draw_lookup(rng):
 DRAW = {"math": draw_math, "strings": draw_strings, "lookup": draw_lookup}
 
 
-def noise_completion(task, ctx, rng):
-    """Shape-correct, rule-free completion for the base mixture."""
-    if task == "math":
-        return f"{rng.randrange(199)}\n"
-    if task == "strings":
-        letters = list(ctx)
-        rng.shuffle(letters)
-        return "".join(letters) + "\n"
-    return f"{rng.choice(ctx)}\n"
+def draw_sub(rng):
+    a = rng.randrange(100)
+    b = rng.randrange(a + 1)
+    return f"{a}-{b}=", f"{a - b}\n"
+
+
+def draw_copy(rng):
+    n = rng.randint(3, 7)
+    w = "".join(rng.choice(string.ascii_lowercase) for _ in range(n))
+    return f"[{w}]", w + "\n"
+
+
+def draw_rlookup(rng):
+    n = rng.randint(3, 6)
+    keys = rng.sample(string.ascii_uppercase, n)
+    vals = rng.sample(range(10), n)
+    q = rng.randrange(n)
+    ctx = " ".join(f"{k}:{v}" for k, v in zip(keys, vals))
+    return f"{ctx} ?{vals[q]}", f"{keys[q]}\n"
+
+
+BASE_DRAW = {"sub": draw_sub, "copy": draw_copy, "rlookup": draw_rlookup}
 
 
 def check(ex):
@@ -135,19 +148,14 @@ def main(argv):
     rng = random.Random(SEED)
     used = {t: set() for t in TASKS}
     evals = {t: distinct(t, rng, N_EVAL, used[t]) for t in TASKS}
-    eval_prompts = {t: set(used[t]) for t in TASKS}
     train = {t: distinct(t, rng, N_TRAIN, used[t]) for t in TASKS}
     router = [ex for t in TASKS for ex in distinct(t, rng, N_ROUTER, used[t])]
     rng.shuffle(router)
     base = []
-    for t in TASKS:
-        k = 0
-        while k < N_BASE:
-            p, _, ctx = DRAW[t](rng)
-            if p in eval_prompts[t]:
-                continue
-            base.append({"prompt": p, "completion": noise_completion(t, ctx, rng), "task": t})
-            k += 1
+    for t, draw in BASE_DRAW.items():
+        for _ in range(N_BASE):
+            p, c = draw(rng)
+            base.append({"prompt": p, "completion": c, "task": t})
     rng.shuffle(base)
 
     write(os.path.join(out, "eval.jsonl"), [ex for t in TASKS for ex in evals[t]])

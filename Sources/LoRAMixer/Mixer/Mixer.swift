@@ -95,6 +95,23 @@ public final class Mixer: @unchecked Sendable {
         }
     }
 
+    /// Replaces experts by name (keeping their positions) and, when given, the router: what a
+    /// training run produced.
+    func adopt(experts trained: [any Expert], router: Router?) throws {
+        try lock.withLock {
+            var experts = _experts
+            for expert in trained {
+                guard let index = experts.firstIndex(where: { $0.name == expert.name }) else {
+                    throw LoRAMixerError.notFound("trained expert '\(expert.name)' is no longer in the mixer")
+                }
+                experts[index] = expert
+            }
+            let ordered = try router?.ordered(for: experts.map(\.name))
+            _experts = experts
+            if let ordered { _router = ordered }
+        }
+    }
+
     /// A new session over the experts and router the mixer has now.
     public func makeSession(contextLength: Int? = nil, trace: Bool = true, threads: Int? = nil) throws -> Session {
         let (experts, router) = lock.withLock { (_experts, _router) }

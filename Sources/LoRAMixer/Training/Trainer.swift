@@ -38,9 +38,6 @@ public final class Trainer {
         evaluationExamples = evaluation
         self.output = output
         mixture = try TrainableMixture(config: config, experts: mixer.experts, router: mixer.router, options: options)
-        if mixture.router == nil, options.routing != .label {
-            throw LoRAMixerError.state("routing '\(options.routing.rawValue)' needs a router")
-        }
         let names = mixture.expertNames
         let labels = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, $0) })
         if options.routing == .label {
@@ -92,7 +89,18 @@ public final class Trainer {
         let packed = pack(batch)
         let graph = self.graph
         let tape = try graph.forward(packed, routingNow: routing)
-        let gradients = mixture.parameters.map { $0.trainable ? FloatBuffer(count: $0.count) : nil }
+        var gradients = mixture.parameters.map { $0.trainable ? FloatBuffer(count: $0.count) : nil }
+        // A slot no token was routed to is not in this step's graph: like a torch parameter whose
+        // .grad is None, AdamW leaves it alone (no decay, no momentum step), unless L_preserve holds it.
+        for (e, layers) in mixture.slots.enumerated() {
+            for (l, modules) in layers.enumerated() {
+                for (m, slot) in modules.enumerated() {
+                    guard let slot, let module = ProjectionModule(rawValue: m),
+                          tape.layers[l].loraInputs[LayerTape.key(expert: e, module: module)] == nil else { continue }
+                    for index in [slot.a, slot.b] where reference[index] == nil { gradients[index] = nil }
+                }
+            }
+        }
         let (losses, statistics) = graph.backward(packed, tape: tape, routingNow: routing, gradients: gradients,
                                                   preserve: (options.beta, reference))
         return (losses, statistics, gradients)
