@@ -403,7 +403,9 @@ typedef struct lmx_train_params {
 /* Default training params. Returned by value; thread-safe. */
 LMX_API lmx_train_params lmx_train_params_default(void);
 
-/* What the progress callback sees after every step. Pointers are valid during the call only. */
+/* What the progress callback sees after every step. Pointers are valid during the call only.
+ * `step` counts from 1, `epoch` from 0; n_experts and n_layers are 0 when the run has no router
+ * (label routing without one). */
 typedef struct lmx_train_progress {
     uint32_t struct_size;        /* sizeof(lmx_train_progress) as the library built it */
     int32_t step, total_steps, epoch;
@@ -416,7 +418,8 @@ typedef struct lmx_train_progress {
     const float *layer_entropy;  /* per layer: mean token entropy of the router (nats) */
 } lmx_train_progress;
 
-/* Called after every step, on the training thread; return nonzero to cancel. */
+/* Called after every step, on the training thread; return nonzero to cancel (after the last step
+ * the run is complete and nonzero changes nothing). */
 typedef int32_t (*lmx_train_progress_fn)(const lmx_train_progress *progress, void *user_data);
 
 /* Train `mixer` on the JSON Lines file `data_path` (README, "Training data"); `eval_path` (may be

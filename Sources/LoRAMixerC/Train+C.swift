@@ -13,7 +13,8 @@ public func lmx_mixer_add_untrained_lora(_ mixer: OpaquePointer?, _ name: Unsafe
         let modules = ProjectionModule.allCases.filter { moduleMask & (1 << UInt32($0.rawValue)) != 0 }
         let expert = try LoRAExpert(untrainedFor: mixer.model.config, name: name, rank: Int(rank), alpha: Double(loraAlpha),
                                     modules: modules, seed: seed)
-        outIndex?.pointee = Int32(try mixer.add(expert))
+        let index = try mixer.add(expert)
+        outIndex?.pointee = Int32(index)
     }
 }
 

@@ -164,7 +164,7 @@ final class TrainingTests: XCTestCase {
         }
         let mixer = try Fixtures.mixer("llama_f32", router: nil)
         try mixer.add(ZeroExpert())
-        assertThrows(.invalidArgument, containing: ["'custom' is a custom expert"]) {
+        assertThrows(.state, containing: ["'custom' is a custom expert"]) {
             _ = try Trainer(mixer: mixer, options: self.options(.joint, .label), examples: data, output: nil)
         }
         let path = try temporaryDirectory() + "/bad.jsonl"

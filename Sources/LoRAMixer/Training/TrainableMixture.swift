@@ -52,7 +52,7 @@ struct TrainableMixture {
         guard !experts.isEmpty else { throw LoRAMixerError.state("the mixer has no experts to train with; add experts first") }
         let loras = try experts.map { expert -> LoRAExpert in
             guard let lora = expert as? LoRAExpert else {
-                throw LoRAMixerError.invalidArgument("expert '\(expert.name)' is a custom expert; training needs LoRA experts (their A and B), loaded from PEFT folders or memory")
+                throw LoRAMixerError.state("expert '\(expert.name)' is a custom expert; training needs LoRA experts (their A and B), loaded from PEFT folders or memory")
             }
             return lora
         }

@@ -29,7 +29,7 @@ public final class Trainer {
             guard example.tokens.count >= 2, example.tokens.count == example.targets.count,
                   example.tokens.count <= config.maxPositions,
                   example.tokens.allSatisfy({ (0..<Int32(config.vocabSize)).contains($0) }) else {
-                throw LoRAMixerError.invalidArgument("example \(index): needs 2...\(config.maxPositions) token ids in 0..<\(config.vocabSize), one target flag each")
+                throw LoRAMixerError.invalidArgument("\(example.origin ?? "example \(index)"): needs 2...\(config.maxPositions) token ids in 0..<\(config.vocabSize), one target flag each")
             }
         }
         self.options = options
@@ -42,7 +42,7 @@ public final class Trainer {
         let labels = Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, $0) })
         if options.routing == .label {
             for (index, example) in (examples + evaluation).enumerated() where example.task.flatMap({ labels[$0] }) == nil {
-                throw LoRAMixerError.invalidArgument("example \(index): label routing needs a \"task\" naming an expert (experts: \(names)), got \(example.task.map { "'\($0)'" } ?? "none")")
+                throw LoRAMixerError.invalidArgument("\(example.origin ?? "example \(index)"): label routing needs a \"task\" naming an expert (experts: \(names)), got \(example.task.map { "'\($0)'" } ?? "none")")
             }
         }
         self.labels = labels

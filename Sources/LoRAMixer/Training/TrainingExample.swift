@@ -9,12 +9,18 @@ public struct TrainingExample: Sendable, Equatable {
     public var task: String?
     /// Tokens of the prompt (before the first target), for generation in evaluation.
     public var promptLength: Int
+    /// Where the example came from (`file:line`), for messages; not part of its value.
+    public var origin: String?
 
     public init(tokens: [Int32], targets: [Bool], task: String?) {
         self.tokens = tokens
         self.targets = targets
         self.task = task
         promptLength = targets.firstIndex(of: true) ?? tokens.count
+    }
+
+    public static func == (lhs: Self, rhs: Self) -> Bool {
+        (lhs.tokens, lhs.targets, lhs.task, lhs.promptLength) == (rhs.tokens, rhs.targets, rhs.task, rhs.promptLength)
     }
 
     /// Reads JSON Lines (DESIGN.md section 6): one object per line, either `{"text": ...}` (loss on
@@ -32,7 +38,8 @@ public struct TrainingExample: Sendable, Equatable {
             let where_ = "\(path):\(index + 1)"
             guard line.contains(where: { !($0 == 32 || $0 == 9 || $0 == 13) }) else { continue }
             let json = try JSONParser.parse(Array(line), context: where_)
-            let example = try TrainingExample(json: json, context: where_, vocabSize: vocabSize)
+            var example = try TrainingExample(json: json, context: where_, vocabSize: vocabSize)
+            example.origin = where_
             guard example.tokens.count <= maxLength else {
                 throw LoRAMixerError.invalidArgument("\(where_): \(example.tokens.count) tokens, more than the model's \(maxLength) positions")
             }
