@@ -162,8 +162,19 @@ struct TrainCommand: ParsableCommand {
         return options
     }
 
+    /// The modules named by --target-modules.
+    func modules() throws -> [ProjectionModule] {
+        try targetModules.split(separator: ",").map { name in
+            guard let module = ProjectionModule(name: String(name)) else {
+                throw ValidationError("--target-modules: '\(name)' is not a projection (\(ProjectionModule.allCases.map(\.name).joined(separator: ", ")))")
+            }
+            return module
+        }
+    }
+
     func validate() throws {
         _ = try options()
+        _ = try modules()
         if experts.isEmpty && newExperts.isEmpty { throw ValidationError("give the experts: --expert NAME=DIR or --new-expert NAME") }
         if !newExperts.isEmpty && regime != "joint" { throw ValidationError("--new-expert needs --regime joint (a new expert must be trained)") }
     }
@@ -173,12 +184,7 @@ struct TrainCommand: ParsableCommand {
         let model = try LanguageModel(directory: self.model)
         let mixer = Mixer(model: model)
         for expert in experts { try mixer.addPEFT(name: expert.name, directory: expert.directory) }
-        let modules = try targetModules.split(separator: ",").map { name in
-            guard let module = ProjectionModule(name: String(name)) else {
-                throw CLIError("--target-modules: '\(name)' is not a projection (\(ProjectionModule.allCases.map(\.name).joined(separator: ", ")))")
-            }
-            return module
-        }
+        let modules = try modules()
         for (index, name) in newExperts.enumerated() {
             try mixer.add(LoRAExpert(untrainedFor: model.config, name: name, rank: loraRank, alpha: loraAlpha, modules: modules,
                                      seed: options.seed &+ UInt64(index + 1)))

@@ -55,7 +55,12 @@ enum ReportTable {
         var lines: [String] = []
         if let last = report.steps.last {
             let first = report.steps.first!
-            lines.append("steps \(first.step)-\(last.step) of \(last.totalSteps) in \(format(last.elapsedSeconds, 1)) s, \(Int(last.tokensPerSecond)) tokens/s")
+            let start = (report.resumedFromStep ?? 0) + 1
+            if start <= last.step {
+                lines.append("steps \(start)-\(last.step) of \(last.totalSteps) in \(format(last.elapsedSeconds, 1)) s, \(Int(last.tokensPerSecond)) tokens/s")
+            } else {
+                lines.append("no steps left: the run was complete at step \(last.step) of \(last.totalSteps)")
+            }
             lines.append("")
             lines.append(row(["", "loss", "ce", "balance", "entropy", "preserve", "lr", "grad norm"]))
             for (label, p) in [("first", first), ("last", last)] {

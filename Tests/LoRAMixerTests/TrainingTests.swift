@@ -69,7 +69,7 @@ final class TrainingTests: XCTestCase {
         XCTAssertEqual(resumed.completedSteps, 3)
         let report = try resumed.run()
         XCTAssertEqual(report.resumedFromStep, 3)
-        XCTAssertEqual(report.steps.map(\.step), [4, 5, 6])
+        XCTAssertEqual(report.steps.map(\.step), [1, 2, 3, 4, 5, 6], "the report keeps the steps before the resume")
         XCTAssertEqual(values(resumed), values(uninterrupted), "resuming must continue the same run exactly")
 
         var other = options

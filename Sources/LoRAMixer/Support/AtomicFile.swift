@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 
 /// Writes files so that a reader, a crash or a kill never sees a half-written one: the bytes go
@@ -41,6 +42,35 @@ enum AtomicFile {
             if count < 0 && errno == EINTR { continue }
             guard count > 0 else { throw posixError("\(path): cannot write") }
             offset += count
+        }
+    }
+
+    /// Creates `path` and any missing parents (like `mkdir -p`), saying which component failed and why.
+    static func createDirectories(_ path: String) throws {
+        var prefix = path.hasPrefix("/") ? "/" : ""
+        for component in path.split(separator: "/") {
+            prefix += component
+            var status = stat()
+            if stat(prefix, &status) == 0 {
+                guard status.st_mode & S_IFMT == S_IFDIR else {
+                    throw LoRAMixerError.io("\(path): cannot create the folder: '\(prefix)' exists and is not a folder")
+                }
+            } else if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
+                throw posixError("\(path): cannot create the folder '\(prefix)'")
+            }
+            prefix += "/"
+        }
+    }
+
+    /// Removes temporary files a killed writer left in `directory` (`.NAME.tmp-PID-RANDOM` whose
+    /// process is gone); files of a live process are left alone.
+    static func removeStaleTemporaries(in directory: String) {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
+        for name in names where name.hasPrefix(".") {
+            guard let marker = name.range(of: ".tmp-", options: .backwards),
+                  let pid = name[marker.upperBound...].split(separator: "-").first.flatMap({ Int32($0) }),
+                  kill(pid, 0) != 0 && errno == ESRCH else { continue }
+            unlink(directory + "/" + name)
         }
     }
 

@@ -8,12 +8,16 @@ struct AdamW {
     /// First and second moments, one per parameter tensor (nil for frozen ones).
     var first: [FloatBuffer?]
     var second: [FloatBuffer?]
+    /// Updates each tensor has had: like torch, a tensor without a gradient in a step (an expert
+    /// slot no token was routed to) is skipped, and its bias correction counts its own updates.
+    var updates: [Int]
 
     init(options: TrainingOptions, parameters: [ParameterTensor], totalSteps: Int) {
         self.options = options
         self.totalSteps = totalSteps
         first = parameters.map { $0.trainable ? FloatBuffer(count: $0.count) : nil }
         second = parameters.map { $0.trainable ? FloatBuffer(count: $0.count) : nil }
+        updates = Array(repeating: 0, count: parameters.count)
     }
 
     /// lr for step n (0-based): linear warmup to `learningRate`, then cosine down to `minLearningRate`.
@@ -38,11 +42,12 @@ struct AdamW {
         let norm = Self.norm(gradients)
         let clip: Float = options.clipNorm > 0 && norm > Double(options.clipNorm) ? Float(Double(options.clipNorm) / norm) : 1
         let lr = learningRate(step: n)
-        let k = Double(n + 1)
-        let correction1 = Float(1 - pow(Double(options.beta1), k)), correction2 = Float(1 - pow(Double(options.beta2), k))
         let (b1, b2, eps) = (options.beta1, options.beta2, options.epsilon)
         for (index, parameter) in parameters.enumerated() {
             guard parameter.trainable, let gradient = gradients[index], let m = first[index], let v = second[index] else { continue }
+            updates[index] += 1
+            let k = Double(updates[index])
+            let correction1 = Float(1 - pow(Double(b1), k)), correction2 = Float(1 - pow(Double(b2), k))
             let decay = parameter.decays ? lr * options.weightDecay : 0
             let p = parameter.values.pointer
             for i in 0..<parameter.count {

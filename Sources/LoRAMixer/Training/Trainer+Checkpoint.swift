@@ -8,8 +8,7 @@ extension Trainer {
     /// report.json), then the checkpoint (parameters, Adam moments, step), each file atomically, so
     /// a kill at any moment leaves every file whole: the previous version or the new one.
     func saveCheckpoint(to output: String) throws {
-        let manager = FileManager.default
-        try manager.createDirectory(atPath: (output as NSString).appendingPathComponent("checkpoint"), withIntermediateDirectories: true)
+        try AtomicFile.createDirectories((output as NSString).appendingPathComponent("checkpoint"))
         var files: [String] = []
         if let router = mixture.makeRouter(source: output) {
             try router.write(to: (output as NSString).appendingPathComponent("router.safetensors"))
@@ -32,6 +31,8 @@ extension Trainer {
             if let m = optimizer.first[index], let v = optimizer.second[index] {
                 tensors.append(("adam_m.\(parameter.name)", parameter.shape, m.array))
                 tensors.append(("adam_v.\(parameter.name)", parameter.shape, v.array))
+                // Update counts are small integers, exact in f32.
+                tensors.append(("adam_updates.\(parameter.name)", [1], [Float(optimizer.updates[index])]))
             }
         }
         try AtomicFile.write(reportJSON().serialized() + "\n", to: (output as NSString).appendingPathComponent("report.json"))
@@ -39,6 +40,15 @@ extension Trainer {
             "format": "loramixer.checkpoint", "version": "1", "step": String(completedSteps),
             "total_steps": String(totalSteps), "run": runFingerprint,
         ], to: (output as NSString).appendingPathComponent(Self.checkpointFile))
+    }
+
+    /// Creates the output folder (failing before any training if it cannot be) and removes
+    /// temporary files a killed run left in it.
+    static func prepare(output: String, experts: [String]) throws {
+        try AtomicFile.createDirectories(output)
+        for folder in ["", "checkpoint"] + experts.map({ "experts/\($0)" }) {
+            AtomicFile.removeStaleTemporaries(in: (output as NSString).appendingPathComponent(folder))
+        }
     }
 
     /// Continues from `output`'s checkpoint if there is one; it must come from the same run (same
@@ -65,9 +75,26 @@ extension Trainer {
                 let values = try view.floats()
                 buffer.pointer.update(from: values, count: values.count)
             }
+            if optimizer.first[index] != nil {
+                let updates = try file.tensor("adam_updates.\(parameter.name)").floats()
+                guard updates.count == 1, let count = Int(exactly: updates[0]), (0...step).contains(count) else {
+                    throw LoRAMixerError.format("\(path): 'adam_updates.\(parameter.name)' is not a count in 0...\(step)")
+                }
+                optimizer.updates[index] = count
+            }
         }
         completedSteps = step
         report.resumedFromStep = step
+        report.steps = Self.loggedSteps(reportAt: (output as NSString).appendingPathComponent("report.json"), upTo: step,
+                                        totalSteps: totalSteps)
+    }
+
+    /// The step records of an earlier segment of the run (report.json), so the report of a resumed
+    /// run still covers every step; a missing or unreadable report just starts the log afresh.
+    static func loggedSteps(reportAt path: String, upTo step: Int, totalSteps: Int) -> [TrainingProgress] {
+        guard let data = FileManager.default.contents(atPath: path),
+              let steps = (try? JSONParser.parse([UInt8](data), context: path))?.object?["steps"]?.array else { return [] }
+        return steps.compactMap { $0.object.flatMap { TrainingProgress(json: $0, totalSteps: totalSteps) } }.filter { $0.step <= step }
     }
 
     /// SHA-256 over everything that decides the run's numbers: options (not threads, checkpoint
@@ -93,7 +120,7 @@ extension Trainer {
                 "loss": JSONValue(p.loss), "ce": JSONValue(p.crossEntropy), "balance": JSONValue(p.balance),
                 "entropy_term": JSONValue(p.entropyTerm), "preserve": JSONValue(p.preserve),
                 "lr": JSONValue(Double(p.learningRate)), "grad_norm": JSONValue(p.gradientNorm),
-                "tokens_per_s": JSONValue(p.tokensPerSecond),
+                "tokens_per_s": JSONValue(p.tokensPerSecond), "elapsed_s": JSONValue(p.elapsedSeconds),
                 "expert_load": .array(p.expertLoad.map { JSONValue(Double($0)) }),
                 "layer_entropy": .array(p.layerEntropy.map { JSONValue(Double($0)) }),
             ])

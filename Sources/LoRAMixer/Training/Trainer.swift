@@ -56,7 +56,10 @@ public final class Trainer {
         })
         report.experts = mixture.expertNames
         report.layers = config.layerCount
-        if resume, let output { try restoreCheckpoint(from: output) }
+        if let output {
+            try Self.prepare(output: output, experts: mixture.expertNames)
+            if resume { try restoreCheckpoint(from: output) }
+        }
     }
 
     var graph: TrainingGraph {

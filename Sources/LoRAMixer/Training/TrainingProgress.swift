@@ -25,6 +25,24 @@ public struct TrainingProgress: Sendable {
     public var routing: TrainingOptions.Routing
 }
 
+extension TrainingProgress {
+    /// A step record read back from report.json (its ETA is not kept).
+    init?(json: JSONObject, totalSteps: Int) {
+        func number(_ key: String) -> Double? { json[key]?.double }
+        func floats(_ key: String) -> [Float]? { json[key]?.array?.map { Float($0.double ?? .nan) } }
+        guard let step = json["step"]?.int, let epoch = json["epoch"]?.int,
+              let routing = json["routing"]?.string.flatMap(TrainingOptions.Routing.init(rawValue:)),
+              let loss = number("loss"), let ce = number("ce"), let balance = number("balance"),
+              let entropy = number("entropy_term"), let preserve = number("preserve"), let lr = number("lr"),
+              let norm = number("grad_norm"), let speed = number("tokens_per_s"),
+              let load = floats("expert_load"), let entropies = floats("layer_entropy") else { return nil }
+        self.init(step: step, totalSteps: totalSteps, epoch: epoch, loss: loss, crossEntropy: ce, balance: balance,
+                  entropyTerm: entropy, preserve: preserve, learningRate: Float(lr), gradientNorm: norm,
+                  tokensPerSecond: speed, elapsedSeconds: number("elapsed_s") ?? 0, etaSeconds: 0, expertLoad: load,
+                  layerEntropy: entropies, routing: routing)
+    }
+}
+
 /// An evaluation of one task label: mean cross-entropy on its targets and exact match of greedy
 /// generation of the completion.
 public struct TaskEvaluation: Sendable, Equatable {
