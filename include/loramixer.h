@@ -355,7 +355,7 @@ LMX_API lmx_status lmx_session_trace_copy(const lmx_session *session, int32_t *e
  * modules set in `module_mask` (bit LMX_MODULE_* for each) in every layer; A is drawn from `seed`
  * as PEFT initialises it and B is zero, so it changes nothing until trained. Errors:
  * LMX_ERR_INVALID_ARGUMENT (name taken, rank outside 1...4096, alpha <= 0, empty or unknown mask
- * bits), LMX_ERR_STATE (the mixer already has a router). Thread-safe like lmx_mixer_add_peft. */
+ * bits), LMX_ERR_STATE (the mixer already has a router). Same threading rules as lmx_mixer_add_peft. */
 LMX_API lmx_status lmx_mixer_add_untrained_lora(lmx_mixer *mixer, const char *name, uint32_t rank,
                                                 float lora_alpha, uint32_t module_mask, uint64_t seed,
                                                 int32_t *out_index);
@@ -428,9 +428,11 @@ typedef int32_t (*lmx_train_progress_fn)(const lmx_train_progress *progress, voi
  * each file atomically. On success the mixer holds the trained router (and experts); sessions
  * created before keep what they had. Blocks until done; `progress` (may be NULL) can cancel:
  * LMX_ERR_CANCELLED, checkpoint saved in out_dir, mixer unchanged. Errors: LMX_ERR_INVALID_ARGUMENT
- * (params, data), LMX_ERR_IO, LMX_ERR_FORMAT, LMX_ERR_STATE (no experts, custom experts, a
- * checkpoint from another run). Other threads may use the mixer meanwhile: they see the old router
- * and experts until training succeeds. */
+ * (params, data), LMX_ERR_ABI (struct_size), LMX_ERR_IO, LMX_ERR_FORMAT, LMX_ERR_STATE (no experts,
+ * custom experts, a checkpoint from another run), LMX_ERR_NOT_FOUND (a `sensitive` name the mixer
+ * lacks). Other threads may create sessions meanwhile: they see the old router and experts until
+ * training succeeds; an expert added to the mixer during the run makes the final hand-over fail
+ * (LMX_ERR_NOT_FOUND; the files in out_dir are written). resume and checkpoint_every need out_dir. */
 LMX_API lmx_status lmx_mixer_train(lmx_mixer *mixer, const char *data_path, const char *eval_path,
                                    const char *out_dir, const lmx_train_params *params,
                                    lmx_train_progress_fn progress, void *user_data);

@@ -1,6 +1,7 @@
 """loramixer: routed multi-LoRA inference (LoRA-Mixer) from Python, over libloramixer's C API.
 
-A pure-Python package: ctypes bindings (:mod:`loramixer.capi`) and a Pythonic layer.
+A pure-Python package: ctypes bindings (:mod:`loramixer.capi`) and a Pythonic layer. It also
+trains routers and experts (:meth:`Mixer.train`).
 
 >>> import loramixer as lmx
 >>> with lmx.Model("Tests/Fixtures/llama_f32") as model, lmx.Mixer(model) as mixer:
@@ -11,6 +12,7 @@ A pure-Python package: ctypes bindings (:mod:`loramixer.capi`) and a Pythonic la
 ...         logits = session.eval([109, 9, 61], logits="all")      # numpy [3, 128]
 ...         tokens = session.generate(max_tokens=8)                  # greedy continuation
 ...         ids, gates, seen = session.trace()                       # routing per token/layer
+...     mixer.train("train.jsonl", out="run", steps=100, batch_size=8)  # retrain the router
 
 The library is found through ``$LORAMIXER_LIBRARY``, then ``loramixer/libloramixer.so``, then the
 repository's ``.build/release`` and ``.build/debug`` (see :mod:`loramixer.capi`), and loaded on
@@ -28,14 +30,14 @@ from .mixer import Mixer
 from .model import Model
 from .session import Session
 from .types import (DType, LoadMode, Logits, ModelInfo, Module, ModuleShape, PluginInfo, Routing,
-                    Trace, from_bfloat16, to_bfloat16)
+                    Trace, TrainProgress, TrainRegime, TrainRouting, from_bfloat16, to_bfloat16)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Model", "Mixer", "Session",
-    "ModelInfo", "ModuleShape", "PluginInfo", "Trace",
-    "Module", "Routing", "Logits", "LoadMode", "DType",
+    "ModelInfo", "ModuleShape", "PluginInfo", "Trace", "TrainProgress",
+    "Module", "Routing", "Logits", "LoadMode", "DType", "TrainRegime", "TrainRouting",
     "to_bfloat16", "from_bfloat16",
     "version", "version_number", "status_string", "last_error",
     "load_library", "library_path", "HEADER_VERSION_NUMBER",

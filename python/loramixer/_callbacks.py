@@ -1,4 +1,5 @@
-"""Python callables called by the library: custom experts and per-token generation callbacks.
+"""Python callables called by the library: custom experts, per-token generation callbacks and
+training progress callbacks.
 
 Custom experts go through two module-level ctypes trampolines (one forward, one destroy) that live
 as long as the module, so no CFUNCTYPE object can be collected while the library may still call it.
@@ -15,21 +16,26 @@ that evaluates the session, so a thread-local record reaches the right caller.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import signal
 import threading
 import traceback
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
 from . import capi
 from .errors import LMX_ERR_PLUGIN, LMX_OK
-from .types import Module
+from .types import Module, TrainProgress
 
-__all__ = ["ExpertFn", "register", "unregister", "registered_count", "take_pending", "clear_pending"]
+__all__ = ["ExpertFn", "ProgressFn", "register", "unregister", "registered_count", "take_pending",
+           "clear_pending", "TokenCallback", "TrainCallback"]
 
 #: fn(layer, module, x, out): add the expert's ungated delta for the rows of x into out.
 ExpertFn = Callable[[int, Module, np.ndarray, np.ndarray], Any]
+#: progress(step) after every training step: None or truthy to go on, False (falsy) to cancel.
+ProgressFn = Callable[[TrainProgress], Any]
 
 
 class _Entry:
@@ -160,3 +166,74 @@ class TokenCallback:
             if self.error is None:
                 self.error = error
             return 1
+
+
+def _float_array(pointer: Any, n: int) -> np.ndarray:
+    """A read-only float32 copy of ``n`` floats at a ctypes ``float *`` (empty for NULL or 0)."""
+    array = np.ctypeslib.as_array(pointer, shape=(n,)).copy() if n and pointer else np.zeros(0, dtype=np.float32)
+    array.flags.writeable = False
+    return array
+
+
+def train_progress(p: "capi.lmx_train_progress") -> TrainProgress:
+    """A :class:`TrainProgress` copied out of the library's ``lmx_train_progress`` (whose arrays
+    are valid only during the callback)."""
+    return TrainProgress(
+        step=int(p.step), total_steps=int(p.total_steps), epoch=int(p.epoch), loss=float(p.loss),
+        cross_entropy=float(p.cross_entropy), balance=float(p.balance), entropy_term=float(p.entropy_term),
+        preserve=float(p.preserve), learning_rate=float(p.learning_rate), grad_norm=float(p.grad_norm),
+        tokens_per_s=float(p.tokens_per_s), elapsed_s=float(p.elapsed_s), eta_s=float(p.eta_s),
+        expert_load=_float_array(p.expert_load, int(p.n_experts)),
+        layer_entropy=_float_array(p.layer_entropy, int(p.n_layers)))
+
+
+class TrainCallback:
+    """The progress callback of one ``Mixer.train`` call (kept alive by the caller for the call).
+
+    Calls ``fn(TrainProgress)`` after every step (when ``fn`` is given) and asks the library to
+    cancel when ``fn`` returns a falsy value other than ``None``, when it raises (the first
+    exception is kept in ``error``), or when :meth:`sigint_cancels` saw Ctrl-C (``interrupted``).
+    The library calls it on the thread that called ``lmx_mixer_train``.
+    """
+
+    def __init__(self, fn: Optional[ProgressFn]) -> None:
+        self.fn = fn
+        self.error: Optional[BaseException] = None
+        self.interrupted = False
+        self.c_function = capi.lmx_train_progress_fn(self._call)
+
+    def _call(self, pointer: Any, user: Optional[int]) -> int:
+        try:
+            if self.error is not None or self.interrupted:
+                return 1
+            if self.fn is not None:
+                step = train_progress(pointer.contents)
+                del pointer  # the struct dies with this call: keep it out of a traceback's frames
+                result = self.fn(step)
+                if result is not None and not result:
+                    return 1
+            return 1 if self.interrupted else 0
+        except BaseException as error:  # noqa: BLE001 - nothing may unwind into C
+            if self.error is None:
+                self.error = error
+            return 1
+
+    @contextlib.contextmanager
+    def sigint_cancels(self) -> Iterator[None]:
+        """While training, make Ctrl-C (SIGINT) cancel the run at the end of the current step
+        (saving a checkpoint when there is an output folder) instead of being held back until the
+        library returns. Only on the main thread and only while Python's default SIGINT handler
+        is installed; a host's own handler is left alone."""
+        if (threading.current_thread() is not threading.main_thread()
+                or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+            yield
+            return
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            self.interrupted = True
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)

@@ -30,6 +30,7 @@ from ctypes import (
     Structure,
     c_char,
     c_char_p,
+    c_double,
     c_float,
     c_int32,
     c_size_t,
@@ -66,6 +67,9 @@ __all__ = [
     "lmx_destroy_fn",
     "lmx_release_fn",
     "lmx_token_callback",
+    "lmx_train_params",
+    "lmx_train_progress",
+    "lmx_train_progress_fn",
 ]
 
 #: The header version this package was written for (include/loramixer.h). The library's major
@@ -86,6 +90,8 @@ LMX_LOGITS_NONE, LMX_LOGITS_LAST, LMX_LOGITS_ALL = range(3)
 LMX_DTYPE_F32, LMX_DTYPE_F16, LMX_DTYPE_BF16 = range(3)
 (LMX_PLUGIN_ID, LMX_PLUGIN_VERSION, LMX_PLUGIN_DESCRIPTION, LMX_PLUGIN_LICENSE, LMX_PLUGIN_PATH,
  LMX_PLUGIN_EXPERTS) = range(6)
+LMX_TRAIN_ROUTER, LMX_TRAIN_JOINT = range(2)
+LMX_TRAIN_ROUTING_TOPK, LMX_TRAIN_ROUTING_SOFT, LMX_TRAIN_ROUTING_LABEL = range(3)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -193,6 +199,67 @@ class lmx_generate_params(Structure):
     ]
 
 
+class lmx_train_params(Structure):
+    # "lambda" keeps the C name (a Python keyword: read it with getattr(params, "lambda")).
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("regime", c_uint32),
+        ("routing", c_uint32),
+        ("router_context", c_uint32),
+        ("soft_steps", c_int32),
+        ("top_k", c_int32),
+        ("temperature", c_float),
+        ("alpha", c_float),
+        ("lambda", c_float),
+        ("beta", c_float),
+        ("sensitive", c_char_p),
+        ("learning_rate", c_float),
+        ("min_learning_rate", c_float),
+        ("warmup_steps", c_int32),
+        ("weight_decay", c_float),
+        ("adam_beta1", c_float),
+        ("adam_beta2", c_float),
+        ("adam_epsilon", c_float),
+        ("clip_norm", c_float),
+        ("batch_size", c_int32),
+        ("epochs", c_int32),
+        ("steps", c_int32),
+        ("seed", c_uint64),
+        ("checkpoint_every", c_int32),
+        ("resume", c_int32),
+        ("n_threads", c_int32),
+        ("eval_max_tokens", c_int32),
+    ]
+
+
+class lmx_train_progress(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("step", c_int32),
+        ("total_steps", c_int32),
+        ("epoch", c_int32),
+        ("loss", c_double),
+        ("cross_entropy", c_double),
+        ("balance", c_double),
+        ("entropy_term", c_double),
+        ("preserve", c_double),
+        ("learning_rate", c_float),
+        ("grad_norm", c_double),
+        ("tokens_per_s", c_double),
+        ("elapsed_s", c_double),
+        ("eta_s", c_double),
+        ("n_experts", c_size_t),
+        ("expert_load", POINTER(c_float)),
+        ("n_layers", c_size_t),
+        ("layer_entropy", POINTER(c_float)),
+    ]
+
+
+#: int32_t (*)(const lmx_train_progress *progress, void *user_data); ``lmx_train_progress_fn()``
+#: (no argument) is the NULL callback for a raw ``lmx_mixer_train`` call
+lmx_train_progress_fn = CFUNCTYPE(c_int32, POINTER(lmx_train_progress), c_void_p)
+
+
 # ------------------------------------------------------------------------------------------------
 # Function prototypes: name -> (restype, argtypes). "status" marks an lmx_status return.
 # Handles (lmx_model*, lmx_mixer*, lmx_session*) and caller buffers are c_void_p, so handles are
@@ -245,6 +312,12 @@ FUNCTIONS: dict = {
                                        c_size_t, _P(c_size_t)]),
     "lmx_session_trace_size": (_STATUS, [c_void_p, _P(c_size_t), _P(c_size_t), _P(c_size_t)]),
     "lmx_session_trace_copy": (_STATUS, [c_void_p, c_void_p, c_void_p, c_size_t, c_void_p, c_size_t]),
+    # training
+    "lmx_mixer_add_untrained_lora": (_STATUS, [c_void_p, c_char_p, c_uint32, c_float, c_uint32, c_uint64,
+                                               _P(c_int32)]),
+    "lmx_train_params_default": (lmx_train_params, []),
+    "lmx_mixer_train": (_STATUS, [c_void_p, c_char_p, c_char_p, c_char_p, _P(lmx_train_params),
+                                  lmx_train_progress_fn, c_void_p]),
 }
 
 

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import numbers
 import os
 import threading
 from ctypes import byref, c_char_p, c_int32, c_size_t, c_uint32, c_void_p
-from typing import (TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple,
-                    Union)
+from typing import (TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence,
+                    Tuple, Union)
 
 import numpy as np
 
 from . import _callbacks, capi
 from ._handle import OwnedHandle
-from .errors import InvalidArgumentError, ShapeError
+from .errors import InvalidArgumentError, LoraMixerError, ShapeError, StateError
 from .model import Model
-from .types import DType, Module, ModuleShape, PluginInfo, to_bfloat16
+from .types import DType, Module, ModuleShape, PluginInfo, TrainRegime, TrainRouting, to_bfloat16
 
 if TYPE_CHECKING:
     from .session import Session
@@ -78,6 +80,56 @@ def _convert(array: np.ndarray, dtype: DType) -> np.ndarray:
     raise TypeError(f"cannot use a {array.dtype} array as {dtype.name}")
 
 
+_INT32 = (-(2**31), 2**31 - 1)
+_UINT32 = (0, 2**32 - 1)
+_UINT64 = (0, 2**64 - 1)
+#: Mixer.add_untrained_lora's default modules: the attention projections (PEFT's usual choice).
+_ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+def _c_int(value: Any, what: str, bounds: Tuple[int, int]) -> int:
+    """An int that fits the C field (the library checks the meaning, e.g. ``steps >= 0``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InvalidArgumentError(f"{what} must be an int, got {value!r}")
+    if not bounds[0] <= value <= bounds[1]:
+        raise InvalidArgumentError(f"{what} {value} does not fit its C type ({bounds[0]} .. {bounds[1]})")
+    return int(value)
+
+
+def _c_float(value: Any, what: str) -> float:
+    """A real number for a float field (the library refuses non-finite and out-of-range values)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidArgumentError(f"{what} must be a number, got {value!r}")
+    return float(value)
+
+
+def _module_mask(modules: Union[ModuleLike, Iterable[ModuleLike]]) -> int:
+    """The ``LMX_MODULE_*`` bit mask of one module or an iterable of them (names, members, ints)."""
+    if isinstance(modules, (str, int, np.integer)):
+        modules = [modules]  # type: ignore[list-item]
+    mask = 0
+    for module in modules:  # type: ignore[union-attr]
+        mask |= 1 << int(Module.of(module))
+    if mask == 0:
+        raise InvalidArgumentError("modules must name at least one projection")
+    return mask
+
+
+def _sensitive(sensitive: Union[str, Iterable[str], None]) -> Optional[bytes]:
+    """``lmx_train_params.sensitive``: a comma-separated string, or names joined with commas."""
+    if sensitive is None:
+        return None
+    if isinstance(sensitive, str):
+        return capi.encode_text(sensitive, "sensitive")
+    names = list(sensitive)
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"sensitive expert names must be str, not {type(name).__name__}")
+        if "," in name:
+            raise InvalidArgumentError(f"sensitive expert name {name!r} contains a comma (the list separator)")
+    return capi.encode_text(",".join(names), "sensitive") if names else None
+
+
 class Mixer(OwnedHandle):
     """A set of named experts over one model, and an optional router (``lmx_mixer``).
 
@@ -105,6 +157,7 @@ class Mixer(OwnedHandle):
         self._shapes: Dict[Module, ModuleShape] = model.module_shapes()
         self._info = model._info
         self._lock = threading.RLock()
+        self._training = False  # a train() call is running (guarded by _lock)
 
     @property
     def model(self) -> Model:
@@ -116,6 +169,24 @@ class Mixer(OwnedHandle):
     def _drop_parents(self) -> None:
         self._model = None
 
+    @contextlib.contextmanager
+    def _modifying(self) -> Iterator[None]:
+        """Holds the lock for a call that changes the mixer; refuses it while :meth:`train` runs
+        (the run adopts its result at the end, by expert name)."""
+        with self._lock:
+            if self._training:
+                raise StateError("this Mixer is training: add or remove experts, routers and plugins before "
+                                 "train() starts or after it returns")
+            yield
+
+    def close(self) -> None:
+        """Release the mixer (sessions made from it keep what they use). A no-op when already
+        closed. Raises StateError while :meth:`train` is running on it."""
+        with self._lock:
+            if self._training:
+                raise StateError("cannot close this Mixer while train() is running on it")
+            super().close()
+
     # -------------------------------------------------------------------------------- experts
     def add_peft(self, name: str, path: PathLike) -> int:
         """Add the PEFT LoRA folder ``path`` (``adapter_config.json`` +
@@ -124,7 +195,7 @@ class Mixer(OwnedHandle):
         Raises LoraMixerIOError, FormatError, ShapeError, InvalidArgumentError (e.g. a duplicate
         name)."""
         index = c_int32(-1)
-        with self._lock:
+        with self._modifying():
             capi.lib().lmx_mixer_add_peft(self._require(), capi.encode_text(name, "name"),
                                           capi.encode_path(path), byref(index))
         return index.value
@@ -204,7 +275,7 @@ class Mixer(OwnedHandle):
         desc.tensors = c_tensors
         desc.n_tensors = len(pairs)
         index = c_int32(-1)
-        with self._lock:
+        with self._modifying():
             capi.lib().lmx_mixer_add_lora(self._require(), capi.encode_text(name, "name"), byref(desc), byref(index))
         del keep  # copied by the library (release is NULL)
         return index.value
@@ -266,11 +337,37 @@ class Mixer(OwnedHandle):
         desc.user_data = key
         index = c_int32(-1)
         try:
-            with self._lock:
+            with self._modifying():
                 capi.lib().lmx_mixer_add_custom(self._require(), encoded, byref(desc), byref(index))
         except BaseException:
             _callbacks.unregister(key)  # the library does not call destroy when the add fails
             raise
+        return index.value
+
+    def add_untrained_lora(self, name: str, rank: int = 8, lora_alpha: float = 16.0,
+                           modules: Union[ModuleLike, Iterable[ModuleLike]] = _ATTENTION_MODULES,
+                           seed: int = 0) -> int:
+        """Add a new, untrained LoRA expert ``name`` for :meth:`train` (joint regime); returns its
+        index.
+
+        The expert has rank ``rank`` and scale ``lora_alpha / rank`` on ``modules`` (names such as
+        ``"q_proj"``, :class:`Module` members or ints; one or several) in every layer. A is drawn
+        from ``seed`` as PEFT initialises it and B is zero, so it changes nothing until trained.
+        Add every expert before loading a router (or before training one).
+
+        Raises InvalidArgumentError (name taken, rank outside 1 .. 4096, ``lora_alpha`` not > 0,
+        an unknown or empty module list), StateError (the mixer already has a router, or is
+        training).
+        """
+        mask = _module_mask(modules)
+        c_rank = _c_int(rank, "rank", _UINT32)
+        c_alpha = _c_float(lora_alpha, "lora_alpha")
+        c_seed = _c_int(seed, "seed", _UINT64)
+        encoded = capi.encode_text(name, "name")
+        index = c_int32(-1)
+        with self._modifying():
+            capi.lib().lmx_mixer_add_untrained_lora(self._require(), encoded, c_rank, c_alpha, mask, c_seed,
+                                                    byref(index))
         return index.value
 
     @property
@@ -302,8 +399,137 @@ class Mixer(OwnedHandle):
         """Load a router file (safetensors, format ``loramixer.router``), replacing any earlier
         router. Add every expert it names first. Sessions created afterwards default to learned
         routing. Raises LoraMixerIOError, FormatError, ShapeError, NotFoundError."""
-        with self._lock:
+        with self._modifying():
             capi.lib().lmx_mixer_load_router(self._require(), capi.encode_path(path))
+
+    # -------------------------------------------------------------------------------- training
+    def train(self, data: PathLike, *, eval: Optional[PathLike] = None, out: Optional[PathLike] = None,
+              regime: Union[TrainRegime, str, int] = "router", routing: Union[TrainRouting, str, int] = "topk",
+              router_context: bool = False, soft_steps: int = 0, top_k: Optional[int] = 0,
+              temperature: Optional[float] = 0.0, alpha: float = 0.01, lambda_: float = 0.0, beta: float = 0.0,
+              sensitive: Union[str, Iterable[str], None] = None, learning_rate: float = 1e-3,
+              min_learning_rate: float = 0.0, warmup_steps: int = 0, weight_decay: float = 0.01,
+              adam_beta1: float = 0.9, adam_beta2: float = 0.999, adam_epsilon: float = 1e-8,
+              clip_norm: float = 1.0, batch_size: int = 16, epochs: int = 1, steps: Optional[int] = 0,
+              seed: int = 0, checkpoint_every: int = 0, resume: bool = False, n_threads: int = 0,
+              eval_max_tokens: int = 32,
+              progress: Optional[_callbacks.ProgressFn] = None) -> None:
+        """Train the router (``regime="router"``) or the router and every expert's LoRA A/B
+        (``"joint"``) on the JSON Lines file ``data`` (``lmx_mixer_train``; main README,
+        "Training"). Blocks until done; the base model is never updated.
+
+        On success the mixer holds the trained router (and, joint, the trained experts under the
+        same names): sessions created afterwards use them, sessions created before keep what they
+        had. On failure or cancellation the mixer is unchanged. Other threads may create sessions
+        meanwhile (they see the old router and experts); changing the mixer (adding experts,
+        routers, plugins, closing it, a second ``train``) raises StateError until it returns.
+
+        Args:
+            data: JSON Lines: ``{"text": ...}`` (byte-level models only), ``{"tokens": [...]}``,
+                or ``{"prompt_tokens": [...], "completion_tokens": [...]}`` (loss on the
+                completion), each with an optional ``"task"`` (an expert name, for label routing).
+            eval: examples evaluated per task at the end (cross-entropy and exact match), or None.
+            out: folder for ``router.safetensors``, the experts as PEFT folders
+                (``experts/<name>``, joint regime), ``report.json`` and
+                ``checkpoint/state.safetensors``, each written atomically; None writes nothing.
+            regime: ``"router"`` (experts frozen) or ``"joint"``; or a :class:`TrainRegime`.
+            routing: ``"topk"``, ``"soft"`` or ``"label"`` (one-hot by the example's task; needs
+                no router); or a :class:`TrainRouting`.
+            router_context: a new router reads the running context mean too (else the token).
+            soft_steps: with ``"topk"``, route softly for the first N steps.
+            top_k, temperature: K of top-K (and of the load report) and the router temperature;
+                0 or None = the router's (2 and 1 for a new one).
+            alpha: load-balance weight of L_RSL. lambda_: its entropy weight (signed; C
+                ``lambda``). beta: L_preserve weight (joint) over the ``sensitive`` experts (a
+                comma-separated string or a list of names).
+            learning_rate, min_learning_rate, warmup_steps: peak, end of the cosine, linear warmup.
+            weight_decay, adam_beta1, adam_beta2, adam_epsilon: AdamW (decay on matrices only).
+            clip_norm: global gradient-norm clip (0 = none).
+            batch_size, epochs, steps: examples per step; passes over the data; total steps
+                (0 or None = epochs x batches).
+            seed: data order and new parameters; equal seeds give bit-identical runs.
+            checkpoint_every: checkpoint every N steps into ``out`` (0 = at the end and on cancel).
+            resume: continue from ``out``'s checkpoint if there is one (a checkpoint of another
+                run is refused with StateError); the result equals an uninterrupted run.
+            n_threads: 0 = the cores available.
+            eval_max_tokens: most tokens generated per evaluation example.
+            progress: called after every step with a :class:`TrainProgress`, on this thread;
+                return None or a truthy value to go on, False to cancel (from the last step on,
+                the run is complete and returning False changes nothing).
+
+        Defaults are ``lmx_train_params_default()``'s.
+
+        Cancelling, by ``progress`` returning False, raises :class:`CancelledError` (the
+        checkpoint is saved in ``out``; ``resume=True`` continues). An exception raised in
+        ``progress`` cancels the same way and is re-raised here, chained from the CancelledError
+        (on the last step the run completes first, then it is re-raised). Ctrl-C during the call
+        (main thread, default SIGINT handler) also cancels at the end of the step and raises
+        KeyboardInterrupt, chained from the CancelledError.
+
+        Raises InvalidArgumentError (a parameter, a token id outside the vocabulary, an example's
+        task naming no expert), LoraMixerIOError (a missing file), FormatError (a malformed line:
+        the message names file:line), NotFoundError (an unknown sensitive expert), StateError (no
+        experts, custom experts, a checkpoint of another run, a non-finite loss; or, from Python,
+        a mixer already training).
+        """
+        lib = capi.lib()
+        params = lib.lmx_train_params_default()
+        params.regime = int(TrainRegime.of(regime))
+        params.routing = int(TrainRouting.of(routing))
+        params.router_context = 1 if router_context else 0
+        params.soft_steps = _c_int(soft_steps, "soft_steps", _INT32)
+        params.top_k = 0 if top_k is None else _c_int(top_k, "top_k", _INT32)
+        params.temperature = 0.0 if temperature is None else _c_float(temperature, "temperature")
+        params.alpha = _c_float(alpha, "alpha")
+        setattr(params, "lambda", _c_float(lambda_, "lambda_"))
+        params.beta = _c_float(beta, "beta")
+        params.sensitive = _sensitive(sensitive)
+        params.learning_rate = _c_float(learning_rate, "learning_rate")
+        params.min_learning_rate = _c_float(min_learning_rate, "min_learning_rate")
+        params.warmup_steps = _c_int(warmup_steps, "warmup_steps", _INT32)
+        params.weight_decay = _c_float(weight_decay, "weight_decay")
+        params.adam_beta1 = _c_float(adam_beta1, "adam_beta1")
+        params.adam_beta2 = _c_float(adam_beta2, "adam_beta2")
+        params.adam_epsilon = _c_float(adam_epsilon, "adam_epsilon")
+        params.clip_norm = _c_float(clip_norm, "clip_norm")
+        params.batch_size = _c_int(batch_size, "batch_size", _INT32)
+        params.epochs = _c_int(epochs, "epochs", _INT32)
+        params.steps = 0 if steps is None else _c_int(steps, "steps", _INT32)
+        params.seed = _c_int(seed, "seed", _UINT64)
+        params.checkpoint_every = _c_int(checkpoint_every, "checkpoint_every", _INT32)
+        params.resume = 1 if resume else 0
+        params.n_threads = _c_int(n_threads, "n_threads", _INT32)
+        params.eval_max_tokens = _c_int(eval_max_tokens, "eval_max_tokens", _INT32)
+        data_path = capi.encode_path(data, "data")
+        eval_path = None if eval is None else capi.encode_path(eval, "eval")
+        out_dir = None if out is None else capi.encode_path(out, "out")
+        if progress is not None and not callable(progress):
+            raise TypeError("progress must be callable as progress(TrainProgress) -> False to cancel")
+        # Passed even without `progress`: it is where Ctrl-C gets to cancel the run.
+        callback = _callbacks.TrainCallback(progress)
+        with self._lock:
+            handle = self._require()
+            if self._training:
+                raise StateError("this Mixer is already training (one train() at a time)")
+            self._training = True
+        failure: Optional[LoraMixerError] = None
+        try:
+            with callback.sigint_cancels():
+                try:
+                    lib.lmx_mixer_train(handle, data_path, eval_path, out_dir, byref(params), callback.c_function, None)
+                except LoraMixerError as error:
+                    failure = error
+        finally:
+            with self._lock:
+                self._training = False
+        if callback.error is not None:
+            if failure is None:  # raised on the last step: the run completed all the same
+                raise callback.error
+            raise callback.error.with_traceback(callback.error.__traceback__) from failure
+        if callback.interrupted:
+            raise (KeyboardInterrupt(failure.message) if failure is not None else KeyboardInterrupt()) from failure
+        if failure is not None:
+            raise failure
 
     # -------------------------------------------------------------------------------- plugins
     def load_plugin(self, path: PathLike, config: Optional[str] = None, *,
@@ -336,7 +562,7 @@ class Mixer(OwnedHandle):
             params.n_allowed_sha256 = len(hashes)
         params.allow_writable = 1 if allow_writable else 0
         index = c_size_t()
-        with self._lock:
+        with self._modifying():
             lib.lmx_mixer_load_plugin(self._require(), capi.encode_path(path), byref(params), byref(index))
             return self._plugin_info(index.value)
 
@@ -382,7 +608,7 @@ class Mixer(OwnedHandle):
         plugin has that id."""
         if isinstance(plugin_id, PluginInfo):
             plugin_id = plugin_id.id
-        with self._lock:
+        with self._modifying():
             capi.lib().lmx_mixer_unload_plugin(self._require(), capi.encode_text(plugin_id, "plugin id"))
 
     # -------------------------------------------------------------------------------- sessions

@@ -17,10 +17,13 @@ __all__ = [
     "Logits",
     "LoadMode",
     "DType",
+    "TrainRegime",
+    "TrainRouting",
     "ModelInfo",
     "ModuleShape",
     "PluginInfo",
     "Trace",
+    "TrainProgress",
     "to_bfloat16",
     "from_bfloat16",
 ]
@@ -98,6 +101,21 @@ class DType(_Named):
     BF16 = 2
 
 
+class TrainRegime(_Named):
+    """What :meth:`Mixer.train` trains (``LMX_TRAIN_*``); the base model never is."""
+
+    ROUTER = 0  #: the router; the experts are frozen
+    JOINT = 1   #: the router and every expert's LoRA A/B
+
+
+class TrainRouting(_Named):
+    """How gates are formed while training (``LMX_TRAIN_ROUTING_*``)."""
+
+    TOPK = 0   #: renormalised top-K of the router's probabilities (gradients through the chosen ones)
+    SOFT = 1   #: every expert, gate = router probability
+    LABEL = 2  #: one-hot by the example's "task" (an expert name); needs no router
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """A model's dimensions (``lmx_model_info``)."""
@@ -141,6 +159,47 @@ class Trace(NamedTuple):
     ids: np.ndarray
     gates: np.ndarray
     tokens: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class TrainProgress:
+    """What :meth:`Mixer.train`'s ``progress`` callable sees after every step
+    (``lmx_train_progress``). The arrays are read-only copies, so the object may be kept.
+
+    Attributes:
+        step: steps done, counting from 1 (a resumed run continues the count).
+        total_steps: steps of the whole run.
+        epoch: the pass over the data this step belongs to, counting from 0.
+        loss: the step's total loss (cross_entropy + balance + entropy_term + preserve).
+        cross_entropy: mean cross-entropy over the batch's target tokens.
+        balance: the load-balance term of L_RSL (``alpha``-weighted).
+        entropy_term: the entropy term of L_RSL (``-lambda`` x mean router entropy).
+        preserve: L_preserve (``beta``-weighted; joint regime).
+        learning_rate: the learning rate this step used (float32 in the library).
+        grad_norm: global gradient norm before clipping.
+        tokens_per_s, elapsed_s, eta_s: throughput, time since the call began, time left.
+        expert_load: float32 ``[n_experts]``: each expert's share of the step's top-K
+            assignments (mean over layers; sums to 1), in the mixer's expert order. Empty when
+            the run has no router (label routing without one).
+        layer_entropy: float32 ``[n_layers]``: per layer, the router's mean token entropy (nats);
+            empty when the run has no router.
+    """
+
+    step: int
+    total_steps: int
+    epoch: int
+    loss: float
+    cross_entropy: float
+    balance: float
+    entropy_term: float
+    preserve: float
+    learning_rate: float
+    grad_norm: float
+    tokens_per_s: float
+    elapsed_s: float
+    eta_s: float
+    expert_load: np.ndarray
+    layer_entropy: np.ndarray
 
 
 def to_bfloat16(values: "npt.ArrayLike") -> np.ndarray:

@@ -51,10 +51,17 @@ def test_class_per_status_and_status_strings():
     assert lmx.LoraMixerIOError("a b").message == "a b"  # OSError's 2-arg constructor not involved
 
 
-def test_cancelled_has_no_library_trigger():
-    """LMX_ERR_CANCELLED exists in the header, but no library call returns it today (there is no
-    cancellation hook; a stopping on_token ends generation without an error). The mapping is
-    checked through the same errcheck path the library's statuses take."""
+def test_cancelled_from_a_training_progress_callback(tmp_path, llama_mixer):
+    """LMX_ERR_CANCELLED: a progress callback of lmx_mixer_train asking to stop (Mixer.train's
+    progress returning False). test_training.py covers the rest of cancelling."""
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(f'{{"prompt_tokens": [3, {10 + i}], "completion_tokens": [40, 41]}}\n' for i in range(8)))
+    with lmx.Mixer(llama_mixer.model) as mixer:
+        mixer.add_peft("e0", fixture_dir("llama_f32") / "adapters" / "e0")
+        with pytest.raises(lmx.CancelledError) as excinfo:
+            mixer.train(data, steps=3, batch_size=4, n_threads=1, progress=lambda p: False)
+        check(excinfo, lmx.CancelledError, -10, "cancelled", "step 1 of 3")
+    # The mapping, through the same errcheck path the library's statuses take.
     errcheck = capi._make_errcheck(lambda: b"lmx_x: cancelled by the host")
     with pytest.raises(lmx.CancelledError) as excinfo:
         errcheck(-10, capi.lib().lmx_session_eval, ())

@@ -23,6 +23,9 @@ public final class Trainer {
     public init(mixer: Mixer, options: TrainingOptions, examples: [TrainingExample], evaluation: [TrainingExample] = [],
                 output: String?, resume: Bool = false) throws {
         try options.validate()
+        if output == nil, resume || options.checkpointEvery > 0 {
+            throw LoRAMixerError.invalidArgument("\(resume ? "resume" : "checkpoint_every") needs an output folder for the checkpoint")
+        }
         guard !examples.isEmpty else { throw LoRAMixerError.invalidArgument("no training examples") }
         let config = mixer.model.config
         for (index, example) in (examples + evaluation).enumerated() {

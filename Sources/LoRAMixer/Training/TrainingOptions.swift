@@ -80,6 +80,7 @@ public struct TrainingOptions: Sendable, Equatable {
         try check(alpha >= 0, "alpha \(alpha) must be >= 0")
         try check(beta >= 0, "beta \(beta) must be >= 0")
         try check(beta == 0 || regime == .joint, "beta (L_preserve) applies to experts, which only the joint regime trains")
+        try check(beta == 0 || !sensitiveExperts.isEmpty, "beta (L_preserve) needs the sensitive experts it keeps near their start")
         try check(learningRate.isFinite && learningRate > 0, "learning rate \(learningRate) must be > 0")
         try check(minLearningRate.isFinite && (0...learningRate).contains(minLearningRate),
                   "min learning rate \(minLearningRate) must be in 0...\(learningRate)")
