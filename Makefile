@@ -5,10 +5,11 @@ RELEASE := .build/release
 
 .PHONY: demo test release swift-test c-test python-test clean
 
-## Build the library, the C examples and the example plugins, then run the plugin demo on the
-## bundled default model (experts and router loaded through plugins; learned routing per token).
+## Build the library, the C examples and the example plugins, then run the routing demo (a prompt
+## of each task, its answer, and the expert each token chose at each layer) and the plugin demo on
+## the bundled default model.
 demo: release
-	$(MAKE) -C examples-c plugin-run
+	$(MAKE) -C examples-c run plugin-run
 
 ## Everything CI runs: Swift tests, C tests (ABI sweep, errors, threads, plugins, demos; all under
 ## valgrind too), CLI and Python tests.

@@ -1,7 +1,7 @@
 """Independent torch reference for the LoRA-Mixer forward pass (DESIGN.md section 2).
 
 This module writes nothing by itself. It is imported by `tools/make_fixtures.py` and
-`tools/make_default_model.py` (both put `tools/` on `sys.path` because Python runs them as
+`tools/make_train_fixture.py` (both put `tools/` on `sys.path` because Python runs them as
 scripts from there), and gives them:
 
 - `LoraExpert.load(folder)`: read a PEFT LoRA folder (adapter_config.json +

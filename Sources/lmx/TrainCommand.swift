@@ -80,7 +80,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: ArgumentHelp("L_RSL load-balance weight.", valueName: "a"))
     var alpha: Float = 0.01
 
-    @Option(help: ArgumentHelp("L_RSL entropy weight (signed).", valueName: "l"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("L_RSL entropy weight (signed; < 0 rewards confident routing).", valueName: "l"))
     var lambda: Float = 0
 
     @Option(help: ArgumentHelp("L_preserve weight (joint regime), over --sensitive experts.", valueName: "b"))

@@ -30,22 +30,26 @@ Files written to OUT_DIR:
     strings.train.jsonl
     lookup.train.jsonl
     router.train.jsonl      1998 mixed (666 per task, shuffled), correct completions
-    base.jsonl              30000 mixed (10000 per task, shuffled): the BASE model's training data,
-                            see below
+    base.jsonl              30000 mixed (10000 per sibling task, shuffled): the BASE model's
+                            training data, see below
 
-eval, the three expert-training files and router.train are mutually disjoint by prompt; base.jsonl
-never uses an eval prompt.
+eval, the three expert-training files and router.train are mutually disjoint by prompt.
 
-base.jsonl is the "format-only" mixture: the same three prompt formats, but each completion is
-shape-correct and content-random, drawn without looking at the rule:
+base.jsonl holds three SIBLING tasks, one per suite task, that exercise the same circuits (digit
+alignment and carries/borrows, positional copying of letters, key/value matching in context) under
+different prompt bytes and with a different rule, so the base learns byte-level text, the answer
+alphabets and lengths, when to stop (byte 10) and the primitives, but not the suite's rules:
 
-    math     a uniform random integer in 0..198 (the range of the true sums)
-    strings  a uniform random permutation of the word's letters
-    lookup   the value of a uniformly chosen key of the context (the queried one with prob. 1/n)
+    sub      subtraction, 0 <= b <= a <= 99              "42-30="             -> "12\n"
+    copy     copy a lowercase word of 3..7 letters       "[mixer]"            -> "mixer\n"
+    flookup  key/value lookup written with lowercase     "k=4 q=7 z=1 ?q"     -> "7\n"
+             keys and '=' (3..6 pairs)
 
-So a base trained on it knows the byte formats, the answer alphabets and lengths and when to stop
-(byte 10), but not the rules: its exact match is near chance (math ~1/199, strings ~1/n!, lookup ~1/n
-with n the number of pairs, ~0.25 on average). Every bit of task skill must come from an expert.
+Its "task" field holds these names (sub, copy, flookup). The base never sees '+', '<', '>',
+uppercase keys or ':', so on the suite it is near zero; each task's skill must come from its
+expert, which only has to re-aim circuits the base already has. (A first version used reverse
+lookup, value -> key, as the lookup sibling: no rank-8 expert learned forward lookup on top of it,
+0.30 exact match at best, so the base now carries the lookup circuit itself.)
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ TASKS = ["math", "strings", "lookup"]
 N_EVAL = 200
 N_TRAIN = 2000
 N_ROUTER = 666  # per task (1998 in all)
-N_BASE = 10000  # per task
+N_BASE = 10000  # per sibling task
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_OUT = os.path.join(REPO, "bench", "work", "routing", "data")
 MAX_BYTES = 40
@@ -104,16 +108,16 @@ def draw_copy(rng):
     return f"[{w}]", w + "\n"
 
 
-def draw_rlookup(rng):
+def draw_flookup(rng):
     n = rng.randint(3, 6)
-    keys = rng.sample(string.ascii_uppercase, n)
-    vals = rng.sample(range(10), n)
+    keys = rng.sample(string.ascii_lowercase, n)
+    vals = [rng.randrange(10) for _ in range(n)]
     q = rng.randrange(n)
-    ctx = " ".join(f"{k}:{v}" for k, v in zip(keys, vals))
-    return f"{ctx} ?{vals[q]}", f"{keys[q]}\n"
+    ctx = " ".join(f"{k}={v}" for k, v in zip(keys, vals))
+    return f"{ctx} ?{keys[q]}", f"{vals[q]}\n"
 
 
-BASE_DRAW = {"sub": draw_sub, "copy": draw_copy, "rlookup": draw_rlookup}
+BASE_DRAW = {"sub": draw_sub, "copy": draw_copy, "flookup": draw_flookup}
 
 
 def check(ex):
