@@ -19,7 +19,7 @@ uppercase keys, ':' and '?'):
 
     math     two-operand addition, operands 0..99       "12+30="             -> "42\\n"
     strings  reverse a lowercase word of 3..7 letters   "<mixer>"            -> "rexim\\n"
-    lookup   in-context key/value lookup: 3..6 pairs    "K:4 Q:7 Z:1 ?Q"     -> "7\\n"
+    lookup   in-context key/value lookup: 2..4 pairs    "K:4 Q:7 Z:1 ?Q"     -> "7\\n"
              KEY:DIGIT (distinct uppercase keys,
              digits may repeat), then ?KEY of one of them
 
@@ -69,6 +69,7 @@ N_BASE = 10000  # per sibling task
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_OUT = os.path.join(REPO, "bench", "work", "routing", "data")
 MAX_BYTES = 40
+PAIRS = (2, 4)  # key/value pairs in a lookup prompt (both lookup and its sibling)
 
 
 # ---- tasks: each draw returns (prompt, completion, context)
@@ -84,13 +85,18 @@ def draw_strings(rng):
     return f"<{w}>", w[::-1] + "\n", w
 
 
-def draw_lookup(rng):
-    n = rng.randint(3, 6)
-    keys = rng.sample(string.ascii_uppercase, n)
+def lookup_prompt(rng, keys_from, separator):
+    """PAIRS key/value pairs (distinct keys from `keys_from`, digit values), then ?KEY of one."""
+    n = rng.randint(*PAIRS)
+    keys = rng.sample(keys_from, n)
     vals = [rng.randrange(10) for _ in range(n)]
     q = rng.randrange(n)
-    ctx = " ".join(f"{k}:{v}" for k, v in zip(keys, vals))
+    ctx = " ".join(f"{k}{separator}{v}" for k, v in zip(keys, vals))
     return f"{ctx} ?{keys[q]}", f"{vals[q]}\n", vals
+
+
+def draw_lookup(rng):
+    return lookup_prompt(rng, string.ascii_uppercase, ":")
 
 
 DRAW = {"math": draw_math, "strings": draw_strings, "lookup": draw_lookup}
@@ -109,12 +115,7 @@ def draw_copy(rng):
 
 
 def draw_flookup(rng):
-    n = rng.randint(3, 6)
-    keys = rng.sample(string.ascii_lowercase, n)
-    vals = [rng.randrange(10) for _ in range(n)]
-    q = rng.randrange(n)
-    ctx = " ".join(f"{k}={v}" for k, v in zip(keys, vals))
-    return f"{ctx} ?{keys[q]}", f"{vals[q]}\n"
+    return lookup_prompt(rng, string.ascii_lowercase, "=")[:2]
 
 
 BASE_DRAW = {"sub": draw_sub, "copy": draw_copy, "flookup": draw_flookup}

@@ -273,7 +273,7 @@ def main() -> None:
     parser.add_argument("--work", default=os.path.join(REPO, "bench", "work", "routing"))
     parser.add_argument("--force", action="append", default=[], choices=["data", "base", "experts", "routers"])
     parser.add_argument("--install-default", action="store_true")
-    parser.add_argument("--default-router", default="context-plain", choices=list(ROUTERS),
+    parser.add_argument("--default-router", default="context-rsl", choices=list(ROUTERS),
                         help="the router --install-default copies (default: the best mean in the last run)")
     args = parser.parse_args()
     work = os.path.abspath(args.work)
