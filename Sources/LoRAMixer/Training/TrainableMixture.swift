@@ -116,8 +116,6 @@ struct TrainableMixture {
         self.parameters = parameters
     }
 
-    var trainableCount: Int { parameters.filter(\.trainable).reduce(0) { $0 + $1.count } }
-
     /// The experts as they are now, for inference (f32).
     func makeExperts() throws -> [LoRAExpert] {
         try expertNames.indices.map { e in

@@ -66,8 +66,7 @@ public final class Trainer {
     }
 
     var graph: TrainingGraph {
-        TrainingGraph(model: model, mixture: mixture, routing: options.routing, alpha: options.alpha, lambda: options.lambda,
-                      pool: pool)
+        TrainingGraph(model: model, mixture: mixture, alpha: options.alpha, lambda: options.lambda, pool: pool)
     }
 
     /// Routing of step n: soft during the soft phase of a soft -> top-K schedule.

@@ -5,7 +5,6 @@
 struct TrainingGraph {
     let model: LanguageModel
     let mixture: TrainableMixture
-    let routing: TrainingOptions.Routing
     let alpha: Float, lambda: Float
     let pool: ThreadPool?
 
