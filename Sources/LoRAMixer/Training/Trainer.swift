@@ -49,8 +49,7 @@ public final class Trainer {
             }
         }
         self.labels = labels
-        let batchesPerEpoch = (examples.count + options.batchSize - 1) / options.batchSize
-        totalSteps = options.steps ?? options.epochs * batchesPerEpoch
+        totalSteps = options.steps ?? options.epochs * ((examples.count + options.batchSize - 1) / options.batchSize)
         pool = ThreadPool(threads: options.threads ?? ProcessInfo.processInfo.activeProcessorCount)
         optimizer = AdamW(options: options, parameters: mixture.parameters, totalSteps: totalSteps)
         let sensitive = Set(options.sensitiveExperts.map { "experts.\($0)." })
@@ -74,10 +73,13 @@ public final class Trainer {
         options.routing == .topk && n < options.softSteps ? .soft : options.routing
     }
 
+    var batchesPerEpoch: Int { (examples.count + options.batchSize - 1) / options.batchSize }
+
+    func epoch(step n: Int) -> Int { n / batchesPerEpoch }
+
     /// The examples of step n: epoch n / batchesPerEpoch in a seeded order, its (n % batchesPerEpoch)-th batch.
     func batch(step n: Int) -> (examples: [TrainingExample], epoch: Int) {
-        let perEpoch = (examples.count + options.batchSize - 1) / options.batchSize
-        let epoch = n / perEpoch, index = n % perEpoch
+        let epoch = self.epoch(step: n), index = n % batchesPerEpoch
         var generator = SplitMix64(seed: options.seed &+ UInt64(epoch) &* 0x9E37_79B9)
         let order = generator.permutation(examples.count)
         let rows = order[(index * options.batchSize)..<min(examples.count, (index + 1) * options.batchSize)]
@@ -139,7 +141,7 @@ public final class Trainer {
             let layers = max(statistics.load.count, 1)
             let load = (0..<mixture.expertNames.count).map { j in statistics.load.reduce(Float(0)) { $0 + $1[j] } / Float(layers) }
             let record = TrainingProgress(
-                step: completedSteps, totalSteps: totalSteps, epoch: batch(step: n).epoch, loss: losses.total,
+                step: completedSteps, totalSteps: totalSteps, epoch: epoch(step: n), loss: losses.total,
                 crossEntropy: losses.crossEntropy, balance: losses.balance, entropyTerm: losses.entropy,
                 preserve: losses.preserve, learningRate: lr, gradientNorm: norm,
                 tokensPerSecond: elapsed > 0 ? Double(tokens) / elapsed : 0, elapsedSeconds: elapsed,
