@@ -48,7 +48,7 @@ struct ExpertAdapter: ProjectionAdapter {
                 if mode == .soft {
                     gates.set(token: t, selected: Array(0..<e), values: p)
                 } else {
-                    let selected = Array((0..<e).sorted { p[$0] != p[$1] ? p[$0] > p[$1] : $0 < $1 }.prefix(topK))
+                    let selected = p.withUnsafeBufferPointer { topIndices($0.baseAddress!, e, topK) }
                     let total = selected.reduce(Float(0)) { $0 + p[$1] }
                     gates.set(token: t, selected: selected, values: selected.map { p[$0] / total })
                 }

@@ -26,14 +26,11 @@ extension Trainer {
             }
             let vocab = model.config.vocabSize
             let logits = try session.evaluate(example.tokens, logits: .all)
-            var loss: Double = 0, targets = 0
-            for t in 1..<example.tokens.count where example.targets[t] {
-                let row = Array(logits[((t - 1) * vocab)..<(t * vocab)])
-                let maximum = row.max() ?? 0
-                let total = row.reduce(Double(0)) { $0 + Double(exp($1 - maximum)) }
-                loss += log(total) + Double(maximum) - Double(row[Int(example.tokens[t])])
-                targets += 1
-            }
+            let targetPositions = (1..<example.tokens.count).filter { example.targets[$0] }
+            var rows = targetPositions.flatMap { logits[(($0 - 1) * vocab)..<($0 * vocab)] }
+            let targets = targetPositions.count
+            let loss = crossEntropyForwardBackward(&rows, targets: targetPositions.map { example.tokens[$0] }, vocab: vocab,
+                                                   weight: 1)
             session.reset()
             let prompt = Array(example.tokens[..<example.promptLength])
             let expected = Array(example.tokens[example.promptLength...])

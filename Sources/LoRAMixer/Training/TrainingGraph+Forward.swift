@@ -123,8 +123,3 @@ extension TrainingGraph {
         }
     }
 }
-
-/// Indices of the `k` largest of `values[0..<n]`, largest first, ties to the lower index.
-func topIndices(_ values: UnsafePointer<Float>, _ n: Int, _ k: Int) -> [Int] {
-    Array((0..<n).sorted { values[$0] != values[$1] ? values[$0] > values[$1] : $0 < $1 }.prefix(k))
-}

@@ -75,3 +75,8 @@ func softmaxBackward(_ dz: UnsafeMutablePointer<Float>, _ dp: UnsafePointer<Floa
     for i in 0..<n { inner += p[i] * dp[i] }
     for i in 0..<n { dz[i] = p[i] * (dp[i] - inner) }
 }
+
+/// Indices of the `k` largest of `values[0..<n]`, largest first, ties to the lower index.
+func topIndices(_ values: UnsafePointer<Float>, _ n: Int, _ k: Int) -> [Int] {
+    Array((0..<n).sorted { values[$0] != values[$1] ? values[$0] > values[$1] : $0 < $1 }.prefix(k))
+}
