@@ -98,14 +98,19 @@ LMX_API void lmx_model_free(lmx_model *model);
 typedef struct lmx_model_info {
     uint32_t struct_size;       /* set by the caller to sizeof(lmx_model_info) */
     uint32_t n_vocab;           /* vocabulary size: valid token ids are 0 .. n_vocab-1 */
-    uint32_t n_layers;          /* decoder layers */
+    uint32_t n_layers;          /* decoder layers (Mamba: blocks) */
     uint32_t d_model;           /* hidden size */
-    uint32_t n_heads;           /* attention (query) heads */
-    uint32_t n_kv_heads;        /* key/value heads (GQA when fewer than n_heads) */
-    uint32_t head_dim;          /* size of one attention head */
-    uint32_t d_ff;              /* MLP intermediate size */
-    uint32_t max_positions;     /* max_position_embeddings from config.json */
-    char architecture[64];      /* e.g. "LlamaForCausalLM", NUL-terminated */
+    uint32_t n_heads;           /* attention (query) heads; 0 for Mamba */
+    uint32_t n_kv_heads;        /* key/value heads (GQA when fewer than n_heads); 0 for Mamba */
+    uint32_t head_dim;          /* size of one attention head; 0 for Mamba */
+    uint32_t d_ff;              /* MLP intermediate size; Mamba: d_inner (expand x d_model) */
+    uint32_t max_positions;     /* max_position_embeddings from config.json: the largest n_ctx
+                                   (Mamba: 1048576 unless config.json sets it; its state does not
+                                   grow with the context) */
+    char architecture[64];      /* e.g. "LlamaForCausalLM", "MambaForCausalLM", NUL-terminated */
+    uint32_t d_state;           /* Mamba: SSM state size per channel (state_size); 0 otherwise */
+    uint32_t d_conv;            /* Mamba: causal convolution width (conv_kernel); 0 otherwise */
+    uint32_t dt_rank;           /* Mamba: time-step projection rank (time_step_rank); 0 otherwise */
 } lmx_model_info;
 
 /* Fill `*out` with the model's dimensions. The caller sets out->struct_size; only fields that fit

@@ -32,7 +32,10 @@ enum {
                                       such as training report it when a callback cancels) */
 };
 
-/* Projection modules that experts can adapt. Values are fixed forever. */
+/* Projection modules that experts can adapt. Values are fixed forever. A model has either the
+ * decoder-layer projections (llama, mistral, qwen2: Q..DOWN) or the Mamba mixer's four linear maps
+ * (MambaForCausalLM, FalconMambaForCausalLM: IN..OUT); naming a module the model does not have is
+ * LMX_ERR_INVALID_ARGUMENT. */
 enum {
     LMX_MODULE_Q_PROJ = 0,
     LMX_MODULE_K_PROJ = 1,
@@ -40,7 +43,11 @@ enum {
     LMX_MODULE_O_PROJ = 3,
     LMX_MODULE_GATE_PROJ = 4,
     LMX_MODULE_UP_PROJ = 5,
-    LMX_MODULE_DOWN_PROJ = 6
+    LMX_MODULE_DOWN_PROJ = 6,
+    LMX_MODULE_IN_PROJ = 7,   /* Mamba: d_model -> 2 x d_inner (the scan input and the gate) */
+    LMX_MODULE_X_PROJ = 8,    /* Mamba: d_inner -> dt_rank + 2 x d_state (dt, B, C) */
+    LMX_MODULE_DT_PROJ = 9,   /* Mamba: dt_rank -> d_inner (before softplus) */
+    LMX_MODULE_OUT_PROJ = 10  /* Mamba: d_inner -> d_model */
 };
 
 /* Element types of tensors handed over from memory. Values are fixed forever. */

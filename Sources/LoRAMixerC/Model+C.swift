@@ -46,6 +46,9 @@ public func lmx_model_get_info(_ model: OpaquePointer?, _ out: UnsafeMutablePoin
         info.head_dim = UInt32(c.headDim)
         info.d_ff = UInt32(c.intermediateSize)
         info.max_positions = UInt32(c.maxPositions)
+        info.d_state = UInt32(c.stateSpace?.stateSize ?? 0)
+        info.d_conv = UInt32(c.stateSpace?.convKernel ?? 0)
+        info.dt_rank = UInt32(c.stateSpace?.timeStepRank ?? 0)
         withUnsafeMutableBytes(of: &info.architecture) { buffer in
             let bytes = Array(c.architecture.utf8.prefix(buffer.count - 1))
             buffer.copyBytes(from: bytes)
@@ -64,16 +67,9 @@ public func lmx_model_module_shape(_ model: OpaquePointer?, _ module: UInt32, _ 
         let model = try Handles.resolve(model, .model, as: LanguageModel.self, "model")
         let inFeatures = try Arguments.required(inFeatures, "in_features")
         let outFeatures = try Arguments.required(outFeatures, "out_features")
-        let module = try projectionModule(module, "module")
+        let module = try model.config.module(rawValue: Int(module), "module")
         let shape = model.config.shape(of: module)
         inFeatures.pointee = UInt32(shape.inFeatures)
         outFeatures.pointee = UInt32(shape.outFeatures)
     }
-}
-
-func projectionModule(_ value: UInt32, _ name: String) throws -> ProjectionModule {
-    guard let module = ProjectionModule(rawValue: Int(value)) else {
-        throw LoRAMixerError.invalidArgument("'\(name)' \(value) is not an LMX_MODULE_* value (0...\(ProjectionModule.allCases.count - 1))")
-    }
-    return module
 }

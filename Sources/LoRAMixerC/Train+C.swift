@@ -7,10 +7,12 @@ public func lmx_mixer_add_untrained_lora(_ mixer: OpaquePointer?, _ name: Unsafe
     withStatus {
         let mixer = try Handles.resolve(mixer, .mixer, as: Mixer.self, "mixer")
         let name = try Arguments.string(name, "name")
-        guard moduleMask != 0, moduleMask >> ProjectionModule.allCases.count == 0 else {
-            throw LoRAMixerError.invalidArgument("module_mask 0x\(String(moduleMask, radix: 16)) must set bits of LMX_MODULE_* values 0...\(ProjectionModule.allCases.count - 1) only, at least one")
+        let config = mixer.model.config
+        let allowed = config.modules.reduce(UInt32(0)) { $0 | 1 << UInt32($1.rawValue) }
+        guard moduleMask != 0, moduleMask & ~allowed == 0 else {
+            throw LoRAMixerError.invalidArgument("module_mask 0x\(String(moduleMask, radix: 16)) must set at least one bit and only bits of this \(config.architecture) model's LMX_MODULE_* values (mask 0x\(String(allowed, radix: 16)): \(config.modules.map(\.name).joined(separator: ", ")))")
         }
-        let modules = ProjectionModule.allCases.filter { moduleMask & (1 << UInt32($0.rawValue)) != 0 }
+        let modules = config.modules.filter { moduleMask & (1 << UInt32($0.rawValue)) != 0 }
         let expert = try LoRAExpert(untrainedFor: mixer.model.config, name: name, rank: Int(rank), alpha: Double(loraAlpha),
                                     modules: modules, seed: seed)
         let index = try mixer.add(expert)

@@ -44,8 +44,10 @@ struct TrainCommand: ParsableCommand {
     @Option(name: .customLong("lora-alpha"), help: ArgumentHelp("lora_alpha of new experts (scale = alpha / r).", valueName: "a"))
     var loraAlpha = 16.0
 
-    @Option(name: .customLong("target-modules"), help: ArgumentHelp("Modules of new experts, comma-separated.", valueName: "names"))
-    var targetModules = "q_proj,k_proj,v_proj,o_proj"
+    @Option(name: .customLong("target-modules"), help: ArgumentHelp(
+        "Modules of new experts, comma-separated (default: q_proj,k_proj,v_proj,o_proj; for Mamba in_proj,x_proj,dt_proj,out_proj).",
+        valueName: "names"))
+    var targetModules: String?
 
     @Option(help: ArgumentHelp("Router file to start from (default: a new router, unless --routing label).", valueName: "file"))
     var router: String?
@@ -162,19 +164,23 @@ struct TrainCommand: ParsableCommand {
         return options
     }
 
-    /// The modules named by --target-modules.
-    func modules() throws -> [ProjectionModule] {
-        try targetModules.split(separator: ",").map { name in
-            guard let module = ProjectionModule(name: String(name)) else {
-                throw ValidationError("--target-modules: '\(name)' is not a projection (\(ProjectionModule.allCases.map(\.name).joined(separator: ", ")))")
+    /// The modules named by --target-modules, or the family's default, checked against `config`.
+    func modules(of config: ModelConfig) throws -> [ProjectionModule] {
+        guard let targetModules else {
+            return config.family.isStateSpace ? config.modules : [.q, .k, .v, .o]
+        }
+        return try targetModules.split(separator: ",").map { name in
+            do { return try config.module(named: String(name), "--target-modules:") } catch let error as LoRAMixerError {
+                throw ValidationError(error.message)
             }
-            return module
         }
     }
 
     func validate() throws {
         _ = try options()
-        _ = try modules()
+        if let targetModules, let bad = targetModules.split(separator: ",").first(where: { ProjectionModule(name: String($0)) == nil }) {
+            throw ValidationError("--target-modules: '\(bad)' is not a projection (\(ProjectionModule.allCases.map(\.name).joined(separator: ", ")))")
+        }
         if experts.isEmpty && newExperts.isEmpty { throw ValidationError("give the experts: --expert NAME=DIR or --new-expert NAME") }
         if !newExperts.isEmpty && regime != "joint" { throw ValidationError("--new-expert needs --regime joint (a new expert must be trained)") }
     }
@@ -184,7 +190,7 @@ struct TrainCommand: ParsableCommand {
         let model = try LanguageModel(directory: self.model)
         let mixer = Mixer(model: model)
         for expert in experts { try mixer.addPEFT(name: expert.name, directory: expert.directory) }
-        let modules = try modules()
+        let modules = try modules(of: model.config)
         for (index, name) in newExperts.enumerated() {
             try mixer.add(LoRAExpert(untrainedFor: model.config, name: name, rank: loraRank, alpha: loraAlpha, modules: modules,
                                      seed: options.seed &+ UInt64(index + 1)))

@@ -73,7 +73,9 @@ final class FixtureParityTests: XCTestCase {
     func testTraceMatchesTorchSelection() throws {
         for (fixture, prefix, router) in [("llama_f32", "learned", "router.safetensors"),
                                           ("qwen2_f32", "learned", "router.safetensors"),
-                                          ("mistral_f32", "context", "router_context.safetensors")] {
+                                          ("mistral_f32", "context", "router_context.safetensors"),
+                                          ("mamba_f32", "learned", "router.safetensors"),
+                                          ("falcon_mamba_f32", "context", "router_context.safetensors")] {
             let expected = try Fixtures.expected(fixture)
             let ids = try expected.tensor("\(prefix)_ids").int32s()
             let gates = try expected.tensor("\(prefix)_gates").floats()
@@ -95,9 +97,10 @@ final class FixtureParityTests: XCTestCase {
         }
     }
 
-    /// Prefill of a prefix then one token at a time must give the same logits as one prefill.
+    /// Prefill of a prefix then one token at a time must give the same logits as one prefill
+    /// (for Mamba: the convolution history and SSM state carried between calls).
     func testIncrementalDecodeMatchesPrefill() throws {
-        for fixture in ["llama_f32", "mistral_f32", "qwen2_f32"] {
+        for fixture in ["llama_f32", "mistral_f32", "qwen2_f32", "mamba_f32", "falcon_mamba_f32"] {
             let expected = try Fixtures.expected(fixture)
             for (router, name) in [("router.safetensors", "learned_logits"), ("router_context.safetensors", "context_logits")] {
                 let session = try Fixtures.mixer(fixture, router: router).makeSession()

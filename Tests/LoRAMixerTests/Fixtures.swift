@@ -9,7 +9,7 @@ enum Fixtures {
         return here.deletingLastPathComponent().appendingPathComponent("Fixtures").path
     }()
 
-    static let cases = ["llama_f32", "mistral_f32", "qwen2_f32", "llama_bf16"]
+    static let cases = ["llama_f32", "mistral_f32", "qwen2_f32", "llama_bf16", "mamba_f32", "falcon_mamba_f32"]
     static let expertNames = ["e0", "e1", "e2"]
 
     static func path(_ components: String...) -> String {

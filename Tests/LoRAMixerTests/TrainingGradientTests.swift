@@ -57,6 +57,41 @@ final class TrainingGradientTests: XCTestCase {
         checkGradient("swiglu dup", x: up, analytic: dUp, eps: 1e-3) { weighted(forward(gate, $0), r) }
     }
 
+    func testSelectiveScanBackward() {
+        let (t, channels, n) = (5, 3, 4)
+        let u = random(t * channels), delta = random(t * channels).map { 0.05 + 0.3 * abs($0) }
+        let a = random(channels * n).map { -0.5 - abs($0) }, b = random(t * n), c = random(t * n), skip = random(channels)
+        let r = random(t * channels)
+        func forward(_ u: [Float], _ delta: [Float], _ b: [Float], _ c: [Float]) -> (y: [Float], states: [Float]) {
+            var y = [Float](repeating: 0, count: t * channels), state = [Float](repeating: 0, count: channels * n)
+            var states = [Float](repeating: 0, count: t * channels * n)
+            selectiveScanForward(&y, u: u, delta: delta, a: a, b: b, c: c, skip: skip, state: &state, states: &states, tokens: t,
+                                 channels: channels, stateSize: n, pool: nil)
+            return (y, states)
+        }
+        var du = [Float](repeating: 0, count: t * channels), dDelta = du
+        var db = [Float](repeating: 0, count: t * n), dc = db
+        selectiveScanBackward(du: &du, dDelta: &dDelta, db: &db, dc: &dc, r, u: u, delta: delta, a: a, b: b, c: c, skip: skip,
+                              states: forward(u, delta, b, c).states, tokens: t, channels: channels, stateSize: n)
+        checkGradient("scan du", x: u, analytic: du, eps: 1e-3) { weighted(forward($0, delta, b, c).y, r) }
+        checkGradient("scan ddelta", x: delta, analytic: dDelta, eps: 1e-3) { weighted(forward(u, $0, b, c).y, r) }
+        checkGradient("scan db", x: b, analytic: db, eps: 1e-3) { weighted(forward(u, delta, $0, c).y, r) }
+        checkGradient("scan dc", x: c, analytic: dc, eps: 1e-3) { weighted(forward(u, delta, b, $0).y, r) }
+    }
+
+    func testCausalConvBackward() {
+        let (t, channels, kernel) = (6, 3, 4)
+        let x = random(t * channels), w = random(channels * kernel), bias = random(channels), r = random(t * channels)
+        func forward(_ x: [Float]) -> [Float] {
+            var out = [Float](repeating: 0, count: t * channels)
+            causalConvForward(&out, x, weight: w, bias: bias, history: nil, tokens: t, channels: channels, kernel: kernel, pool: nil)
+            return out
+        }
+        var dx = [Float](repeating: 0, count: t * channels)
+        causalConvBackward(&dx, r, weight: w, tokens: t, channels: channels, kernel: kernel)
+        checkGradient("conv dx", x: x, analytic: dx, eps: 1e-3) { weighted(forward($0), r) }
+    }
+
     func testSoftmaxAndCrossEntropyBackward() {
         let n = 6
         let z = random(n), r = random(n)
@@ -157,10 +192,21 @@ final class TrainingGradientTests: XCTestCase {
     /// A whole step (every layer, gates, router, RSL, preserve) in each routing mode: the
     /// gradients of sampled router and LoRA elements against finite differences of the loss.
     func testWholeStepGradientsMatchFiniteDifferences() throws {
+        try checkWholeStep(fixture: "llama_f32")
+    }
+
+    /// The same through Mamba blocks (conv, selective scan, gate; experts on in/x/dt/out_proj),
+    /// and FalconMamba's extra norms of dt, B and C.
+    func testMambaWholeStepGradientsMatchFiniteDifferences() throws {
+        try checkWholeStep(fixture: "mamba_f32")
+        try checkWholeStep(fixture: "falcon_mamba_f32")
+    }
+
+    private func checkWholeStep(fixture: String) throws {
         let cases: [(TrainingOptions.Routing, String)] = [(.topk, "router_context.safetensors"), (.soft, "router.safetensors"),
                                                            (.label, "router.safetensors")]
         for (routing, routerFile) in cases {
-            let mixer = try Fixtures.mixer("llama_f32", router: routerFile)
+            let mixer = try Fixtures.mixer(fixture, router: routerFile)
             var options = TrainingOptions()
             options.regime = .joint
             options.routing = routing
@@ -182,7 +228,7 @@ final class TrainingGradientTests: XCTestCase {
             for (index, parameter) in trainer.mixture.parameters.enumerated() where index % 3 == 0 || parameter.name.contains("router") {
                 guard let gradient = gradients[index] else { continue }
                 let original = parameter.values.array
-                checkGradient("\(routing) \(parameter.name)", x: original, analytic: gradient.array, samples: 3, eps: 1e-3,
+                checkGradient("\(fixture) \(routing) \(parameter.name)", x: original, analytic: gradient.array, samples: 3, eps: 1e-3,
                               tolerance: 2e-2, absolute: 5e-4) { values in
                     parameter.values.pointer.update(from: values, count: values.count)
                     defer { parameter.values.pointer.update(from: original, count: original.count) }

@@ -114,6 +114,9 @@ class lmx_model_info(Structure):
         ("d_ff", c_uint32),
         ("max_positions", c_uint32),
         ("architecture", c_char * 64),
+        ("d_state", c_uint32),
+        ("d_conv", c_uint32),
+        ("dt_rank", c_uint32),
     ]
 
 

@@ -83,8 +83,10 @@ def _convert(array: np.ndarray, dtype: DType) -> np.ndarray:
 _INT32 = (-(2**31), 2**31 - 1)
 _UINT32 = (0, 2**32 - 1)
 _UINT64 = (0, 2**64 - 1)
-#: Mixer.add_untrained_lora's default modules: the attention projections (PEFT's usual choice).
+#: Mixer.add_untrained_lora's default modules: the attention projections (PEFT's usual choice),
+#: and for Mamba models the four projections around the selective scan.
 _ATTENTION_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")
+_MAMBA_MODULES = ("in_proj", "x_proj", "dt_proj", "out_proj")
 
 
 def _c_int(value: Any, what: str, bounds: Tuple[int, int]) -> int:
@@ -311,8 +313,10 @@ class Mixer(OwnedHandle):
             raise InvalidArgumentError("add_custom: modules must name at least one projection")
         declared = {Module.of(k): tuple(v) for k, v in (features or {}).items()}
         c_modules = capi.c_array(c_uint32, [int(m) for m in module_list])
-        c_in = capi.c_array(c_uint32, [int(declared.get(m, self._shapes[m])[0]) for m in module_list])  # type: ignore[index]
-        c_out = capi.c_array(c_uint32, [int(declared.get(m, self._shapes[m])[1]) for m in module_list])  # type: ignore[index]
+        # A module the model lacks is declared 0 -> 0; the library refuses it by name.
+        shapes = [declared.get(m, self._shapes.get(m, ModuleShape(0, 0))) for m in module_list]
+        c_in = capi.c_array(c_uint32, [int(shape[0]) for shape in shapes])
+        c_out = capi.c_array(c_uint32, [int(shape[1]) for shape in shapes])
         desc = capi.lmx_custom_expert_desc()
         desc.struct_size = ctypes.sizeof(capi.lmx_custom_expert_desc)
         desc.modules = c_modules
@@ -345,13 +349,14 @@ class Mixer(OwnedHandle):
         return index.value
 
     def add_untrained_lora(self, name: str, rank: int = 8, lora_alpha: float = 16.0,
-                           modules: Union[ModuleLike, Iterable[ModuleLike]] = _ATTENTION_MODULES,
+                           modules: Optional[Union[ModuleLike, Iterable[ModuleLike]]] = None,
                            seed: int = 0) -> int:
         """Add a new, untrained LoRA expert ``name`` for :meth:`train` (joint regime); returns its
         index.
 
         The expert has rank ``rank`` and scale ``lora_alpha / rank`` on ``modules`` (names such as
-        ``"q_proj"``, :class:`Module` members or ints; one or several) in every layer. A is drawn
+        ``"q_proj"``, :class:`Module` members or ints; one or several; default q/k/v/o_proj, or
+        in/x/dt/out_proj for a Mamba model) in every layer. A is drawn
         from ``seed`` as PEFT initialises it and B is zero, so it changes nothing until trained.
         Add every expert before loading a router (or before training one).
 
@@ -359,6 +364,8 @@ class Mixer(OwnedHandle):
         an unknown or empty module list), StateError (the mixer already has a router, or is
         training).
         """
+        if modules is None:
+            modules = _MAMBA_MODULES if Module.IN_PROJ in self._shapes else _ATTENTION_MODULES
         mask = _module_mask(modules)
         c_rank = _c_int(rank, "rank", _UINT32)
         c_alpha = _c_float(lora_alpha, "lora_alpha")

@@ -56,8 +56,11 @@ class Model(OwnedHandle):
         self._info = ModelInfo(
             n_vocab=info.n_vocab, n_layers=info.n_layers, d_model=info.d_model, n_heads=info.n_heads,
             n_kv_heads=info.n_kv_heads, head_dim=info.head_dim, d_ff=info.d_ff,
-            max_positions=info.max_positions, architecture=info.architecture.decode("utf-8", "replace"))
-        self._shapes: Dict[Module, ModuleShape] = {module: self._query_shape(module) for module in Module}
+            max_positions=info.max_positions, architecture=info.architecture.decode("utf-8", "replace"),
+            d_state=info.d_state, d_conv=info.d_conv, dt_rank=info.dt_rank)
+        mamba = info.d_state > 0
+        self._shapes: Dict[Module, ModuleShape] = {
+            module: self._query_shape(module) for module in Module if (module >= Module.IN_PROJ) == mamba}
 
     def _query_shape(self, module: Module) -> ModuleShape:
         fin, fout = c_uint32(), c_uint32()
@@ -77,8 +80,9 @@ class Model(OwnedHandle):
         return self._query_shape(Module.of(module))  # type: ignore[arg-type]
 
     def module_shapes(self) -> Dict[Module, ModuleShape]:
-        """Every projection's shape (cached at load; still available after ``close()`` to the
-        mixers made from this model)."""
+        """The shape of every projection this model has (q_proj .. down_proj for the llama family,
+        in_proj, x_proj, dt_proj, out_proj for Mamba); cached at load, still available after
+        ``close()`` to the mixers made from this model."""
         return dict(self._shapes)
 
     def mixer(self) -> "Mixer":

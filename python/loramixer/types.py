@@ -66,6 +66,10 @@ class Module(_Named):
     GATE_PROJ = 4
     UP_PROJ = 5
     DOWN_PROJ = 6
+    IN_PROJ = 7
+    X_PROJ = 8
+    DT_PROJ = 9
+    OUT_PROJ = 10
 
 
 class Routing(_Named):
@@ -129,6 +133,10 @@ class ModelInfo:
     d_ff: int
     max_positions: int
     architecture: str
+    #: Mamba only (0 for attention models): SSM state size, convolution width, time-step rank.
+    d_state: int = 0
+    d_conv: int = 0
+    dt_rank: int = 0
 
 
 class ModuleShape(NamedTuple):

@@ -38,6 +38,36 @@ int lmxk_linear_backward_input(float *dx, const float *dy, size_t in, const void
 void lmxk_linear_backward_weight(float *dw, const float *dy, const float *x, size_t tokens, size_t in, size_t out,
                                  size_t o_begin, size_t o_end);
 
+/* Causal depthwise convolution (Mamba's conv1d) for channels [c_begin, c_end):
+ *   out[t * C + c] = bias[c] + sum_k w[c * K + k] * in(t - (K - 1) + k, c)
+ * with in(s, c) = x[s * C + c] for s >= 0 and, for s < 0, history[c * (K - 1) + (K - 1) + s]
+ * (the inputs before this call; zeros when history is NULL). A non-NULL history is then replaced
+ * by each channel's last K - 1 inputs.   x, out: [tokens, C]; w: [C, K]; history: [C, K - 1]. */
+void lmxk_causal_conv_forward(float *out, const float *x, const float *w, const float *bias, float *history,
+                              size_t tokens, size_t channels, size_t kernel, size_t c_begin, size_t c_end);
+
+/* Gradient of lmxk_causal_conv_forward's input (no history), for all channels:
+ *   dx[s * C + c] += sum_k w[c * K + k] * dout[(s + K - 1 - k) * C + c]  over s + K - 1 - k < tokens. */
+void lmxk_causal_conv_backward(float *dx, const float *dout, const float *w, size_t tokens, size_t channels,
+                               size_t kernel);
+
+/* Mamba's selective scan (zero-order hold on A) for channels [c_begin, c_end):
+ *   s[c, j] = exp(delta[t, c] * a[c, j]) * s[c, j] + delta[t, c] * b[t, j] * u[t, c]
+ *   y[t, c] = sum_j s[c, j] * cm[t, j] + d[c] * u[t, c]
+ *   u, delta, y: [tokens, C]; a: [C, n]; b, cm: [tokens, n]; d: [C]; state: [C, n], read as the
+ *   state before token 0 and left holding the state after the last token; states, if not NULL:
+ *   [tokens, C, n], the state after each token (for the backward pass). */
+void lmxk_selective_scan_forward(float *y, const float *u, const float *delta, const float *a, const float *b,
+                                 const float *cm, const float *d, float *state, float *states, size_t tokens,
+                                 size_t channels, size_t n, size_t c_begin, size_t c_end);
+
+/* Gradients of lmxk_selective_scan_forward from a zero initial state, for all channels, given
+ * its recorded `states` and dy. Accumulates into du, ddelta ([tokens, C]), db and dcm
+ * ([tokens, n]); a and d are constants here (frozen base weights). */
+void lmxk_selective_scan_backward(float *du, float *ddelta, float *db, float *dcm, const float *dy, const float *u,
+                                  const float *delta, const float *a, const float *b, const float *cm, const float *d,
+                                  const float *states, size_t tokens, size_t channels, size_t n);
+
 /* Instruction sets, in order. */
 enum { LMXK_ISA_PORTABLE = 0, LMXK_ISA_AVX2 = 1, LMXK_ISA_AVX512 = 2 };
 

@@ -46,16 +46,14 @@ internal import CLoRAMixer
             throw LoRAMixerError.invalidArgument("desc.rank \(desc.rank) must be in 1...65536")
         }
         let dtype = try memoryDType(desc.dtype, "desc.dtype")
-        let limit = config.layerCount * ProjectionModule.allCases.count
+        let limit = config.layerCount * config.modules.count
         guard (1...limit).contains(desc.n_tensors), let entries = desc.tensors else {
             throw LoRAMixerError.invalidArgument("desc.tensors must be non-NULL with n_tensors 1...\(limit) (layers x modules), got \(UInt(bitPattern: desc.n_tensors))")
         }
         let rank = Int(desc.rank)
         let tensors = try (0..<desc.n_tensors).map { index in
             let entry = entries[index]
-            guard let module = ProjectionModule(rawValue: Int(entry.module)) else {
-                throw LoRAMixerError.invalidArgument("desc.tensors[\(index)].module \(entry.module) is not an LMX_MODULE_* value")
-            }
+            let module = try config.module(rawValue: Int(entry.module), "desc.tensors[\(index)].module")
             let (inFeatures, outFeatures) = config.shape(of: module)
             guard Int(entry.in_features) == inFeatures, Int(entry.out_features) == outFeatures else {
                 throw LoRAMixerError.shape("desc.tensors[\(index)] (layer \(entry.layer) \(module.name)) is declared \(entry.in_features) -> \(entry.out_features) features, but this model's \(module.name) is \(inFeatures) -> \(outFeatures): A must be [\(rank), \(inFeatures)] and B [\(outFeatures), \(rank)]")

@@ -21,18 +21,16 @@ final class CustomExpert: Expert, @unchecked Sendable {
         guard let forward = desc.forward else {
             throw LoRAMixerError.invalidArgument("\(source): 'forward' must not be NULL")
         }
-        let moduleCount = ProjectionModule.allCases.count
+        let moduleCount = config.modules.count
         guard (1...moduleCount).contains(desc.n_modules) else {
-            throw LoRAMixerError.invalidArgument("\(source): n_modules is \(UInt(bitPattern: desc.n_modules)), expected 1...\(moduleCount)")
+            throw LoRAMixerError.invalidArgument("\(source): n_modules is \(UInt(bitPattern: desc.n_modules)), expected 1...\(moduleCount) (this model's projections: \(config.moduleNames))")
         }
         guard let modules = desc.modules, let ins = desc.in_features, let outs = desc.out_features else {
             throw LoRAMixerError.invalidArgument("\(source): 'modules', 'in_features' and 'out_features' must not be NULL")
         }
-        var moduleMask = Array(repeating: false, count: moduleCount)
+        var moduleMask = Array(repeating: false, count: ProjectionModule.allCases.count)
         for i in 0..<desc.n_modules {
-            guard let module = ProjectionModule(rawValue: Int(modules[i])) else {
-                throw LoRAMixerError.invalidArgument("\(source): modules[\(i)] = \(modules[i]) is not an LMX_MODULE_* value")
-            }
+            let module = try config.module(rawValue: Int(modules[i]), "\(source): modules[\(i)] =")
             guard !moduleMask[module.rawValue] else {
                 throw LoRAMixerError.invalidArgument("\(source): module \(module.name) is listed twice")
             }

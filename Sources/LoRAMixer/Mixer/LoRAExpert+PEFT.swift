@@ -20,7 +20,7 @@ extension LoRAExpert {
 
         var pairs: [PEFTTensorKey.Slot: (a: TensorView?, b: TensorView?)] = [:]
         for tensorName in file.tensorNames {
-            let key = try PEFTTensorKey(tensorName: tensorName, source: weightsPath)
+            let key = try PEFTTensorKey(tensorName: tensorName, source: weightsPath, config: config)
             let view = try file.tensor(tensorName)
             if key.isA { pairs[key.slot, default: (nil, nil)].a = view } else { pairs[key.slot, default: (nil, nil)].b = view }
         }
@@ -36,7 +36,7 @@ extension LoRAExpert {
                 throw LoRAMixerError.shape("\(weightsPath): tensor '\(a.name)' has shape \(a.shape), expected [r, \(inFeatures)] for \(slot.module.name) of this model")
             }
             let rank = a.shape[0]
-            let moduleKey = "model.layers.\(slot.layer).\(slot.module.block).\(slot.module.name)"
+            let moduleKey = config.modulePath(layer: slot.layer, module: slot.module)
             let expectedRank = try adapterConfig.rank(for: moduleKey)
             guard rank == expectedRank else {
                 throw LoRAMixerError.shape("\(weightsPath): tensor '\(a.name)' has rank \(rank), but adapter_config.json gives r = \(expectedRank) for \(moduleKey)")
@@ -55,7 +55,8 @@ extension LoRAExpert {
     }
 }
 
-/// `base_model.model.model.layers.{i}.{self_attn|mlp}.{module}.lora_{A|B}.weight`, parsed.
+/// `base_model.model.model.layers.{i}.{self_attn|mlp}.{module}.lora_{A|B}.weight` (llama family) or
+/// `base_model.model.backbone.layers.{i}.mixer.{module}.lora_{A|B}.weight` (Mamba), parsed.
 struct PEFTTensorKey {
     struct Slot: Hashable {
         let layer: Int
@@ -65,19 +66,23 @@ struct PEFTTensorKey {
     let slot: Slot
     let isA: Bool
 
-    init(tensorName: String, source: String) throws {
+    init(tensorName: String, source: String, config: ModelConfig) throws {
         let parts = tensorName.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
-        // base_model . model . model . layers . i . block . module . lora_X . weight
-        guard parts.count == 9, parts[0] == "base_model", parts[1] == "model", parts[2] == "model", parts[3] == "layers",
+        let root = config.family.isStateSpace ? "backbone" : "model"
+        let pattern = config.family.isStateSpace
+            ? "base_model.model.backbone.layers.{i}.mixer.{module}.lora_{A|B}.weight"
+            : "base_model.model.model.layers.{i}.{self_attn|mlp}.{module}.lora_{A|B}.weight"
+        // base_model . model . root . layers . i . block . module . lora_X . weight
+        guard parts.count == 9, parts[0] == "base_model", parts[1] == "model", parts[2] == root, parts[3] == "layers",
               let layer = Int(parts[4]), layer >= 0, parts[8] == "weight", parts[7] == "lora_A" || parts[7] == "lora_B"
         else {
             if tensorName.contains("lora_magnitude_vector") {
                 throw LoRAMixerError.format("\(source): tensor '\(tensorName)' belongs to a DoRA adapter, which loramixer does not support")
             }
-            throw LoRAMixerError.format("\(source): tensor '\(tensorName)' is not a LoRA A/B tensor of a decoder layer projection (expected base_model.model.model.layers.{i}.{self_attn|mlp}.{module}.lora_{A|B}.weight)")
+            throw LoRAMixerError.format("\(source): tensor '\(tensorName)' is not a LoRA A/B tensor of a \(config.architecture) layer projection (expected \(pattern))")
         }
-        guard let module = ProjectionModule(name: parts[6]), module.block == parts[5] else {
-            throw LoRAMixerError.format("\(source): tensor '\(tensorName)' adapts '\(parts[5]).\(parts[6])', which loramixer does not route (supported: \(ProjectionModule.supportedNames))")
+        guard let module = ProjectionModule(name: parts[6]), module.block == parts[5], config.modules.contains(module) else {
+            throw LoRAMixerError.format("\(source): tensor '\(tensorName)' adapts '\(parts[5]).\(parts[6])', which loramixer does not route in a \(config.architecture) model (supported: \(config.moduleNames))")
         }
         slot = Slot(layer: layer, module: module)
         isA = parts[7] == "lora_A"

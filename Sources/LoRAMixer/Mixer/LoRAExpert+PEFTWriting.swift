@@ -6,14 +6,14 @@ extension LoRAExpert {
     /// atomically. Per-module ranks and scales are kept exactly: `r` and `lora_alpha` are the first
     /// slot's, other modules get `rank_pattern` / `alpha_pattern` entries (alpha = scale x r), and
     /// `target_modules` names exactly the adapted modules.
-    public func writePEFT(to directory: String, baseModel: String) throws {
+    public func writePEFT(to directory: String, baseModel: String, config: ModelConfig) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var tensors: [(name: String, shape: [Int], data: [Float])] = []
         var keys: [(key: String, lora: LoRAWeights)] = []
         for (layer, modules) in slots.enumerated() {
             for (index, slot) in modules.enumerated() {
                 guard let lora = slot, let module = ProjectionModule(rawValue: index) else { continue }
-                let key = "model.layers.\(layer).\(module.block).\(module.name)"
+                let key = config.modulePath(layer: layer, module: module)
                 keys.append((key, lora))
                 tensors.append(("base_model.model.\(key).lora_A.weight", [lora.a.rows, lora.a.cols], lora.a.floats()))
                 tensors.append(("base_model.model.\(key).lora_B.weight", [lora.b.rows, lora.b.cols], lora.b.floats()))

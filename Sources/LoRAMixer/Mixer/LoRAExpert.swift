@@ -141,6 +141,7 @@ struct LoRAExpertBuilder {
         guard (0..<config.layerCount).contains(layer) else {
             throw LoRAMixerError.shape("\(source): \(what): layer \(layer) does not exist (the model has \(config.layerCount) layers)")
         }
+        _ = try config.check(module, "\(source): \(what):")
         guard slots[layer][module.rawValue] == nil else {
             throw LoRAMixerError.invalidArgument("\(source): \(what): layer \(layer) \(module.name) is given twice")
         }

@@ -1,6 +1,6 @@
 import Foundation
 
-/// One sequence being evaluated over a snapshot of a mixer: its KV cache, routing settings,
+/// One sequence being evaluated over a snapshot of a mixer: its KV cache or recurrent state, routing settings,
 /// the router's running context and the routing trace. Use from one thread at a time.
 public final class Session {
     public let model: LanguageModel
@@ -17,7 +17,7 @@ public final class Session {
     /// nil = the router file's temperature.
     public private(set) var temperatureOverride: Float?
     public private(set) var trace: RoutingTrace?
-    private let cache: KVCache
+    private let state: SequenceState
     /// Worker threads for this session's evaluations, started on first use.
     private lazy var pool = ThreadPool(threads: threads)
     private var contextSums: [[Float]]
@@ -42,11 +42,11 @@ public final class Session {
         self.contextLength = length
         routing = router == nil ? .none : .learned
         self.trace = trace ? RoutingTrace(layers: config.layerCount, width: experts.count) : nil
-        cache = try KVCache(layers: config.layerCount, capacity: length, kvHeads: config.kvHeadCount, headDim: config.headDim)
+        state = try model.makeState(capacity: length)
         contextSums = Array(repeating: Array(repeating: 0, count: config.hiddenSize), count: config.layerCount)
     }
 
-    public var position: Int { cache.count }
+    public var position: Int { state.count }
     public var effectiveTopK: Int { topKOverride ?? router?.topK ?? experts.count }
     public var effectiveTemperature: Float { temperatureOverride ?? router?.temperature ?? 1 }
 
@@ -90,13 +90,13 @@ public final class Session {
 
     /// Throws `.state` ("context full") unless `count` more tokens fit in the context.
     public func checkRoom(for count: Int) throws {
-        guard count <= cache.remaining else {
-            throw LoRAMixerError.state("context full: \(cache.count) tokens held, \(count) more do not fit in n_ctx \(contextLength)")
+        guard count <= state.remaining else {
+            throw LoRAMixerError.state("context full: \(state.count) tokens held, \(count) more do not fit in n_ctx \(contextLength)")
         }
     }
 
     public func reset() {
-        cache.reset()
+        state.reset()
         for l in contextSums.indices { contextSums[l] = Array(repeating: 0, count: contextSums[l].count) }
         trace?.removeAll()
         lastHidden = nil
@@ -113,8 +113,8 @@ public final class Session {
         try checkRoom(for: tokens.count)
         var adapter = ExpertAdapter(
             config: model.config, experts: experts, router: router, mode: experts.isEmpty ? .none : routing, topK: effectiveTopK,
-            temperature: effectiveTemperature, firstPosition: cache.count, contextSums: contextSums)
-        let hidden = try model.forward(tokens: tokens, cache: cache, adapter: &adapter, pool: pool)
+            temperature: effectiveTemperature, firstPosition: state.count, contextSums: contextSums)
+        let hidden = try model.forward(tokens: tokens, state: state, adapter: &adapter, pool: pool)
         contextSums = adapter.contextSums
         trace?.append(tokens: tokens, perLayer: adapter.layerGates)
         let d = model.config.hiddenSize
@@ -172,8 +172,8 @@ public final class Session {
             if options.stopTokens.contains(token) { break }
             output.append(token)
             let goOn = onToken(token)
-            guard goOn, output.count < options.maxTokens, cache.remaining > 0 else {
-                if cache.remaining > 0 { _ = try evaluate([token], logits: .none) }
+            guard goOn, output.count < options.maxTokens, state.remaining > 0 else {
+                if state.remaining > 0 { _ = try evaluate([token], logits: .none) }
                 break
             }
             next = try evaluate([token], logits: .last)
@@ -182,13 +182,13 @@ public final class Session {
     }
 
     /// Runs `body`; if it throws, the session is put back as it was before (cache, router
-    /// context, trace, last hidden state), so a failed multi-step call leaves no partial state.
+    /// or recurrent state, router context, trace, last hidden state), so a failed multi-step call leaves no partial state.
     func atomically<R>(_ body: () throws -> R) throws -> R {
-        let (position, sums, hidden, traced) = (cache.count, contextSums, lastHidden, trace?.tokenCount ?? 0)
+        let (saved, sums, hidden, traced) = (state.snapshot(), contextSums, lastHidden, trace?.tokenCount ?? 0)
         do {
             return try body()
         } catch {
-            cache.truncate(to: position)
+            state.restore(saved)
             contextSums = sums
             lastHidden = hidden
             trace?.truncate(toTokens: traced)

@@ -4,21 +4,25 @@ public enum LogitsSelection: Sendable {
 }
 
 extension LanguageModel {
-    /// Runs `tokens` (already validated: ids < vocab, room in `cache`) after the positions held in
-    /// `cache`, appending their keys and values, and returns the final hidden states (before the
-    /// last norm): `[tokens, d_model]`; `logits(hidden:rows:pool:)` turns rows of them into
-    /// logits. If the adapter throws, `cache` is left as it was.
+    /// Runs `tokens` (already validated: ids < vocab, room in `state`) after the positions held in
+    /// `state`, advancing it, and returns the final hidden states (before the last norm):
+    /// `[tokens, d_model]`; `logits(hidden:rows:pool:)` turns rows of them into logits. If the
+    /// adapter throws, `state` is left as it was.
     func forward<Adapter: ProjectionAdapter>(
-        tokens: [Int32], cache: KVCache, adapter: inout Adapter, pool: ThreadPool? = nil
+        tokens: [Int32], state: SequenceState, adapter: inout Adapter, pool: ThreadPool? = nil
     ) throws -> [Float] {
-        let held = cache.count
-        let buffers = ForwardBuffers(tokens: tokens.count, config: config)
-        defer { buffers.deallocate() }
+        let saved = state.snapshot()
         do {
+            if let recurrent = state as? RecurrentState {
+                return try stateSpaceForward(tokens: tokens, state: recurrent, adapter: &adapter, pool: pool)
+            }
+            guard let cache = state as? KVCache else { throw LoRAMixerError.state("no state for this model") }
+            let buffers = ForwardBuffers(tokens: tokens.count, config: config)
+            defer { buffers.deallocate() }
             try forwardLayers(tokens: tokens, cache: cache, adapter: &adapter, pool: pool, buffers: buffers)
             return Array(UnsafeBufferPointer(start: buffers.x, count: tokens.count * config.hiddenSize))
         } catch {
-            cache.truncate(to: held)
+            state.restore(saved)
             throw error
         }
     }
@@ -36,7 +40,7 @@ extension LanguageModel {
             // Attention block: h = RMSNorm(x); x += o_proj(attention(q_proj h, k_proj h, v_proj h))
             rmsNormForward(b.h, b.x, weight: layer.inputNorm, eps: c.rmsNormEps, tokens: n, dim: d)
             adapter.beginLayer(l, routerInput: b.h, tokens: n)
-            try project([.q, .k, .v], input: b.h, outputs: [b.q, b.k, b.v], layer, l, &adapter, n, pool)
+            try project([.q, .k, .v], input: b.h, outputs: [b.q, b.k, b.v], l, &adapter, n, pool)
             ropeForward(b.q, tokens: n, heads: c.headCount, headDim: c.headDim, firstPosition: firstPosition,
                         inverseFrequencies: inverseFrequencies)
             ropeForward(b.k, tokens: n, heads: c.kvHeadCount, headDim: c.headDim, firstPosition: firstPosition,
@@ -49,14 +53,14 @@ extension LanguageModel {
                                  firstPosition: firstPosition, window: c.slidingWindows[l], headRange: heads)
             }
             if let pool { pool.parallelRanges(c.headCount, run) } else { run(0..<c.headCount) }
-            try project([.o], input: b.attention, outputs: [b.projected], layer, l, &adapter, n, pool)
+            try project([.o], input: b.attention, outputs: [b.projected], l, &adapter, n, pool)
             for i in 0..<(n * d) { b.x[i] += b.projected[i] }
 
             // MLP block: x += down_proj(silu(gate_proj h) * up_proj h), h = RMSNorm(x)
             rmsNormForward(b.h, b.x, weight: layer.postAttentionNorm, eps: c.rmsNormEps, tokens: n, dim: d)
-            try project([.gate, .up], input: b.h, outputs: [b.gate, b.up], layer, l, &adapter, n, pool)
+            try project([.gate, .up], input: b.h, outputs: [b.gate, b.up], l, &adapter, n, pool)
             swigluForward(b.gate, b.up, count: n * c.intermediateSize)
-            try project([.down], input: b.gate, outputs: [b.projected], layer, l, &adapter, n, pool)
+            try project([.down], input: b.gate, outputs: [b.projected], l, &adapter, n, pool)
             for i in 0..<(n * d) { b.x[i] += b.projected[i] }
         }
         cache.commit(tokens: n)
@@ -77,11 +81,11 @@ extension LanguageModel {
 
     /// outputs[i] = input W_i^T + bias_i + the adapter's delta, for projections of layer `l` that
     /// share `input` (the adapter sees them together, so experts can share work between them).
-    private func project<Adapter: ProjectionAdapter>(
+    func project<Adapter: ProjectionAdapter>(
         _ modules: [ProjectionModule], input: UnsafeMutablePointer<Float>, outputs: [UnsafeMutablePointer<Float>],
-        _ layer: DecoderLayerWeights, _ l: Int, _ adapter: inout Adapter, _ tokens: Int, _ pool: ThreadPool?
+        _ l: Int, _ adapter: inout Adapter, _ tokens: Int, _ pool: ThreadPool?
     ) throws {
-        let projections = modules.map { layer.projections[$0.rawValue] }
+        let projections = modules.map { projection(layer: l, module: $0) }
         withOptionalPointers(projections.map(\.bias)) { biases in
             linearForward(outputs, input, projections.map(\.weight), biases: biases, tokens: tokens, pool: pool)
         }

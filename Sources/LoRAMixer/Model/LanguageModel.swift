@@ -1,16 +1,21 @@
 import Foundation
 
-/// A loaded llama-family decoder: validated config and weights. Immutable, so one instance serves
+/// A loaded decoder (llama family or Mamba): validated config and weights. Immutable, so one instance serves
 /// any number of sessions on any number of threads.
 public final class LanguageModel: @unchecked Sendable {
     public let config: ModelConfig
     public let directory: String
     let weights: SafeTensorsCollection
     let embedding: WeightMatrix
+    /// Llama-family layers; empty for a state-space model.
     let layers: [DecoderLayerWeights]
+    /// Mamba layers; empty for a llama-family model.
+    let mixerLayers: [MambaLayerWeights]
     let finalNorm: [Float]
     let lmHead: WeightMatrix
     let inverseFrequencies: [Double]
+    /// Ones, the weight of FalconMamba's weightless RMS norms; empty otherwise.
+    let unitWeight: [Float]
 
     public convenience init(directory: String, mode: LoadMode = .mapped) throws {
         let configPath = (directory as NSString).appendingPathComponent("config.json")
@@ -26,9 +31,17 @@ public final class LanguageModel: @unchecked Sendable {
         self.directory = directory
         self.weights = weights
         let loader = WeightLoader(weights: weights, source: directory)
-        embedding = try loader.matrix("model.embed_tokens.weight", rows: config.vocabSize, cols: config.hiddenSize)
-        layers = try (0..<config.layerCount).map { try DecoderLayerWeights(layer: $0, config: config, loader: loader) }
-        finalNorm = try loader.vector("model.norm.weight", count: config.hiddenSize)
+        let stateSpace = config.family.isStateSpace
+        embedding = try loader.matrix(stateSpace ? "backbone.embeddings.weight" : "model.embed_tokens.weight",
+                                      rows: config.vocabSize, cols: config.hiddenSize)
+        if stateSpace {
+            layers = []
+            mixerLayers = try (0..<config.layerCount).map { try MambaLayerWeights(layer: $0, config: config, loader: loader) }
+        } else {
+            layers = try (0..<config.layerCount).map { try DecoderLayerWeights(layer: $0, config: config, loader: loader) }
+            mixerLayers = []
+        }
+        finalNorm = try loader.vector(stateSpace ? "backbone.norm_f.weight" : "model.norm.weight", count: config.hiddenSize)
         if weights.contains("lm_head.weight") {
             lmHead = try loader.matrix("lm_head.weight", rows: config.vocabSize, cols: config.hiddenSize)
         } else if config.tieWordEmbeddings {
@@ -38,10 +51,25 @@ public final class LanguageModel: @unchecked Sendable {
                 "\(directory): tensor 'lm_head.weight' is missing and tie_word_embeddings is false")
         }
         inverseFrequencies = config.rope.inverseFrequencies(headDim: config.headDim)
+        unitWeight = config.stateSpace.map { Array(repeating: 1, count: max($0.timeStepRank, $0.stateSize)) } ?? []
     }
 
     /// Bytes of weight data in the model's safetensors files.
     public var weightBytes: Int { weights.totalBytes }
+
+    /// The base weights of `module` in `layer` (a module the model has).
+    func projection(layer: Int, module: ProjectionModule) -> Projection {
+        if mixerLayers.isEmpty { return layers[layer].projections[module.rawValue] }
+        return mixerLayers[layer].projection(module)
+    }
+
+    /// A fresh state for a sequence of up to `capacity` positions.
+    func makeState(capacity: Int) throws -> SequenceState {
+        if let stateSpace = config.stateSpace {
+            return try RecurrentState(config: stateSpace, layers: config.layerCount, capacity: capacity)
+        }
+        return try KVCache(layers: config.layerCount, capacity: capacity, kvHeads: config.kvHeadCount, headDim: config.headDim)
+    }
 }
 
 /// One decoder layer's weights. Projections are indexed by `ProjectionModule.rawValue`.
@@ -54,7 +82,7 @@ struct DecoderLayerWeights {
         let prefix = "model.layers.\(layer)"
         inputNorm = try loader.vector("\(prefix).input_layernorm.weight", count: config.hiddenSize)
         postAttentionNorm = try loader.vector("\(prefix).post_attention_layernorm.weight", count: config.hiddenSize)
-        projections = try ProjectionModule.allCases.map { module in
+        projections = try ProjectionModule.decoderModules.map { module in
             let (inFeatures, outFeatures) = config.shape(of: module)
             let name = "\(prefix).\(module.block).\(module.name)"
             let weight = try loader.matrix("\(name).weight", rows: outFeatures, cols: inFeatures)
@@ -83,9 +111,14 @@ struct WeightLoader {
     }
 
     func vector(_ name: String, count: Int) throws -> [Float] {
+        try floats(name, shape: [count])
+    }
+
+    /// Any tensor as f32 values, after checking its shape.
+    func floats(_ name: String, shape: [Int]) throws -> [Float] {
         let view = try weights.tensor(name)
-        guard view.shape == [count] else {
-            throw LoRAMixerError.shape("\(source): tensor '\(name)' has shape \(view.shape), expected [\(count)]")
+        guard view.shape == shape else {
+            throw LoRAMixerError.shape("\(source): tensor '\(name)' has shape \(view.shape), expected \(shape)")
         }
         return try view.floats()
     }

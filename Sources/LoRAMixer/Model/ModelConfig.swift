@@ -3,20 +3,29 @@ import Foundation
 /// The decoder families this library runs. Each maps to Hugging Face architecture names.
 public enum ModelFamily: String, Sendable {
     case llama, mistral, qwen2
+    case mamba
+    case falconMamba = "falcon_mamba"
 
     static func from(architecture: String) -> ModelFamily? {
         switch architecture {
         case "LlamaForCausalLM": return .llama
         case "MistralForCausalLM": return .mistral
         case "Qwen2ForCausalLM": return .qwen2
+        case "MambaForCausalLM": return .mamba
+        case "FalconMambaForCausalLM": return .falconMamba
         default: return nil
         }
     }
 
-    static let supportedArchitectures = ["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"]
+    static let supportedArchitectures = ["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
+                                         "MambaForCausalLM", "FalconMambaForCausalLM"]
+
+    /// Mamba-style selective state-space models (no attention, a recurrent state per sequence).
+    public var isStateSpace: Bool { self == .mamba || self == .falconMamba }
 }
 
-/// What `config.json` says about a llama-family decoder, validated.
+/// What `config.json` says about a decoder, validated. Attention fields (heads, RoPE, windows) are
+/// zero or empty for state-space models, whose own settings are in `stateSpace`.
 public struct ModelConfig: Sendable, Equatable {
     public var architecture: String
     public var family: ModelFamily
@@ -34,6 +43,8 @@ public struct ModelConfig: Sendable, Equatable {
     /// Per layer: how many most recent positions (the token's own included) a query may attend to;
     /// nil for full causal attention.
     public var slidingWindows: [Int?]
+    /// Mamba / FalconMamba settings; nil for the llama family.
+    public var stateSpace: StateSpaceConfig?
 
     public var qDim: Int { headCount * headDim }
     public var kvDim: Int { kvHeadCount * headDim }
@@ -54,6 +65,10 @@ extension ModelConfig {
         guard let family = ModelFamily.from(architecture: architecture) else {
             throw LoRAMixerError.format(
                 "\(source): unsupported architecture '\(architecture)' (supported: \(ModelFamily.supportedArchitectures.joined(separator: ", ")))")
+        }
+        if family.isStateSpace {
+            self = try ModelConfig(stateSpaceFields: fields, architecture: architecture, family: family)
+            return
         }
         self.architecture = architecture
         self.family = family
@@ -114,7 +129,7 @@ extension ModelConfig {
     private static func slidingWindows(fields: ConfigFields, family: ModelFamily, layerCount: Int) throws -> [Int?] {
         let window = try fields.optionalPositiveInt("sliding_window")
         switch family {
-        case .llama:
+        case .llama, .mamba, .falconMamba:
             return Array(repeating: nil, count: layerCount)
         case .mistral:
             return Array(repeating: window, count: layerCount)
@@ -145,6 +160,10 @@ public struct RoPEConfig: Sendable, Equatable {
 
     public var theta: Double
     public var scaling: Scaling
+
+    init(theta: Double, scaling: Scaling) {
+        (self.theta, self.scaling) = (theta, scaling)
+    }
 
     /// transformers 5 writes `rope_parameters` (theta and scaling together); older files have a
     /// top-level `rope_theta` and an optional `rope_scaling` object. Both are read.

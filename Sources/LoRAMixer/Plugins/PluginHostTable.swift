@@ -34,9 +34,7 @@ enum PluginHostTable {
         table.module_shape = { registrar, module, inFeatures, outFeatures in
             PluginHostTable.call(registrar) { staging in
                 guard let inFeatures, let outFeatures else { throw LoRAMixerError.invalidArgument("'in_features' and 'out_features' must not be NULL") }
-                guard let module = ProjectionModule(rawValue: Int(module)) else {
-                    throw LoRAMixerError.invalidArgument("module \(module) is not an LMX_MODULE_* value")
-                }
+                let module = try staging.config.module(rawValue: Int(module), "module")
                 let shape = staging.config.shape(of: module)
                 (inFeatures.pointee, outFeatures.pointee) = (UInt32(shape.inFeatures), UInt32(shape.outFeatures))
             }

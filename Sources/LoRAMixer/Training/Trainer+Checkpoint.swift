@@ -17,7 +17,7 @@ extension Trainer {
         if options.regime == .joint {
             for expert in try mixture.makeExperts() {
                 let folder = "experts/\(expert.name)"
-                try expert.writePEFT(to: (output as NSString).appendingPathComponent(folder), baseModel: model.directory)
+                try expert.writePEFT(to: (output as NSString).appendingPathComponent(folder), baseModel: model.directory, config: model.config)
                 files.append(folder)
             }
         }

@@ -13,44 +13,19 @@ extension TrainingGraph {
         let (statistics, rslGradients) = routingSpecialization(tape, rows: n, losses: &losses)
 
         for l in (0..<c.layerCount).reversed() {
-            let s = tape.layers[l], layer = model.layers[l]
+            let s = tape.layers[l]
             let dGates = FloatBuffer(count: n * expertCount)
-            // MLP block, from d x_out: down, SwiGLU, gate/up, then the norm into d x_mid.
-            let dAct = FloatBuffer(count: n * c.intermediateSize)
-            projectBackward([.down], layer: l, input: s.act, dOutputs: [dx], dInput: dAct, tape: s, dGates: dGates,
-                            gradients: gradients, rows: n)
-            let (dGate, dUp) = (FloatBuffer(count: n * c.intermediateSize), FloatBuffer(count: n * c.intermediateSize))
-            swigluBackward(dGate: dGate.pointer, dUp: dUp.pointer, dAct.pointer, gate: s.gatePre.pointer, up: s.up.pointer,
-                           count: n * c.intermediateSize)
-            let dH2 = FloatBuffer(count: n * d)
-            projectBackward([.gate, .up], layer: l, input: s.h2, dOutputs: [dGate, dUp], dInput: dH2, tape: s, dGates: dGates,
-                            gradients: gradients, rows: n)
-            rmsNormBackward(dx.pointer, dH2.pointer, s.xMid.pointer, weight: layer.postAttentionNorm, eps: c.rmsNormEps,
-                            tokens: n, dim: d)
-
-            // Attention block, from d x_mid: o, attention per example, RoPE, q/k/v, router, norm.
-            let dAttention = FloatBuffer(count: n * c.qDim)
-            projectBackward([.o], layer: l, input: s.attention, dOutputs: [dx], dInput: dAttention, tape: s, dGates: dGates,
-                            gradients: gradients, rows: n)
-            let (dq, dk, dv) = (FloatBuffer(count: n * c.qDim), FloatBuffer(count: n * c.kvDim), FloatBuffer(count: n * c.kvDim))
-            for (index, segment) in batch.segments.enumerated() {
-                let start = segment.lowerBound
-                sequenceAttentionBackward(
-                    dq: dq.pointer + start * c.qDim, dk: dk.pointer + start * c.kvDim, dv: dv.pointer + start * c.kvDim,
-                    dAttention.pointer + start * c.qDim, probs: s.probabilities[index].pointer, q: s.q.pointer + start * c.qDim,
-                    k: s.k.pointer + start * c.kvDim, v: s.v.pointer + start * c.kvDim, tokens: segment.count,
-                    heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, window: c.slidingWindows[l])
+            let dH1: FloatBuffer, inputNorm: [Float]
+            if let mixer = s.mixer {
+                dH1 = mixerBackward(l, mixer, batch: batch, dx: dx, tape: s, dGates: dGates, gradients: gradients)
+                inputNorm = model.mixerLayers[l].norm
+            } else {
+                dH1 = decoderBlockBackward(l, batch: batch, dx: dx, tape: s, dGates: dGates, gradients: gradients)
+                inputNorm = model.layers[l].inputNorm
             }
-            ropeBackward(dq.pointer, tokens: n, heads: c.headCount, headDim: c.headDim, positions: { batch.positions[$0] },
-                         inverseFrequencies: model.inverseFrequencies)
-            ropeBackward(dk.pointer, tokens: n, heads: c.kvHeadCount, headDim: c.headDim, positions: { batch.positions[$0] },
-                         inverseFrequencies: model.inverseFrequencies)
-            let dH1 = FloatBuffer(count: n * d)
-            projectBackward([.q, .k, .v], layer: l, input: s.h1, dOutputs: [dq, dk, dv], dInput: dH1, tape: s, dGates: dGates,
-                            gradients: gradients, rows: n)
             routerBackward(layer: l, tape: s, batch: batch, routing: routingNow, dGates: dGates, rsl: rslGradients[l],
                            dH1: dH1, gradients: gradients)
-            rmsNormBackward(dx.pointer, dH1.pointer, s.xIn.pointer, weight: layer.inputNorm, eps: c.rmsNormEps, tokens: n, dim: d)
+            rmsNormBackward(dx.pointer, dH1.pointer, s.xIn.pointer, weight: inputNorm, eps: c.rmsNormEps, tokens: n, dim: d)
         }
 
         var preserveLoss: Double = 0
@@ -65,6 +40,47 @@ extension TrainingGraph {
         }
         losses.preserve = Double(preserve.beta) * preserveLoss
         return (losses, statistics)
+    }
+
+    /// Backward of a llama-family layer from d x_out (in `dx`, which receives d x_mid's residual
+    /// share through the MLP norm) down to d h1, the gradient at the attention block's normalised input.
+    private func decoderBlockBackward(_ l: Int, batch: PackedBatch, dx: FloatBuffer, tape s: LayerTape, dGates: FloatBuffer,
+                                      gradients: [FloatBuffer?]) -> FloatBuffer {
+        let c = config, n = batch.count, d = c.hiddenSize, layer = model.layers[l]
+        // MLP block, from d x_out: down, SwiGLU, gate/up, then the norm into d x_mid.
+        let dAct = FloatBuffer(count: n * c.intermediateSize)
+        projectBackward([.down], layer: l, input: s.act, dOutputs: [dx], dInput: dAct, tape: s, dGates: dGates,
+                        gradients: gradients, rows: n)
+        let (dGate, dUp) = (FloatBuffer(count: n * c.intermediateSize), FloatBuffer(count: n * c.intermediateSize))
+        swigluBackward(dGate: dGate.pointer, dUp: dUp.pointer, dAct.pointer, gate: s.gatePre.pointer, up: s.up.pointer,
+                       count: n * c.intermediateSize)
+        let dH2 = FloatBuffer(count: n * d)
+        projectBackward([.gate, .up], layer: l, input: s.h2, dOutputs: [dGate, dUp], dInput: dH2, tape: s, dGates: dGates,
+                        gradients: gradients, rows: n)
+        rmsNormBackward(dx.pointer, dH2.pointer, s.xMid.pointer, weight: layer.postAttentionNorm, eps: c.rmsNormEps,
+                        tokens: n, dim: d)
+
+        // Attention block, from d x_mid: o, attention per example, RoPE, q/k/v, router, norm.
+        let dAttention = FloatBuffer(count: n * c.qDim)
+        projectBackward([.o], layer: l, input: s.attention, dOutputs: [dx], dInput: dAttention, tape: s, dGates: dGates,
+                        gradients: gradients, rows: n)
+        let (dq, dk, dv) = (FloatBuffer(count: n * c.qDim), FloatBuffer(count: n * c.kvDim), FloatBuffer(count: n * c.kvDim))
+        for (index, segment) in batch.segments.enumerated() {
+            let start = segment.lowerBound
+            sequenceAttentionBackward(
+                dq: dq.pointer + start * c.qDim, dk: dk.pointer + start * c.kvDim, dv: dv.pointer + start * c.kvDim,
+                dAttention.pointer + start * c.qDim, probs: s.probabilities[index].pointer, q: s.q.pointer + start * c.qDim,
+                k: s.k.pointer + start * c.kvDim, v: s.v.pointer + start * c.kvDim, tokens: segment.count,
+                heads: c.headCount, kvHeads: c.kvHeadCount, headDim: c.headDim, window: c.slidingWindows[l])
+        }
+        ropeBackward(dq.pointer, tokens: n, heads: c.headCount, headDim: c.headDim, positions: { batch.positions[$0] },
+                     inverseFrequencies: model.inverseFrequencies)
+        ropeBackward(dk.pointer, tokens: n, heads: c.kvHeadCount, headDim: c.headDim, positions: { batch.positions[$0] },
+                     inverseFrequencies: model.inverseFrequencies)
+        let dH1 = FloatBuffer(count: n * d)
+        projectBackward([.q, .k, .v], layer: l, input: s.h1, dOutputs: [dq, dk, dv], dInput: dH1, tape: s, dGates: dGates,
+                        gradients: gradients, rows: n)
+        return dH1
     }
 
     /// Final norm, LM head and cross-entropy on the rows that predict a target; adds d loss /
@@ -132,12 +148,11 @@ extension TrainingGraph {
     /// Backward of `project`: dInput += sum_m dOut_m W_m plus every expert's low-rank path, and the
     /// gradients of the experts' A and B and of the gates.
     ///   w = dOut B [N, r];  dg[t, e] += s w_t . z_t;  dB += dOut^T (g s z);  dz = g s w;  dA += dz^T u;  dInput += dz A
-    private func projectBackward(_ modules: [ProjectionModule], layer l: Int, input u: FloatBuffer, dOutputs: [FloatBuffer],
-                                 dInput: FloatBuffer, tape s: LayerTape, dGates: FloatBuffer, gradients: [FloatBuffer?],
-                                 rows n: Int) {
-        let weights = model.layers[l].projections
+    func projectBackward(_ modules: [ProjectionModule], layer l: Int, input u: FloatBuffer, dOutputs: [FloatBuffer],
+                         dInput: FloatBuffer, tape s: LayerTape, dGates: FloatBuffer, gradients: [FloatBuffer?],
+                         rows n: Int) {
         for (module, dOut) in zip(modules, dOutputs) {
-            linearBackwardInput(dInput.pointer, dOut.pointer, weights[module.rawValue].weight, tokens: n, pool: pool)
+            linearBackwardInput(dInput.pointer, dOut.pointer, model.projection(layer: l, module: module).weight, tokens: n, pool: pool)
         }
         let e = expertCount
         for expert in 0..<e {

@@ -6,13 +6,17 @@ extension TrainingGraph {
         let x = FloatBuffer(count: n * d)
         for (t, token) in batch.tokens.enumerated() { model.embedding.loadRow(Int(token), into: x.pointer + t * d) }
         var tape = Tape(finalHidden: x)
+        if c.stateSpace != nil {
+            for l in 0..<c.layerCount { tape.layers.append(mixerLayerForward(l, x: x, batch: batch, routingNow: routingNow)) }
+            return tape
+        }
         for (l, layer) in model.layers.enumerated() {
             let s = LayerTape(rows: n, config: c, experts: expertCount)
             s.xIn.pointer.update(from: x.pointer, count: n * d)
             // h1 = RMSNorm(x); gates from the router on h1; q, k, v (+ deltas); RoPE per example.
             rmsNormForward(s.h1.pointer, s.xIn.pointer, weight: layer.inputNorm, eps: c.rmsNormEps, tokens: n, dim: d)
             routeForward(layer: l, tape: s, batch: batch, routing: routingNow)
-            project([.q, .k, .v], layer: l, input: s.h1, outputs: [s.q, s.k, s.v], tape: s, rows: n)
+            project([.q, .k, .v], layer: l, input: s.h1.pointer, outputs: [s.q.pointer, s.k.pointer, s.v.pointer], tape: s, rows: n)
             ropeForward(s.q.pointer, tokens: n, heads: c.headCount, headDim: c.headDim, positions: { batch.positions[$0] },
                         inverseFrequencies: model.inverseFrequencies)
             ropeForward(s.k.pointer, tokens: n, heads: c.kvHeadCount, headDim: c.headDim, positions: { batch.positions[$0] },
@@ -28,28 +32,45 @@ extension TrainingGraph {
                 s.probabilities.append(probabilities)
             }
             let projected = FloatBuffer(count: n * d)
-            project([.o], layer: l, input: s.attention, outputs: [projected], tape: s, rows: n)
+            project([.o], layer: l, input: s.attention.pointer, outputs: [projected.pointer], tape: s, rows: n)
             for i in 0..<(n * d) { s.xMid.pointer[i] = s.xIn.pointer[i] + projected.pointer[i] }
 
             // h2 = RMSNorm(x_mid); x_out = x_mid + down(silu(gate h2) * up h2)
             rmsNormForward(s.h2.pointer, s.xMid.pointer, weight: layer.postAttentionNorm, eps: c.rmsNormEps, tokens: n, dim: d)
-            project([.gate, .up], layer: l, input: s.h2, outputs: [s.gatePre, s.up], tape: s, rows: n)
+            project([.gate, .up], layer: l, input: s.h2.pointer, outputs: [s.gatePre.pointer, s.up.pointer], tape: s, rows: n)
             s.act.pointer.update(from: s.gatePre.pointer, count: n * c.intermediateSize)
             swigluForward(s.act.pointer, s.up.pointer, count: n * c.intermediateSize)
-            project([.down], layer: l, input: s.act, outputs: [projected], tape: s, rows: n)
+            project([.down], layer: l, input: s.act.pointer, outputs: [projected.pointer], tape: s, rows: n)
             for i in 0..<(n * d) { x.pointer[i] = s.xMid.pointer[i] + projected.pointer[i] }
             tape.layers.append(s)
         }
         return tape
     }
 
+    /// One Mamba block: x += mixer(RMSNorm(x)), every sequence of the batch scanned from a zero
+    /// state; the router reads the mixer input.
+    private func mixerLayerForward(_ l: Int, x: FloatBuffer, batch: PackedBatch, routingNow: TrainingOptions.Routing) -> LayerTape {
+        let c = config, n = batch.count, d = c.hiddenSize
+        let s = LayerTape(rows: n, config: c, experts: expertCount)
+        s.xIn.pointer.update(from: x.pointer, count: n * d)
+        rmsNormForward(s.h1.pointer, s.xIn.pointer, weight: model.mixerLayers[l].norm, eps: c.rmsNormEps, tokens: n, dim: d)
+        routeForward(layer: l, tape: s, batch: batch, routing: routingNow)
+        guard let mixer = s.mixer else { return s }
+        let mixed = FloatBuffer(count: n * d)
+        model.mixerForward(layer: l, mixer, output: mixed.pointer, rows: n, sequences: batch.segments, state: nil, pool: pool) {
+            module, input, output in
+            project([module], layer: l, input: input, outputs: [output], tape: s, rows: n)
+        }
+        for i in 0..<(n * d) { x.pointer[i] = s.xIn.pointer[i] + mixed.pointer[i] }
+        return s
+    }
+
     /// outputs[m] = u W_m^T + b_m + sum_e g[:, e] * s_e * (u A_e^T) B_e^T, recording u A_e^T.
-    private func project(_ modules: [ProjectionModule], layer l: Int, input u: FloatBuffer, outputs: [FloatBuffer],
-                         tape s: LayerTape, rows n: Int) {
-        let weights = model.layers[l].projections
-        withOptionalPointers(modules.map { weights[$0.rawValue].bias }) { biases in
-            linearForward(outputs.map(\.pointer), u.pointer, modules.map { weights[$0.rawValue].weight }, biases: biases,
-                          tokens: n, pool: pool)
+    private func project(_ modules: [ProjectionModule], layer l: Int, input u: UnsafeMutablePointer<Float>,
+                         outputs: [UnsafeMutablePointer<Float>], tape s: LayerTape, rows n: Int) {
+        let weights = modules.map { model.projection(layer: l, module: $0) }
+        withOptionalPointers(weights.map(\.bias)) { biases in
+            linearForward(outputs, u, weights.map(\.weight), biases: biases, tokens: n, pool: pool)
         }
         let e = expertCount
         for expert in 0..<e {
@@ -59,7 +80,7 @@ extension TrainingGraph {
                 guard let slot = mixture.slots[expert][l][module.rawValue] else { continue }
                 let (a, b) = (mixture.parameters[slot.a], mixture.parameters[slot.b])
                 let z = FloatBuffer(count: n * slot.rank)
-                linearForward(z.pointer, u.pointer, a.values.pointer, rows: slot.rank, cols: a.shape[1], tokens: n, pool: pool)
+                linearForward(z.pointer, u, a.values.pointer, rows: slot.rank, cols: a.shape[1], tokens: n, pool: pool)
                 s.loraInputs[LayerTape.key(expert: expert, module: module)] = z
                 let gated = FloatBuffer(count: n * slot.rank)
                 for t in 0..<n where column[t] != 0 {
@@ -69,7 +90,7 @@ extension TrainingGraph {
                 let width = b.shape[0]
                 let delta = FloatBuffer(count: n * width)
                 linearForward(delta.pointer, gated.pointer, b.values.pointer, rows: width, cols: slot.rank, tokens: n, pool: pool)
-                for i in 0..<(n * width) { outputs[m].pointer[i] += delta.pointer[i] }
+                for i in 0..<(n * width) { outputs[m][i] += delta.pointer[i] }
             }
         }
     }

@@ -29,8 +29,12 @@ struct TrainingGraph {
 }
 
 /// Activations of one layer kept for the backward pass. Rows are the packed batch's tokens.
+/// Attention layers fill the decoder buffers; Mamba layers leave them empty and use `mixer`.
 final class LayerTape {
-    let xIn, h1, q, k, v, attention, xMid, h2, gatePre, up, act: FloatBuffer
+    /// The layer's input and its router input h1 = RMSNorm(xIn) (for Mamba, also the mixer input).
+    let xIn, h1: FloatBuffer
+    let q, k, v, attention, xMid, h2, gatePre, up, act: FloatBuffer
+    let mixer: MixerActivations?
     /// Attention probabilities per example: [heads, T, T].
     var probabilities: [FloatBuffer] = []
     /// Router probabilities and gates, [N, E]; top-K sets per row (for top-K gates and load).
@@ -43,12 +47,16 @@ final class LayerTape {
     var loraInputs: [Int: FloatBuffer] = [:]
 
     init(rows n: Int, config c: ModelConfig, experts: Int) {
-        func buffer(_ width: Int) -> FloatBuffer { FloatBuffer(count: n * width) }
-        (xIn, h1, xMid, h2) = (buffer(c.hiddenSize), buffer(c.hiddenSize), buffer(c.hiddenSize), buffer(c.hiddenSize))
+        let decoder = c.stateSpace == nil
+        func buffer(_ width: Int) -> FloatBuffer { FloatBuffer(count: decoder ? n * width : 0) }
+        xIn = FloatBuffer(count: n * c.hiddenSize)
+        mixer = c.stateSpace.map { MixerActivations(rows: n, config: $0, hiddenSize: c.hiddenSize) }
+        h1 = mixer?.h ?? FloatBuffer(count: n * c.hiddenSize)
+        (xMid, h2) = (buffer(c.hiddenSize), buffer(c.hiddenSize))
         (q, attention) = (buffer(c.qDim), buffer(c.qDim))
         (k, v) = (buffer(c.kvDim), buffer(c.kvDim))
         (gatePre, up, act) = (buffer(c.intermediateSize), buffer(c.intermediateSize), buffer(c.intermediateSize))
-        gates = buffer(experts)
+        gates = FloatBuffer(count: n * experts)
     }
 
     static func key(expert: Int, module: ProjectionModule) -> Int { expert * ProjectionModule.allCases.count + module.rawValue }
