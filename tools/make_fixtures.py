@@ -65,7 +65,7 @@ INIT_RANGE = 0.2
 ROUTER_SCALE = 3.0  # router logits ~ N(0, ROUTER_SCALE^2) for unit-RMS h
 GAP_MIN = 1e-3
 LORA_B_SCALE = 0.5  # lora_B is multiplied by this after PEFT's init_lora_weights=False init
-SIZE_LIMIT = 2.5e6
+SIZE_LIMIT = 4e6  # all of Tests/Fixtures, Mamba and train_step fixtures included
 
 SEEDS = {
     # case: (base model, tokens, adapters e0/e1/e2 base seed, first router seed)
@@ -185,22 +185,8 @@ def save_model(model, folder, **kw):
 def make_adapters(case, folder, bf16, seed):
     info = {}
     for k, (name, spec) in enumerate(ADAPTERS.items()):
-        base = load_base(folder, bf16)
-        torch.manual_seed(seed + k)
-        pm = get_peft_model(base, LoraConfig(init_lora_weights=False, lora_dropout=0.0, bias="none",
-                                             task_type="CAUSAL_LM", **spec))
-        with torch.no_grad():  # PEFT's init (nn.Linear's) gives deltas larger than the base; tame them
-            for pname, p in pm.named_parameters():
-                if ".lora_B." in pname:
-                    p.mul_(LORA_B_SCALE)
         out = os.path.join(folder, "adapters", name)
-        if os.path.isdir(out):
-            shutil.rmtree(out)
-        pm.save_pretrained(out)
-        card = os.path.join(out, "README.md")  # PEFT's auto-generated model card: not needed
-        if os.path.exists(card):
-            os.remove(card)
-        sort_target_modules(os.path.join(out, "adapter_config.json"))
+        save_peft_adapter(load_base(folder, bf16), spec, seed + k, out)
         info[name] = out
     # Check that the saved configs say what we asked for.
     c1 = json.load(open(os.path.join(info["e1"], "adapter_config.json")))
@@ -219,6 +205,28 @@ def make_adapters(case, folder, bf16, seed):
     c2 = json.load(open(os.path.join(info["e2"], "adapter_config.json")))
     assert c2["layers_to_transform"] == [1], c2
     return info
+
+
+def save_peft_adapter(base, spec, seed, out):
+    """Wrap `base` with a PEFT LoRA of `spec` (LoraConfig keywords) drawn after
+    `torch.manual_seed(seed)` with init_lora_weights=False, multiply every lora_B by LORA_B_SCALE,
+    and save it to `out` (replaced) with `PeftModel.save_pretrained`, without PEFT's model card and
+    with target_modules sorted. Returns the PeftModel."""
+    torch.manual_seed(seed)
+    pm = get_peft_model(base, LoraConfig(init_lora_weights=False, lora_dropout=0.0, bias="none",
+                                         task_type="CAUSAL_LM", **spec))
+    with torch.no_grad():  # PEFT's init (nn.Linear's) gives deltas larger than the base; tame them
+        for pname, p in pm.named_parameters():
+            if ".lora_B." in pname:
+                p.mul_(LORA_B_SCALE)
+    if os.path.isdir(out):
+        shutil.rmtree(out)
+    pm.save_pretrained(out)
+    card = os.path.join(out, "README.md")  # PEFT's auto-generated model card: not needed
+    if os.path.exists(card):
+        os.remove(card)
+    sort_target_modules(os.path.join(out, "adapter_config.json"))
+    return pm
 
 
 def sort_target_modules(path):
@@ -278,6 +286,14 @@ def choose_router(mix, tokens, seed0, context, n_layers, d, variants):
 
 
 # ----------------------------------------------------------------------------- one case
+
+def ids_gates(traces):
+    """(ids I32 [T, L, K], gates [T, L, K]): the selected canonical expert indices per token and
+    layer, by gate descending, and their gates."""
+    ids = torch.stack([tr.ids for tr in traces], dim=1).to(torch.int32)  # [T, L, K]
+    gates = torch.stack([torch.gather(tr.gates, 1, tr.ids) for tr in traces], dim=1).float()
+    return ids, gates
+
 
 def fix_qwen2_config(folder):
     """Rewrite config.json to the pre-transformers-5 form: top-level rope_theta/rope_scaling,
@@ -406,11 +422,6 @@ def run_case(case, model, bf16=False):
     rc = Router.load(os.path.join(folder, "router_context.safetensors"))
     assert r.experts == E_NAMES and rc.experts == CONTEXT_ORDER and rc.input_kind == "context"
     assert r.temperature == 1.0 and abs(rc.temperature - 0.7) < 1e-12 and r.top_k == 2 and rc.top_k == 2
-
-    def ids_gates(traces):
-        ids = torch.stack([tr.ids for tr in traces], dim=1).to(torch.int32)  # [T, L, K]
-        gates = torch.stack([torch.gather(tr.gates, 1, tr.ids) for tr in traces], dim=1).float()
-        return ids, gates
 
     lg, tr = mix.run(tokens, "learned", router=r)
     expected["learned_logits"] = lg
