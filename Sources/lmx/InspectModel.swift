@@ -7,22 +7,41 @@ extension InspectCommand {
         let config = try ModelConfig(contentsOf: join(path, "config.json"))
         let weights = try SafeTensorsCollection(directory: path)
         var report = InspectReport(kind: "model", path: path)
+        let shape: [InspectReport.Field]
+        if let ssm = config.stateSpace {
+            shape = [
+                .init("d_inner", ssm.innerSize),
+                .init("d_state", ssm.stateSize),
+                .init("d_conv", ssm.convKernel),
+                .init("dt_rank", ssm.timeStepRank),
+                .init("vocab", config.vocabSize),
+                .init("max_positions", config.maxPositions),
+                .init("norm_eps", config.rmsNormEps),
+            ] + (ssm.mixerNormEps.map { [.init("mixer_rms_eps", $0)] } ?? []) + [
+                .init("tied_embeddings", config.tieWordEmbeddings),
+            ]
+        } else {
+            shape = [
+                .init("heads", config.headCount),
+                .init("kv_heads", config.kvHeadCount),
+                .init("head_dim", config.headDim),
+                .init("d_ff", config.intermediateSize),
+                .init("vocab", config.vocabSize),
+                .init("max_positions", config.maxPositions),
+                .init("rms_norm_eps", config.rmsNormEps),
+                .init("rope_theta", config.rope.theta),
+                ropeScaling(config.rope.scaling),
+                .init("tied_embeddings", config.tieWordEmbeddings),
+                slidingWindows(config.slidingWindows),
+            ]
+        }
         report.fields([
             .init("architecture", config.architecture),
             .init("family", config.family.rawValue),
             .init("layers", config.layerCount),
             .init("d_model", config.hiddenSize),
-            .init("heads", config.headCount),
-            .init("kv_heads", config.kvHeadCount),
-            .init("head_dim", config.headDim),
-            .init("d_ff", config.intermediateSize),
-            .init("vocab", config.vocabSize),
-            .init("max_positions", config.maxPositions),
-            .init("rms_norm_eps", config.rmsNormEps),
-            .init("rope_theta", config.rope.theta),
-            ropeScaling(config.rope.scaling),
-            .init("tied_embeddings", config.tieWordEmbeddings),
-            slidingWindows(config.slidingWindows),
+        ] + shape + [
+            .init("projections", config.modules.map(\.name).joined(separator: ", ")),
             try weightFiles(path),
         ])
         report.tensors(weights.tensorNames.compactMap(weights.info), table: tensorTable)

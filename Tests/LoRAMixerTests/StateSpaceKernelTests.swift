@@ -8,10 +8,27 @@ final class StateSpaceKernelTests: XCTestCase {
     private var generator = SplitMix64(seed: 11)
     private func random(_ count: Int) -> [Float] { (0..<count).map { _ in generator.nextNormal() } }
 
-    func testSelectiveScanMatchesNaiveRecurrenceAcrossThreadsAndCalls() {
-        let (t, channels, n) = (7, 37, 5)
+    /// Every scan path this CPU has (AVX2 with its polynomial exp for state sizes that are multiples
+    /// of 8; the portable loop otherwise) against the recurrence in Double.
+    func testSelectiveScanMatchesNaiveRecurrenceAcrossPathsThreadsAndCalls() {
+        let ceiling: KernelISA = {
+            let previous = setMaxKernelISA(.avx512)
+            defer { setMaxKernelISA(previous) }
+            return kernelISA
+        }()
+        defer { setMaxKernelISA(.avx512) }
+        for isa in KernelISA.allCases where isa.rawValue <= ceiling.rawValue {
+            setMaxKernelISA(isa)
+            for n in [5, 16] { checkScan(stateSize: n, "\(isa) n \(n)") }
+        }
+    }
+
+    private func checkScan(stateSize n: Int, _ what: String) {
+        let (t, channels) = (7, 37)
         let u = random(t * channels), delta = random(t * channels).map { 0.02 + 0.4 * abs($0) }
-        let a = random(channels * n).map { -0.3 - abs($0) }, b = random(t * n), c = random(t * n), skip = random(channels)
+        // Decays from exp(-1e-3) to exp(-90) (below the polynomial's clamp).
+        let a = random(channels * n).map { -0.01 - 30 * abs($0) * abs($0) }, b = random(t * n), c = random(t * n)
+        let skip = random(channels)
         // naive: s_t = exp(delta_t a) s_{t-1} + delta_t b_t u_t; y_t = s_t . c_t + D u_t (in Double)
         var expected = [Float](repeating: 0, count: t * channels)
         for ch in 0..<channels {
@@ -30,7 +47,7 @@ final class StateSpaceKernelTests: XCTestCase {
         var whole = [Float](repeating: 0, count: t * channels), state = [Float](repeating: 0, count: channels * n)
         selectiveScanForward(&whole, u: u, delta: delta, a: a, b: b, c: c, skip: skip, state: &state, states: nil, tokens: t,
                              channels: channels, stateSize: n, pool: pool)
-        assertClose(whole, expected, tolerance: 1e-5, "one call, 2 threads")
+        assertClose(whole, expected, tolerance: 1e-5, "\(what): one call, 2 threads")
 
         // The first 4 tokens, then the rest one at a time from the carried state.
         var pieces: [Float] = [], carried = [Float](repeating: 0, count: channels * n)
@@ -43,8 +60,8 @@ final class StateSpaceKernelTests: XCTestCase {
                                  states: nil, tokens: range.count, channels: channels, stateSize: n, pool: nil)
             pieces += y
         }
-        assertClose(pieces, whole, tolerance: 1e-6, "carried state")
-        assertClose(carried, state, tolerance: 1e-6, "final state")
+        assertClose(pieces, whole, tolerance: 1e-6, "\(what): carried state")
+        assertClose(carried, state, tolerance: 1e-6, "\(what): final state")
     }
 
     func testCausalConvMatchesNaiveAndCarriesHistory() {

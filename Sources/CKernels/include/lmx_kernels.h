@@ -56,7 +56,9 @@ void lmxk_causal_conv_backward(float *dx, const float *dout, const float *w, siz
  *   y[t, c] = sum_j s[c, j] * cm[t, j] + d[c] * u[t, c]
  *   u, delta, y: [tokens, C]; a: [C, n]; b, cm: [tokens, n]; d: [C]; state: [C, n], read as the
  *   state before token 0 and left holding the state after the last token; states, if not NULL:
- *   [tokens, C, n], the state after each token (for the backward pass). */
+ *   [tokens, C, n], the state after each token (for the backward pass). With n a multiple of 8 and
+ *   AVX2/FMA allowed (lmxk_set_max_isa), 8 states at a time with a polynomial exp (~1 ulp);
+ *   otherwise the portable loop with expf. */
 void lmxk_selective_scan_forward(float *y, const float *u, const float *delta, const float *a, const float *b,
                                  const float *cm, const float *d, float *state, float *states, size_t tokens,
                                  size_t channels, size_t n, size_t c_begin, size_t c_end);
