@@ -7,12 +7,10 @@ public func lmx_mixer_add_untrained_lora(_ mixer: OpaquePointer?, _ name: Unsafe
     withStatus {
         let mixer = try Handles.resolve(mixer, .mixer, as: Mixer.self, "mixer")
         let name = try Arguments.string(name, "name")
-        let config = mixer.model.config
-        let allowed = config.modules.reduce(UInt32(0)) { $0 | 1 << UInt32($1.rawValue) }
-        guard moduleMask != 0, moduleMask & ~allowed == 0 else {
-            throw LoRAMixerError.invalidArgument("module_mask 0x\(String(moduleMask, radix: 16)) must set at least one bit and only bits of this \(config.architecture) model's LMX_MODULE_* values (mask 0x\(String(allowed, radix: 16)): \(config.modules.map(\.name).joined(separator: ", ")))")
+        guard moduleMask != 0 else { throw LoRAMixerError.invalidArgument("module_mask is 0: set the bit of at least one LMX_MODULE_* value") }
+        let modules = try (0..<32).filter { moduleMask & (1 << UInt32($0)) != 0 }.map {
+            try mixer.model.config.module(rawValue: $0, "module_mask bit")
         }
-        let modules = config.modules.filter { moduleMask & (1 << UInt32($0.rawValue)) != 0 }
         let expert = try LoRAExpert(untrainedFor: mixer.model.config, name: name, rank: Int(rank), alpha: Double(loraAlpha),
                                     modules: modules, seed: seed)
         let index = try mixer.add(expert)

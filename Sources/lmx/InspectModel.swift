@@ -16,7 +16,7 @@ extension InspectCommand {
                 .init("dt_rank", ssm.timeStepRank),
                 .init("vocab", config.vocabSize),
                 .init("max_positions", config.maxPositions),
-                .init("norm_eps", config.rmsNormEps),
+                .init("rms_norm_eps", config.rmsNormEps),
             ] + (ssm.mixerNormEps.map { [.init("mixer_rms_eps", $0)] } ?? []) + [
                 .init("tied_embeddings", config.tieWordEmbeddings),
             ]
@@ -41,7 +41,8 @@ extension InspectCommand {
             .init("layers", config.layerCount),
             .init("d_model", config.hiddenSize),
         ] + shape + [
-            .init("projections", config.modules.map(\.name).joined(separator: ", ")),
+            .init(key: "projections", json: .array(config.modules.map { .string($0.name) }),
+                  text: config.modules.map(\.name).joined(separator: ", ")),
             try weightFiles(path),
         ])
         report.tensors(weights.tensorNames.compactMap(weights.info), table: tensorTable)

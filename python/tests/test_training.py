@@ -433,7 +433,8 @@ def test_add_untrained_lora_bad_arguments(llama_model):
             (dict(lora_alpha=0), lmx.InvalidArgumentError, ("alpha",), True),
             (dict(lora_alpha=float("nan")), lmx.InvalidArgumentError, ("alpha",), True),
             (dict(modules=["q_proj", "nope"]), lmx.InvalidArgumentError, ("'nope'", "Module", "'down_proj'"), False),
-            (dict(modules=7), lmx.InvalidArgumentError, ("7", "Module"), False),
+            (dict(modules=11), lmx.InvalidArgumentError, ("11", "Module"), False),
+            (dict(modules="in_proj"), lmx.InvalidArgumentError, ("in_proj does not exist", "LlamaForCausalLM"), True),
             (dict(modules=[]), lmx.InvalidArgumentError, ("at least one",), False),
             (dict(rank=-1), lmx.InvalidArgumentError, ("rank", "-1"), False),
             (dict(rank=2.0), lmx.InvalidArgumentError, ("rank", "int"), False),
@@ -449,7 +450,7 @@ def test_add_untrained_lora_bad_arguments(llama_model):
             mixer.add_untrained_lora(b"u")
         assert mixer.experts == ["e0"]  # nothing was added
         assert mixer.add_untrained_lora("one", rank=2, lora_alpha=2, modules="k_proj") == 1
-        assert mixer.add_untrained_lora("all", modules=list(lmx.Module)) == 2
+        assert mixer.add_untrained_lora("all", modules=list(mixer.model.module_shapes())) == 2
     with build_mixer(llama_model, "llama_f32") as mixer:
         with pytest.raises(lmx.StateError) as excinfo:
             mixer.add_untrained_lora("late")
