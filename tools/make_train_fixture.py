@@ -1,9 +1,14 @@
-"""Write `Tests/Fixtures/train_step/`: the torch oracle for the Swift trainer's optimiser step.
+"""Write the torch oracle for the Swift trainer's optimiser step (Tests/Fixtures/train_step[_mamba]/).
+
+Output: `Tests/Fixtures/train_step/` (llama) or `Tests/Fixtures/train_step_mamba/` (Mamba).
 
 Run from anywhere (paths are resolved relative to the repository root), after
-`tools/make_fixtures.py` has written `Tests/Fixtures/llama_f32/`:
+`tools/make_fixtures.py` has written `Tests/Fixtures/llama_f32/` (and `tools/make_mamba_fixtures.py`
+`Tests/Fixtures/mamba_f32/`):
 
     python tools/make_train_fixture.py              # writes Tests/Fixtures/train_step/
+    python tools/make_train_fixture.py --family mamba
+                                                    # writes Tests/Fixtures/train_step_mamba/
     python tools/make_train_fixture.py --full --out /tmp/ts_full
                                                     # every tensor in full (debugging; not committed)
 
@@ -16,8 +21,8 @@ projections y = W u + sum_e g_e s_e B_e (A_e u); loss = CE on the target tokens 
 specialisation loss (balance alpha E sum pbar fbar and entropy -lambda mean H(p), averaged over
 layers) + the preserve term beta sum ||theta - theta_0||^2 over the sensitive experts; gradients by
 autograd; global-norm clipping; warmup + cosine learning rate; AdamW with decoupled weight decay on
-matrices only), for TWO consecutive steps of three cases on the llama_f32 fixture model with its
-adapters e0, e1, e2 and its router files:
+matrices only), for TWO consecutive steps of three cases on the fixture model (llama_f32, or
+mamba_f32 with `--family mamba`) with its adapters e0, e1, e2 and its router files:
 
     joint_topk_context  router (context input) + every LoRA A/B trained, top-2 routing, preserve on e1,
                         clipping at 1.0 (triggers)
@@ -26,9 +31,14 @@ adapters e0, e1, e2 and its router files:
     joint_label         router + every LoRA A/B, label (one-hot) routing, top-1 for fbar, clipping at 0.5
 
 The llama forward is written out here (embedding, RMSNorm, llama3 RoPE, GQA eager attention, SiLU
-MLP) from the Hugging Face model's weights; each example is its own sequence. The script checks:
-- its no-grad logits against `lmx_reference.Mixture.run` (the inference oracle of the other
-  fixtures, hooks on the transformers model) for every case's routing: < 1e-5;
+MLP) from the Hugging Face model's weights. The Mamba forward is `tools/mamba_reference.py`'s
+`MambaReference.forward` (routed LoRA on in_proj, x_proj, dt_proj and out_proj, each fed its own
+input; the router reads the block's RMSNorm output; gates decided once per layer and token). Either
+way each example is its own sequence (for Mamba: zero conv and SSM state). The script checks:
+- its no-grad logits against the inference oracle of the other fixtures for every case's routing:
+  `lmx_reference.Mixture.run` (hooks on the transformers model) for llama,
+  `mamba_reference.MambaMixture.run` for Mamba; and its base forward (no experts) against
+  transformers: < 1e-5;
 - its own AdamW / clipping against `torch.optim.AdamW` + `torch.nn.utils.clip_grad_norm_` on
   the first case (both steps);
 - the float32 run (the one written) against the same computation in float64;
@@ -36,7 +46,7 @@ MLP) from the Hugging Face model's weights; each example is its own sequence. Th
   otherwise the batch seed is advanced.
 
 It is the oracle for the Swift trainer test, which compares within 1e-4 relative. What is written
-(see the generated `Tests/Fixtures/train_step/README.md` and `cases.json`, whose `protocol` says how
+(see the generated `README.md` and `cases.json` in the output folder, whose `protocol` says how
 to compare):
 - `cases.json`: the batch, every hyperparameter of every case, the lr schedule, per step the scalars
   (loss, ce, balance, entropy_term, preserve, grad_norm before clipping, lr, clip scale, pbar/fbar)
@@ -44,10 +54,11 @@ to compare):
   gradient before clipping and of the update (value after the step minus before), with
   probe(x) = sum_j x_j * ((j mod 7) - 3) over the row-major flat index j;
 - `{case}.safetensors`: float32 `step{n}.grad.{param}` (before clipping) and `step{n}.param.{param}`
-  (after step n), n = 0, 1. Storing every tensor of the joint cases would take ~650 KB, over the
-  300 KB budget, so: router_soft_token has everything; joint_topk_context every gradient and the
-  router's values; joint_label the router and the LoRA slots of FULL_SLOTS (`--full` writes all).
-  Router rows follow the canonical expert order e0, e1, e2 (router_context.safetensors stores e2, e0, e1).
+  (after step n), n = 0, 1. Storing every tensor of the joint cases would take ~650 KB for llama
+  (~400 KB for Mamba), over the size budget (300 KB; 250 KB for Mamba), so: router_soft_token has
+  everything; joint_topk_context every gradient and the router's values; joint_label the router and
+  the LoRA slots of the family's `full_slots` (`--full` writes all). Router rows follow the
+  canonical expert order e0, e1, e2 (router_context.safetensors stores e2, e0, e1).
 
 joint_topk_context has Adam eps 1e-8: an element whose gradient is ~1e-7 of its tensor's largest
 then moves by anything up to lr depending on float32 rounding (against float64: ~2e-2 relative in
@@ -55,8 +66,11 @@ the parameters), so the test applies its optimiser to the ORACLE's gradients for
 (`update_from_oracle_grads`), after checking its own. joint_label uses eps 1e-3 for the same reason
 (its eps was not prescribed) and is compared end to end, as is router_soft_token.
 
-It also rewrites its own section (from `## train_step` to the end) of Tests/Fixtures/README.md,
-which `tools/make_fixtures.py` regenerates without it: rerun this script after that one.
+It also rewrites its own section (`## train_step` or `## train_step_mamba`, kept in that order at
+the end) of Tests/Fixtures/README.md, keeping the other family's section and everything before
+them (the `mamba-fixtures` section of tools/make_mamba_fixtures.py included);
+`tools/make_fixtures.py` regenerates that README without them: rerun this script (both families)
+after that one.
 """
 
 from __future__ import annotations
@@ -79,33 +93,33 @@ from transformers import AutoModelForCausalLM
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lmx_reference import (MODULES, LoraExpert, Mixture, Router,  # noqa: E402
                            sort_safetensors_metadata)
+from mamba_reference import MAMBA_MODULES, MambaMixture, MambaReference, load_expert  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODEL = "Tests/Fixtures/llama_f32"
-OUT = "Tests/Fixtures/train_step"
 E_NAMES = ["e0", "e1", "e2"]  # canonical expert order
 LENGTHS = [7, 11, 5]
 N_TARGETS = [3, 4, 2]
 LABELS = [0, 2, 1]
 TOKEN_LOW, TOKEN_HIGH = 3, 128
-FIRST_BATCH_SEED = 5000
 GAP_MIN = 1e-4
 STEPS = 2
-SIZE_LIMIT = 300_000
 
-CASES = [
-    dict(name="joint_topk_context", regime="joint", routing="topk", router=f"{MODEL}/router_context.safetensors",
-         top_k=2, temperature=1.0, alpha=0.1, **{"lambda": 0.05}, beta=0.5, sensitive=["e1"],
-         lr=1e-2, min_lr=1e-3, warmup=1, total_steps=4, wd=0.1, b1=0.9, b2=0.999, eps=1e-8, clip=1.0),
-    dict(name="router_soft_token", regime="router", routing="soft", router=f"{MODEL}/router.safetensors",
-         top_k=2, temperature=2.0, alpha=0.2, **{"lambda": -0.1}, beta=0.0, sensitive=[],
-         lr=5e-2, min_lr=0.0, warmup=2, total_steps=10, wd=0.01, b1=0.9, b2=0.999, eps=1e-8, clip=0.0),
-    # eps 1e-3 (not torch's 1e-8) keeps this case's trajectory well conditioned in float32 (see
-    # ORACLE_GRADS) and makes the place of eps in the update visible.
-    dict(name="joint_label", regime="joint", routing="label", router=f"{MODEL}/router.safetensors",
-         top_k=1, temperature=1.0, alpha=0.05, **{"lambda": 0.02}, beta=0.0, sensitive=[],
-         lr=1e-2, min_lr=0.0, warmup=0, total_steps=2, wd=0.0, b1=0.9, b2=0.999, eps=1e-3, clip=0.5),
-]
+
+def make_cases(model):
+    """The three cases (the same hyperparameters for every family), routers from `model`'s folder."""
+    return [
+        dict(name="joint_topk_context", regime="joint", routing="topk", router=f"{model}/router_context.safetensors",
+             top_k=2, temperature=1.0, alpha=0.1, **{"lambda": 0.05}, beta=0.5, sensitive=["e1"],
+             lr=1e-2, min_lr=1e-3, warmup=1, total_steps=4, wd=0.1, b1=0.9, b2=0.999, eps=1e-8, clip=1.0),
+        dict(name="router_soft_token", regime="router", routing="soft", router=f"{model}/router.safetensors",
+             top_k=2, temperature=2.0, alpha=0.2, **{"lambda": -0.1}, beta=0.0, sensitive=[],
+             lr=5e-2, min_lr=0.0, warmup=2, total_steps=10, wd=0.01, b1=0.9, b2=0.999, eps=1e-8, clip=0.0),
+        # eps 1e-3 (not torch's 1e-8) keeps this case's trajectory well conditioned in float32 (see
+        # ORACLE_GRADS) and makes the place of eps in the update visible.
+        dict(name="joint_label", regime="joint", routing="label", router=f"{model}/router.safetensors",
+             top_k=1, temperature=1.0, alpha=0.05, **{"lambda": 0.02}, beta=0.0, sensitive=[],
+             lr=1e-2, min_lr=0.0, warmup=0, total_steps=2, wd=0.0, b1=0.9, b2=0.999, eps=1e-3, clip=0.5),
+    ]
 
 # Cases whose updates must be applied to the ORACLE's gradients (stored in full) rather than the
 # implementation's own. With Adam eps 1e-8 the first update of an element is lr * g / (|g| + 1e-8):
@@ -115,11 +129,60 @@ CASES = [
 # 1e-1 relative in the parameters (2e-2 for this batch); fed the same gradients they agree to ~1e-7.
 ORACLE_GRADS = {"joint_topk_context"}
 
-# LoRA slots (expert, layer, module) whose A and B are stored in full where not every tensor is:
-# layers 0 and 1, every expert, the attention output as input (o), e1's rank_pattern (v_proj,
-# r 4, rslora scale 8) and alpha_pattern (gate_proj, 4/sqrt(8)), the MLP down input. Every other
-# tensor is covered by the norms/probes in cases.json.
-FULL_SLOTS = [("e0", 0, "o_proj"), ("e1", 0, "v_proj"), ("e1", 0, "gate_proj"), ("e2", 1, "down_proj")]
+# Per model family: the fixture model, the output folder, the routed modules in the order of the
+# parameter list, the LoRA slots (expert, layer, module) whose A and B are stored in full where not
+# every tensor is (every other tensor is covered by the norms/probes in cases.json), the first batch
+# seed, the size budget, and the family's words in the generated READMEs.
+#   llama full_slots: layers 0 and 1, every expert, the attention output as input (o), e1's
+#   rank_pattern (v_proj, r 4, rslora scale 8) and alpha_pattern (gate_proj, 4/sqrt(8)), the MLP
+#   down input.
+#   mamba full_slots: each of the four mixer Linears once, both layers, every expert: e0's in_proj
+#   (the router input's own Linear, scale 2), e1's x_proj (layer 1 only; rank_pattern r 4, rslora
+#   scale 8; input = the conv output), e2's dt_proj (input = the R = 3 dt channels; lora_A [4, 3];
+#   a Linear with a bias) and out_proj (input = the gated scan output).
+FAMILIES = {
+    "llama": dict(
+        model="Tests/Fixtures/llama_f32", out="Tests/Fixtures/train_step", modules=MODULES,
+        full_slots=[("e0", 0, "o_proj"), ("e1", 0, "v_proj"), ("e1", 0, "gate_proj"), ("e2", 1, "down_proj")],
+        first_batch_seed=5000, size_limit=300_000, full_size="~650 kB", drift="~3e-2",
+        command="python tools/make_train_fixture.py", generator="tools/make_train_fixture.py",
+        heading="## train_step",
+        written_by="Written by `python tools/make_train_fixture.py` (not by make_fixtures.py, which rewrites this "
+                   "README without this section: rerun it afterwards).",
+        forward="The forward is an explicit float32 llama forward written in the script.",
+        reference="`tools/lmx_reference.py`'s `Mixture.run`"),
+    "mamba": dict(
+        model="Tests/Fixtures/mamba_f32", out="Tests/Fixtures/train_step_mamba", modules=MAMBA_MODULES,
+        full_slots=[("e0", 0, "in_proj"), ("e1", 1, "x_proj"), ("e2", 0, "dt_proj"), ("e2", 1, "out_proj")],
+        first_batch_seed=5000, size_limit=250_000, full_size="~400 kB", drift="~1.5e-4",
+        command="python tools/make_train_fixture.py --family mamba",
+        generator="tools/make_train_fixture.py --family mamba",
+        heading="## train_step_mamba",
+        written_by="Written by `python tools/make_train_fixture.py --family mamba` (not by make_fixtures.py, which "
+                   "rewrites this README without this section: rerun it afterwards; each family's run keeps the "
+                   "other's section).",
+        forward="The forward is `tools/mamba_reference.py`'s `MambaReference.forward` in float32 (routed LoRA on "
+                "in_proj, x_proj, dt_proj and out_proj, each fed its own input; the router reads the block's "
+                "RMSNorm output; gates decided once per layer and token; each example starts from zero conv and "
+                "SSM state).",
+        reference="`tools/mamba_reference.py`'s `MambaMixture.run` and, without experts, transformers' "
+                  "MambaForCausalLM"),
+}
+
+# The selected family (main() calls select_family; llama by default).
+FAMILY = "llama"
+MODEL = OUT = None
+FULL_SLOTS = CASES = None
+
+
+def select_family(name):
+    global FAMILY, MODEL, OUT, FULL_SLOTS, CASES
+    FAMILY = name
+    MODEL, OUT, FULL_SLOTS = FAMILIES[name]["model"], FAMILIES[name]["out"], FAMILIES[name]["full_slots"]
+    CASES = make_cases(MODEL)
+
+
+select_family("llama")
 
 
 def say(*a):
@@ -130,7 +193,8 @@ def say(*a):
 
 class Base:
     """The frozen llama weights in one dtype, and an explicit forward that calls `proj` for
-    every routed projection and `route` once per layer at the input_layernorm output."""
+    every routed projection and `route` once per layer at the input_layernorm output (the
+    interface of mamba_reference.MambaReference: `.L`, `.dtype`, `.forward(tokens, route, proj)`)."""
 
     def __init__(self, model, dtype):
         cfg = model.config
@@ -156,7 +220,7 @@ class Base:
 
     def forward(self, tokens, route, proj):
         """tokens [T] -> logits [T, V]. route(layer, h) -> gates [T, E]; proj(layer, module,
-        u, W, gates) -> y."""
+        u, base_out = u W^T, gates) -> y."""
         w = self.w
         T = tokens.shape[0]
         ang = torch.arange(T, dtype=torch.float64)[:, None] * self.inv_freq[None, :]
@@ -174,9 +238,13 @@ class Base:
             p = f"model.layers.{l}."
             h = self.rms(x, w[p + "input_layernorm.weight"])
             g = route(l, h)
-            q = proj(l, "q_proj", h, w[p + "self_attn.q_proj.weight"], g)
-            k = proj(l, "k_proj", h, w[p + "self_attn.k_proj.weight"], g)
-            v = proj(l, "v_proj", h, w[p + "self_attn.v_proj.weight"], g)
+
+            def lin(m, u, W, l=l, g=g):
+                return proj(l, m, u, u @ W.T, g)
+
+            q = lin("q_proj", h, w[p + "self_attn.q_proj.weight"])
+            k = lin("k_proj", h, w[p + "self_attn.k_proj.weight"])
+            v = lin("v_proj", h, w[p + "self_attn.v_proj.weight"])
             q = rope(q.view(T, self.nh, self.hd).transpose(0, 1))
             k = rope(k.view(T, self.nkv, self.hd).transpose(0, 1))
             v = v.view(T, self.nkv, self.hd).transpose(0, 1)
@@ -185,13 +253,29 @@ class Base:
             v = v.repeat_interleave(rep, dim=0)
             att = torch.softmax(q @ k.transpose(1, 2) * self.hd ** -0.5 + mask, dim=-1)
             a = (att @ v).transpose(0, 1).reshape(T, self.nh * self.hd)
-            x = x + proj(l, "o_proj", a, w[p + "self_attn.o_proj.weight"], g)
+            x = x + lin("o_proj", a, w[p + "self_attn.o_proj.weight"])
             h2 = self.rms(x, w[p + "post_attention_layernorm.weight"])
-            gate = proj(l, "gate_proj", h2, w[p + "mlp.gate_proj.weight"], g)
-            up = proj(l, "up_proj", h2, w[p + "mlp.up_proj.weight"], g)
-            x = x + proj(l, "down_proj", F.silu(gate) * up, w[p + "mlp.down_proj.weight"], g)
+            gate = lin("gate_proj", h2, w[p + "mlp.gate_proj.weight"])
+            up = lin("up_proj", h2, w[p + "mlp.up_proj.weight"])
+            x = x + lin("down_proj", F.silu(gate) * up, w[p + "mlp.down_proj.weight"])
         x = self.rms(x, w["model.norm.weight"])
         return x @ w["lm_head.weight"].T
+
+
+def load_family():
+    """(transformers model, experts, make_base(dtype), inference oracle with `.run`) of FAMILY."""
+    if FAMILY == "llama":
+        model = AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32, attn_implementation="eager")
+        model.eval().requires_grad_(False)
+        experts = [LoraExpert.load(f"{MODEL}/adapters/{n}", name=n) for n in E_NAMES]
+        return model, experts, lambda dtype: Base(model, dtype), Mixture(model, experts)
+    model = AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32)
+    model.eval().requires_grad_(False)
+    if model.config.model_type != "mamba":
+        raise ValueError(f"{MODEL}: model_type {model.config.model_type}, expected mamba")
+    experts = [load_expert(f"{MODEL}/adapters/{n}", name=n) for n in E_NAMES]
+    return (model, experts, lambda dtype: MambaReference.from_pretrained(MODEL, dtype),
+            MambaMixture(MambaReference.from_pretrained(MODEL, torch.float32), experts))
 
 
 def llama3_inv_freq(cfg):
@@ -232,7 +316,8 @@ def initial_params(case, experts, dtype):
             trainable.append(name)
     scales = {}
     for ex in experts:
-        for (l, m), (A, B, s) in sorted(ex.tensors.items(), key=lambda kv: (kv[0][0], MODULES.index(kv[0][1]))):
+        modules = FAMILIES[FAMILY]["modules"]
+        for (l, m), (A, B, s) in sorted(ex.tensors.items(), key=lambda kv: (kv[0][0], modules.index(kv[0][1]))):
             stem = f"experts.{ex.name}.layers.{l}.{m}"
             params[stem + ".lora_A"] = A.to(dtype).clone()
             params[stem + ".lora_B"] = B.to(dtype).clone()
@@ -282,8 +367,7 @@ def compute_loss(base, case, params, theta0, scales, input_kind, examples):
                 return F.one_hot(torch.tensor(ex["label"]), E).to(dtype).expand(h.shape[0], E)
             raise ValueError(case["routing"])
 
-        def proj(l, m, u, W, g):
-            y = u @ W.T
+        def proj(l, m, u, y, g):
             for e, name in enumerate(E_NAMES):
                 stem = f"experts.{name}.layers.{l}.{m}"
                 if stem in scales:
@@ -421,12 +505,12 @@ def rel_tensor(a, b):
     return num / den if den > 0 else num
 
 
-def mixture_check(model, experts, examples, results):
-    """No-grad logits of our forward vs lmx_reference.Mixture.run at every case's initial state,
-    and the step-0 loss terms recomputed from Mixture.run's logits and router probabilities
-    (plain loops, not compute_loss) against the recorded ones."""
-    base = Base(model, torch.float32)
-    mix = Mixture(model, experts)
+def mixture_check(model, experts, make_base, mix, examples, results):
+    """No-grad logits of our forward vs the inference oracle `mix.run` (lmx_reference.Mixture or
+    mamba_reference.MambaMixture) at every case's initial state, the step-0 loss terms recomputed
+    from its logits and router probabilities (plain loops, not compute_loss) against the recorded
+    ones, and the base forward (no experts) against the transformers `model`."""
+    base = make_base(torch.float32)
     worst = 0.0
     E = len(E_NAMES)
     for case in CASES:
@@ -473,7 +557,7 @@ def mixture_check(model, experts, examples, results):
             terms += f", balance {abs(bal - rec['balance']):.1e}, entropy_term {abs(ent - rec['entropy_term']):.1e}"
             case_worst = max(case_worst, abs(bal - rec["balance"]), abs(ent - rec["entropy_term"]))
         case_worst = max(case_worst, abs(nll / n_tgt - rec["ce"]))
-        say(f"  {case['name']}: forward vs Mixture.run ({mode}, {os.path.basename(case['router'])}, "
+        say(f"  {case['name']}: forward vs {type(mix).__name__}.run ({mode}, {os.path.basename(case['router'])}, "
             f"temperature {case['temperature']:g}): max |logits diff| {case_worst:.2e}; step-0 loss terms "
             f"from its outputs, |diff|: {terms}")
         worst = max(worst, case_worst)
@@ -482,8 +566,9 @@ def mixture_check(model, experts, examples, results):
         for ex in examples:
             tok = torch.tensor(ex["tokens"])
             ours = base.forward(tok, lambda l, h: torch.zeros(h.shape[0], len(E_NAMES)),
-                                lambda l, m, u, W, g: u @ W.T)
-            hf = model(input_ids=tok.view(1, -1)).logits[0]
+                                lambda l, m, u, y, g: y)
+            kw = {} if FAMILY == "llama" else dict(use_cache=False)
+            hf = model(input_ids=tok.view(1, -1), **kw).logits[0]
             base_worst = max(base_worst, float((ours - hf).abs().max()))
     say(f"  base forward (no experts) vs transformers: max |logits diff| {base_worst:.2e}")
     worst = max(worst, base_worst)
@@ -594,7 +679,7 @@ def write_outputs(out, results, examples, seed, checks, full):
     doc = {
         "format": "loramixer.train_step_fixture",
         "version": 1,
-        "generator": "tools/make_train_fixture.py",
+        "generator": FAMILIES[FAMILY]["generator"],
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "numpy": np.__version__},
         "model": MODEL,
         "experts": E_NAMES,
@@ -617,9 +702,10 @@ def write_outputs(out, results, examples, seed, checks, full):
 
 
 def fixture_readme(results, seed, full):
-    L = ["# train_step fixture (generated; do not edit by hand)", "",
-         "Written by `python tools/make_train_fixture.py`: the torch oracle of the Swift trainer test (two optimiser",
-         "steps per case, compared within 1e-4 relative). Model, adapters and router files: `Tests/Fixtures/llama_f32`",
+    fam = FAMILIES[FAMILY]
+    L = [f"# {os.path.basename(OUT)} fixture (generated; do not edit by hand)", "",
+         f"Written by `{fam['command']}`: the torch oracle of the Swift trainer test (two optimiser",
+         f"steps per case, compared within 1e-4 relative). Model, adapters and router files: `{MODEL}`",
          f"(experts e0, e1, e2). Batch: 3 examples, lengths {', '.join(map(str, LENGTHS))}, the last "
          f"{', '.join(map(str, N_TARGETS))} positions are targets, labels {', '.join(map(str, LABELS))} "
          f"(seed {seed}).", "",
@@ -633,12 +719,12 @@ def fixture_readme(results, seed, full):
           "Which ones: `stored_grads` / `stored_params` in cases.json (\"all\" or a list): every tensor of "
           "`router_soft_token`; every gradient and the router's values of `joint_topk_context`; the router and "
           "the LoRA slots " + ", ".join(f"{e}.{l}.{m}" for e, l, m in FULL_SLOTS) + " of `joint_label` (storing "
-          "everything would take ~650 kB; the norms/probes cover the rest)."),
+          f"everything would take {fam['full_size']}; the norms/probes cover the rest)."),
          "", "How to compare (also in cases.json `protocol`):", ""]
     L += [("- " if i == 0 or i == len(PROTOCOL) - 1 else "  ") + line for i, line in enumerate(PROTOCOL)]
     L += ["", "`joint_topk_context` needs step 2: with Adam eps 1e-8 an element whose gradient is ~1e-7 of its "
           "tensor's largest moves by up to lr depending on float32 rounding, so two correct float32 implementations "
-          "drift apart (~3e-2 relative in the parameters after two steps, seen against float64); fed the same "
+          f"drift apart ({fam['drift']} relative in the parameters after two steps, seen against float64); fed the same "
           "gradients they agree to ~1e-7. `joint_label` uses eps 1e-3 and `router_soft_token` has few, large "
           "gradients: both are well conditioned end to end.", ""]
     for case in CASES:
@@ -650,22 +736,45 @@ def fixture_readme(results, seed, full):
     return "\n".join(L) + "\n"
 
 
+def readme_sections(text):
+    """Split Tests/Fixtures/README.md into (what precedes the train_step sections, {heading: section
+    text}); the sections are the families' headings to the end of the file, in any order."""
+    heads = [f["heading"] for f in FAMILIES.values()]
+    starts = sorted((text.index("\n" + h + "\n"), h) for h in heads if "\n" + h + "\n" in text)
+    if not starts:
+        return text, {}
+    # tools/make_mamba_fixtures.py puts its section before `## train_step`, or at the end when that
+    # heading is missing (e.g. only train_step_mamba was written): move it back before the sections.
+    begin, end = "<!-- mamba-fixtures:begin -->", "<!-- mamba-fixtures:end -->"
+    if begin in text and text.index(begin) > starts[0][0] and end in text:
+        i, j = text.index(begin), text.index(end) + len(end)
+        block = text[i:j]
+        text = text[:i].rstrip("\n") + "\n" + text[j:]
+        head = text[:starts[0][0]].rstrip("\n") + "\n\n" + block + "\n"
+        return readme_sections(head + text[starts[0][0]:])
+    sections = {}
+    for (i, h), nxt in zip(starts, starts[1:] + [(len(text), None)]):
+        sections[h] = text[i + 1:nxt[0]].rstrip("\n") + "\n"
+    return text[:starts[0][0]], sections
+
+
 def update_fixtures_readme(results, seed, out, checks):
+    """Rewrite this family's section of Tests/Fixtures/README.md, keeping everything before the
+    train_step sections and the other family's section (the sections end the file, in FAMILIES order)."""
+    fam = FAMILIES[FAMILY]
     path = "Tests/Fixtures/README.md"
     with open(path) as f:
         text = f.read()
-    marker = "\n## train_step\n"
-    if marker in text:
-        text = text[:text.index(marker)]
+    text, sections = readme_sections(text)
     text = text.rstrip("\n") + "\n"
-    L = ["", "## train_step", "",
-         "Written by `python tools/make_train_fixture.py` (not by make_fixtures.py, which rewrites this README without "
-         "this section: rerun it afterwards). The torch oracle for the Swift trainer: two optimiser steps (forward, "
-         "loss, autograd gradients, clipping, warmup/cosine lr, AdamW) per case on `llama_f32` with its adapters e0, "
+    L = [fam["heading"], "",
+         f"{fam['written_by']} The torch oracle for the Swift trainer: two optimiser steps (forward, "
+         f"loss, autograd gradients, clipping, warmup/cosine lr, AdamW) per case on `{os.path.basename(MODEL)}` with "
+         "its adapters e0, "
          f"e1, e2, on a batch of 3 examples (lengths {', '.join(map(str, LENGTHS))}; the last "
          f"{', '.join(map(str, N_TARGETS))} positions are targets; labels {', '.join(map(str, LABELS))}; batch seed "
-         f"{seed}). The forward is an explicit float32 llama forward written in the script. See "
-         "`train_step/README.md` for the files and how to compare.",
+         f"{seed}). {fam['forward']} See "
+         f"`{os.path.basename(OUT)}/README.md` for the files and how to compare.",
          "",
          "| case | regime | routing | router file | top_k / temperature | alpha / lambda / beta | lr (warmup, total, min), wd, eps | clip (grad norms) |",
          "|---|---|---|---|---|---|---|---|"]
@@ -677,16 +786,18 @@ def update_fixtures_readme(results, seed, out, checks):
                  f"{' (' + ', '.join(c['sensitive']) + ' sensitive)' if c['sensitive'] else ''} | "
                  f"{c['lr']:g} ({c['warmup']}, {c['total_steps']}, {c['min_lr']:g}), {c['wd']:g}, {c['eps']:g} | {clip} |")
     L += ["",
-          f"Checked in the script: the forward's logits against `tools/lmx_reference.py`'s `Mixture.run` "
+          f"Checked in the script: the forward's logits against {fam['reference']} "
           f"(max |diff| {checks['forward_vs_mixture']:.1e}); its AdamW + clipping against `torch.optim.AdamW` + "
           f"`clip_grad_norm_` (max |param diff| {checks['adamw_vs_torch']:.1e}); float32 against float64 "
           f"(gradients {checks['f32_vs_f64_grad']:.1e}, parameters {checks['f32_vs_f64_param']:.1e}, max over "
           f"tensors of max|diff| / max|f64|, following the comparison protocol); smallest gap between the K-th and "
           f"(K+1)-th router probability {checks['min_topk_gap']:.4f} (the batch seed is advanced below 1e-4).",
           "",
-          f"Size: `train_step` {dir_size(out) / 1e3:.0f} kB.", ""]
+          f"Size: `{os.path.basename(OUT)}` {dir_size(out) / 1e3:.0f} kB.", ""]
+    sections[fam["heading"]] = "\n".join(L)
+    parts = [sections[f["heading"]] for f in FAMILIES.values() if f["heading"] in sections]
     with open(path, "w") as f:
-        f.write(text + "\n".join(L))
+        f.write(text + "\n" + "\n".join(parts))
 
 
 # ----------------------------------------------------------------------------- main
@@ -718,21 +829,26 @@ def compare(r32, r64, stored=(None, None)):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=OUT, help=f"output folder (default {OUT})")
+    ap.add_argument("--family", choices=sorted(FAMILIES), default="llama",
+                    help="model family: llama (llama_f32 -> train_step, the default) or mamba "
+                         "(mamba_f32 -> train_step_mamba)")
+    ap.add_argument("--out", help="output folder (default: the family's, " +
+                    ", ".join(f["out"] for f in FAMILIES.values()) + ")")
     ap.add_argument("--full", action="store_true", help="store every trainable tensor in full (debugging)")
     args = ap.parse_args()
+    select_family(args.family)
+    if args.out is None:
+        args.out = OUT
     os.chdir(REPO)
     warnings.filterwarnings("ignore", category=FutureWarning)
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     torch.use_deterministic_algorithms(True)
 
-    model = AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32, attn_implementation="eager")
-    model.eval().requires_grad_(False)
-    experts = [LoraExpert.load(f"{MODEL}/adapters/{n}", name=n) for n in E_NAMES]
-    b32 = Base(model, torch.float32)
-    b64 = Base(model, torch.float64)
+    model, experts, make_base, mix = load_family()
+    b32 = make_base(torch.float32)
+    b64 = make_base(torch.float64)
 
-    seed = FIRST_BATCH_SEED
+    seed = FAMILIES[FAMILY]["first_batch_seed"]
     while True:
         examples = make_batch(seed)
         results = {c["name"]: run_case(b32, c, experts, examples) for c in CASES}
@@ -745,7 +861,7 @@ def main():
         seed += 1
 
     say("checks:")
-    fwd = mixture_check(model, experts, examples, results)
+    fwd = mixture_check(model, experts, make_base, mix, examples, results)
 
     # own AdamW + clipping vs torch.optim.AdamW + clip_grad_norm_, both fed the same gradients
     c0 = CASES[0]
@@ -795,10 +911,11 @@ def main():
     say(f"wrote {args.out}: " + ", ".join(f"{f} {os.path.getsize(os.path.join(args.out, f)) / 1e3:.1f} kB"
                                           for f in sorted(os.listdir(args.out))) + f"; total {size / 1e3:.1f} kB")
     if os.path.abspath(args.out) == os.path.abspath(OUT):
-        if size > SIZE_LIMIT and not args.full:
-            raise SystemExit(f"{OUT} is {size} bytes, over {SIZE_LIMIT}")
+        limit = FAMILIES[FAMILY]["size_limit"]
+        if size > limit and not args.full:
+            raise SystemExit(f"{OUT} is {size} bytes, over {limit}")
         update_fixtures_readme(results, seed, args.out, checks)
-        say("updated Tests/Fixtures/README.md (section ## train_step)")
+        say(f"updated Tests/Fixtures/README.md (section {FAMILIES[FAMILY]['heading']})")
 
 
 if __name__ == "__main__":

@@ -3,9 +3,10 @@ import XCTest
 @testable import LoRAMixer
 
 /// Two optimiser steps of three training configurations against torch autograd and
-/// torch.optim.AdamW (`Tests/Fixtures/train_step`, written by tools/make_train_fixture.py; its
-/// README gives the comparison protocol): loss terms, every gradient, and the parameters after
-/// each step, within 1e-4 relative.
+/// torch.optim.AdamW (`Tests/Fixtures/train_step` on llama_f32 and `Tests/Fixtures/train_step_mamba`
+/// on mamba_f32, written by tools/make_train_fixture.py [--family mamba]; their READMEs give the
+/// comparison protocol): loss terms, every gradient, and the parameters after each step, within
+/// 1e-4 relative.
 final class TrainingOracleTests: XCTestCase {
     private let rtol: Float = 1e-4
 
@@ -21,13 +22,20 @@ final class TrainingOracleTests: XCTestCase {
     func testRouterRegimeSoftTokenRouter() throws { try check("router_soft_token") }
     func testJointLabelRouting() throws { try check("joint_label") }
 
-    private func check(_ name: String) throws {
-        let root = try JSONParser.parse([UInt8](Data(contentsOf: URL(fileURLWithPath: Fixtures.path("train_step", "cases.json")))),
-                                        context: "cases.json")
+    func testMambaJointTopKContextRouter() throws { try check("joint_topk_context", fixture: "train_step_mamba", model: "mamba_f32") }
+    func testMambaRouterRegimeSoftTokenRouter() throws { try check("router_soft_token", fixture: "train_step_mamba", model: "mamba_f32") }
+    func testMambaJointLabelRouting() throws { try check("joint_label", fixture: "train_step_mamba", model: "mamba_f32") }
+
+    /// Case `name` of the oracle folder `fixture` (cases.json + {name}.safetensors), trained on the
+    /// model fixture `model` with its adapters e0, e1, e2 and the case's router file.
+    private func check(_ name: String, fixture: String = "train_step", model: String = "llama_f32") throws {
+        let root = try JSONParser.parse([UInt8](Data(contentsOf: URL(fileURLWithPath: Fixtures.path(fixture, "cases.json")))),
+                                        context: "\(fixture)/cases.json")
         guard let object = root.object, let entry = object["cases"]?.array?.compactMap(\.object).first(where: { $0["name"]?.string == name })
                 ?? object["cases"]?.object?[name]?.object else {
-            return XCTFail("cases.json has no case \(name)")
+            return XCTFail("\(fixture)/cases.json has no case \(name)")
         }
+        XCTAssertEqual((object["model"]?.string.map { ($0 as NSString).lastPathComponent }), model, "\(fixture): model fixture")
         let spec = Case(json: entry, name: name)
         let experts = object["experts"]?.array?.compactMap(\.string) ?? []
         let examples = (object["examples"]?.array ?? []).compactMap(\.object).map { example in
@@ -36,7 +44,7 @@ final class TrainingOracleTests: XCTestCase {
                             task: example["label"]?.int.map { experts[$0] })
         }
         XCTAssertEqual(examples.count, 3)
-        let tensors = try SafeTensorsFile(path: Fixtures.path("train_step", "\(name).safetensors"))
+        let tensors = try SafeTensorsFile(path: Fixtures.path(fixture, "\(name).safetensors"))
 
         var options = TrainingOptions()
         options.regime = TrainingOptions.Regime(rawValue: spec.string("regime"))!
@@ -58,7 +66,7 @@ final class TrainingOracleTests: XCTestCase {
         options.clipNorm = spec.float("clip")
         options.batchSize = examples.count
         let routerFile = (spec.string("router") as NSString).lastPathComponent
-        let trainer = try Trainer(mixer: Fixtures.mixer("llama_f32", router: routerFile), options: options, examples: examples,
+        let trainer = try Trainer(mixer: Fixtures.mixer(model, router: routerFile), options: options, examples: examples,
                                   output: nil)
         let parameters = trainer.mixture.parameters
         let trainable = Set(entry["trainable"]?.array?.compactMap(\.string) ?? parameters.filter(\.trainable).map(\.name))
