@@ -6,7 +6,8 @@ scripts from there), and gives them:
 
 - `LoraExpert.load(folder)`: read a PEFT LoRA folder (adapter_config.json +
   adapter_model.safetensors) into per-(layer, module) `(A, B, scale)` triples, with the
-  per-module rank/alpha from `rank_pattern`/`alpha_pattern` and `use_rslora`;
+  per-module rank/alpha from `rank_pattern`/`alpha_pattern` and `use_rslora` (llama tensor
+  names by default; `tensor_name` / `module_path` give another family's, as mamba_reference does);
 - `write_router` / `Router.load`: the router safetensors format of DESIGN.md section 6;
 - `Mixture`: forward hooks on a Hugging Face llama-family model (llama, mistral, qwen2) that
   implement the routed projection
@@ -46,9 +47,17 @@ MODULE_PARENT = {
 }
 MODULES = tuple(MODULE_PARENT)
 
+# A PEFT tensor name: `path` is the module path (checked against `module_path`), `layer`, `module`
+# and `which` (A or B) what it is filed under.
 _LORA_NAME = re.compile(
-    r"^base_model\.model\.model\.layers\.(\d+)\.(self_attn|mlp)\.(\w+)\.lora_([AB])\.weight$"
+    r"^base_model\.model\.(?P<path>model\.layers\.(?P<layer>\d+)\.(self_attn|mlp)\.(?P<module>\w+))"
+    r"\.lora_(?P<which>[AB])\.weight$"
 )
+
+
+def _module_path(layer: int, module: str) -> str:
+    """The PEFT module path of a llama-family projection (its parent from MODULE_PARENT)."""
+    return f"model.layers.{layer}.{MODULE_PARENT.get(module)}.{module}"
 
 
 def _pattern_value(pattern: dict, module_path: str):
@@ -71,7 +80,12 @@ class LoraExpert:
     tensors: dict = field(default_factory=dict)
 
     @classmethod
-    def load(cls, folder: str, name: str | None = None) -> "LoraExpert":
+    def load(cls, folder: str, name: str | None = None, *, tensor_name: re.Pattern = _LORA_NAME,
+             module_path=_module_path) -> "LoraExpert":
+        """Read a PEFT LoRA folder. `tensor_name` matches every tensor name, with the groups `path`
+        (the module path), `layer`, `module` and `which` (A or B); `module_path(layer, module)` is the
+        path PEFT gives that module, which the name's `path` must be and the rank/alpha patterns
+        are matched against. The defaults are the llama family's; mamba_reference passes its own."""
         with open(os.path.join(folder, "adapter_config.json")) as f:
             cfg = json.load(f)
         if cfg.get("fan_in_fan_out", False):
@@ -82,13 +96,14 @@ class LoraExpert:
         raw: dict = {}
         with safe_open(os.path.join(folder, "adapter_model.safetensors"), framework="pt") as f:
             for key in f.keys():
-                m = _LORA_NAME.match(key)
+                m = tensor_name.match(key)
                 if m is None:
                     raise ValueError(f"{folder}: unexpected tensor name {key}")
-                layer, parent, module, which = int(m.group(1)), m.group(2), m.group(3), m.group(4)
-                if MODULE_PARENT.get(module) != parent:
-                    raise ValueError(f"{folder}: unexpected module {parent}.{module}")
-                raw.setdefault((layer, module), {})[which] = f.get_tensor(key).float()
+                layer, module = int(m["layer"]), m["module"]
+                if module_path(layer, module) != m["path"]:  # e.g. a llama projection under the wrong parent
+                    where = m["path"].split(".", 3)[3]  # what follows the layer number: "mlp.q_proj"
+                    raise ValueError(f"{folder}: unexpected module {where}")
+                raw.setdefault((layer, module), {})[m["which"]] = f.get_tensor(key).float()
         tensors = {}
         for (layer, module), ab in sorted(raw.items()):
             if set(ab) != {"A", "B"}:
@@ -97,7 +112,7 @@ class LoraExpert:
             r = A.shape[0]
             if B.shape[1] != r:
                 raise ValueError(f"{folder}: rank mismatch at layer {layer} {module}")
-            path = f"model.layers.{layer}.{MODULE_PARENT[module]}.{module}"
+            path = module_path(layer, module)
             r_cfg = _pattern_value(cfg.get("rank_pattern"), path)
             r_cfg = default_r if r_cfg is None else int(r_cfg)
             if r_cfg != r:

@@ -317,13 +317,41 @@ def fix_qwen2_config(folder):
         f.write("\n")
 
 
-def run_case(case, model, bf16=False):
-    seeds = SEEDS[case]
+def start_case(case, seeds, log_book):
+    """Announce `case` and open its entry in `log_book` (its seeds, then its T random tokens drawn
+    from seeds["tokens"]). Returns (folder, log entry, tokens I32 [T]). Shared with
+    make_mamba_fixtures.py."""
     folder = os.path.join(OUT, case)
     say(f"\n=== {case} ===")
-    log = LOG.setdefault(case, {"seeds": dict(seeds)})
+    log = log_book.setdefault(case, {"seeds": dict(seeds)})
     tokens = torch.randint(0, VOCAB, (T,), generator=torch.Generator().manual_seed(seeds["tokens"])).to(torch.int32)
     log["tokens"] = tokens.tolist()
+    return folder, log, tokens
+
+
+def make_routers(mix, tokens, seed, folder, n_layers, d, log):
+    """Choose the routers of a case without near-ties (`choose_router`: the token router from
+    `seed`, checked at top-2, top-1 and T=2.0; the context router, rows CONTEXT_ORDER, from
+    seed + 5000), write router.safetensors (top-2, T=1.0) and router_context.safetensors (top-2,
+    T=0.7) into `folder`, record the seeds in log["router_seeds"] and reload both from the files.
+    Returns (seed_tok, seed_ctx, router, context_router). Shared with make_mamba_fixtures.py."""
+    seed_tok, r = choose_router(mix, tokens, seed, False, n_layers, d, [(2, None), (1, None), (2, 2.0)])
+    write_router(os.path.join(folder, "router.safetensors"), r.experts, r.weights, r.biases,
+                 top_k=2, temperature="1.0", input_kind="token")
+    seed_ctx, rc = choose_router(mix, tokens, seed + 5000, True, n_layers, d, [(2, None)])
+    write_router(os.path.join(folder, "router_context.safetensors"), rc.experts, rc.weights, rc.biases,
+                 top_k=2, temperature="0.7", input_kind="context", context_weights=rc.context_weights)
+    log["router_seeds"] = (seed_tok, seed_ctx)
+    r = Router.load(os.path.join(folder, "router.safetensors"))
+    rc = Router.load(os.path.join(folder, "router_context.safetensors"))
+    assert r.experts == E_NAMES and rc.experts == CONTEXT_ORDER and rc.input_kind == "context"
+    assert r.temperature == 1.0 and abs(rc.temperature - 0.7) < 1e-12 and r.top_k == 2 and rc.top_k == 2
+    return seed_tok, seed_ctx, r, rc
+
+
+def run_case(case, model, bf16=False):
+    seeds = SEEDS[case]
+    folder, log, tokens = start_case(case, seeds, LOG)
 
     if bf16:
         model = copy.deepcopy(model).to(torch.bfloat16)
@@ -411,17 +439,7 @@ def run_case(case, model, bf16=False):
     dm = base.config.hidden_size
 
     # Router files: choose seeds without near-ties, write, then reload from the file.
-    seed_tok, r = choose_router(mix, tokens, seeds["router"], False, n_layers, dm, [(2, None), (1, None), (2, 2.0)])
-    write_router(os.path.join(folder, "router.safetensors"), r.experts, r.weights, r.biases,
-                 top_k=2, temperature="1.0", input_kind="token")
-    seed_ctx, rc = choose_router(mix, tokens, seeds["router"] + 5000, True, n_layers, dm, [(2, None)])
-    write_router(os.path.join(folder, "router_context.safetensors"), rc.experts, rc.weights, rc.biases,
-                 top_k=2, temperature="0.7", input_kind="context", context_weights=rc.context_weights)
-    log["router_seeds"] = (seed_tok, seed_ctx)
-    r = Router.load(os.path.join(folder, "router.safetensors"))
-    rc = Router.load(os.path.join(folder, "router_context.safetensors"))
-    assert r.experts == E_NAMES and rc.experts == CONTEXT_ORDER and rc.input_kind == "context"
-    assert r.temperature == 1.0 and abs(rc.temperature - 0.7) < 1e-12 and r.top_k == 2 and rc.top_k == 2
+    seed_tok, seed_ctx, r, rc = make_routers(mix, tokens, seeds["router"], folder, n_layers, dm, log)
 
     lg, tr = mix.run(tokens, "learned", router=r)
     expected["learned_logits"] = lg

@@ -59,10 +59,10 @@ from transformers.models.mamba import modeling_mamba
 from transformers.utils.import_utils import is_mambapy_available, is_torchdynamo_compiling
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lmx_reference import Router, probability_gaps, selection_table, write_router  # noqa: E402
+from lmx_reference import probability_gaps, selection_table  # noqa: E402
 from make_fixtures import (CONTEXT_ORDER, E_NAMES, FIXED_WEIGHTS, GAP_MIN, LORA_B_SCALE,  # noqa: E402
-                           ROUTER_SCALE, T, VOCAB, choose_router, dir_size, ids_gates, save_expected,
-                           save_model, save_peft_adapter, say, tensor_listing)
+                           ROUTER_SCALE, T, VOCAB, dir_size, ids_gates, make_routers, save_expected,
+                           save_model, save_peft_adapter, say, start_case, tensor_listing)
 from mamba_reference import MAMBA_MODULES, MambaMixture, MambaReference, load_expert  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -323,11 +323,7 @@ def peft_probe(folder, tokens, base_logits):
 
 def run_case(case):
     seeds = SEEDS[case]
-    folder = os.path.join(OUT, case)
-    say(f"\n=== {case} ===")
-    log = LOG.setdefault(case, {"seeds": dict(seeds)})
-    tokens = torch.randint(0, VOCAB, (T,), generator=torch.Generator().manual_seed(seeds["tokens"])).to(torch.int32)
-    log["tokens"] = tokens.tolist()
+    folder, log, tokens = start_case(case, seeds, LOG)
 
     save_model(build(case, seeds["model"]), folder)
     cfg = check_config(folder, case)
@@ -429,17 +425,7 @@ def run_case(case):
 
     # Routers (same rules as the llama fixtures), written then reloaded from the files.
     dm = cfg["hidden_size"]
-    seed_tok, r = choose_router(mix, tokens, seeds["router"], False, LAYERS, dm, [(2, None), (1, None), (2, 2.0)])
-    write_router(os.path.join(folder, "router.safetensors"), r.experts, r.weights, r.biases,
-                 top_k=2, temperature="1.0", input_kind="token")
-    seed_ctx, rc = choose_router(mix, tokens, seeds["router"] + 5000, True, LAYERS, dm, [(2, None)])
-    write_router(os.path.join(folder, "router_context.safetensors"), rc.experts, rc.weights, rc.biases,
-                 top_k=2, temperature="0.7", input_kind="context", context_weights=rc.context_weights)
-    log["router_seeds"] = (seed_tok, seed_ctx)
-    r = Router.load(os.path.join(folder, "router.safetensors"))
-    rc = Router.load(os.path.join(folder, "router_context.safetensors"))
-    assert r.experts == E_NAMES and rc.experts == CONTEXT_ORDER and rc.input_kind == "context"
-    assert r.temperature == 1.0 and abs(rc.temperature - 0.7) < 1e-12 and r.top_k == 2 and rc.top_k == 2
+    seed_tok, seed_ctx, r, rc = make_routers(mix, tokens, seeds["router"], folder, LAYERS, dm, log)
     assert r.weights[0].shape == (3, dm) and rc.context_weights[0].shape == (3, dm)
 
     lg, tr = mix.run(tokens, "learned", router=r)

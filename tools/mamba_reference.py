@@ -72,13 +72,14 @@ import torch.nn.functional as F
 from safetensors import safe_open
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lmx_reference import LayerTrace, LoraExpert, Mixture, Router, _pattern_value  # noqa: E402
+from lmx_reference import LayerTrace, LoraExpert, Mixture, Router  # noqa: E402
 
 MAMBA_MODULES = ("in_proj", "x_proj", "dt_proj", "out_proj")
 FAMILIES = ("mamba", "falcon_mamba")
 
-_LORA_NAME = re.compile(
-    r"^base_model\.model\.backbone\.layers\.(\d+)\.mixer\.(in_proj|x_proj|dt_proj|out_proj)\.lora_([AB])\.weight$"
+_LORA_NAME = re.compile(  # groups as lmx_reference.LoraExpert.load wants them
+    r"^base_model\.model\.(?P<path>backbone\.layers\.(?P<layer>\d+)\.mixer\."
+    r"(?P<module>in_proj|x_proj|dt_proj|out_proj))\.lora_(?P<which>[AB])\.weight$"
 )
 
 
@@ -215,38 +216,8 @@ class MambaReference:
 def load_expert(folder: str, name: str | None = None) -> LoraExpert:
     """A PEFT-layout LoRA folder for a Mamba/FalconMamba model, as an lmx_reference.LoraExpert
     whose `tensors[(layer, module)] = (A [r, in], B [out, r], scale)` (float32)."""
-    with open(os.path.join(folder, "adapter_config.json")) as f:
-        cfg = json.load(f)
-    if cfg.get("fan_in_fan_out", False):
-        raise ValueError(f"{folder}: fan_in_fan_out=true is not handled by this reference")
-    rslora = bool(cfg.get("use_rslora", False))
-    default_r, default_alpha = int(cfg["r"]), float(cfg["lora_alpha"])
-    raw: dict = {}
-    with safe_open(os.path.join(folder, "adapter_model.safetensors"), framework="pt") as f:
-        for key in f.keys():
-            m = _LORA_NAME.match(key)
-            if m is None:
-                raise ValueError(f"{folder}: unexpected tensor name {key}")
-            raw.setdefault((int(m.group(1)), m.group(2)), {})[m.group(3)] = f.get_tensor(key).float()
-    tensors = {}
-    for (layer, module), ab in sorted(raw.items()):
-        if set(ab) != {"A", "B"}:
-            raise ValueError(f"{folder}: layer {layer} {module} lacks lora_A or lora_B")
-        A, B = ab["A"], ab["B"]
-        r = A.shape[0]
-        if B.shape[1] != r:
-            raise ValueError(f"{folder}: rank mismatch at layer {layer} {module}")
-        path = f"backbone.layers.{layer}.mixer.{module}"
-        r_cfg = _pattern_value(cfg.get("rank_pattern"), path)
-        r_cfg = default_r if r_cfg is None else int(r_cfg)
-        if r_cfg != r:
-            raise ValueError(f"{folder}: {path} has rank {r} in the tensors, {r_cfg} in the config")
-        alpha = _pattern_value(cfg.get("alpha_pattern"), path)
-        alpha = default_alpha if alpha is None else float(alpha)
-        scale = alpha / math.sqrt(r) if rslora else alpha / r
-        tensors[(layer, module)] = (A, B, scale)
-    return LoraExpert(name=name or os.path.basename(os.path.normpath(folder)), folder=folder, config=cfg,
-                      tensors=tensors)
+    return LoraExpert.load(folder, name, tensor_name=_LORA_NAME,
+                           module_path=lambda layer, module: f"backbone.layers.{layer}.mixer.{module}")
 
 
 def lora_proj(experts):

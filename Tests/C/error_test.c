@@ -1675,10 +1675,13 @@ static void test_custom_expert_args(lmx_model *model) {
     EXPECT_ERR("add_custom: NULL in_features", lmx_mixer_add_custom(mixer, "c", &x, &index), LMX_ERR_INVALID_ARGUMENT,
                "in_features");
     {
-        static const uint32_t m9[1] = {9}, m_max[1] = {UINT32_MAX};
-        x = d; x.modules = m9;
-        EXPECT_ERR("add_custom: unknown module 9", lmx_mixer_add_custom(mixer, "c", &x, &index), LMX_ERR_INVALID_ARGUMENT,
-                   "module", "9");
+        static const uint32_t m11[1] = {11}, m_dt[1] = {LMX_MODULE_DT_PROJ}, m_max[1] = {UINT32_MAX};
+        x = d; x.modules = m11;
+        EXPECT_ERR("add_custom: unknown module 11", lmx_mixer_add_custom(mixer, "c", &x, &index), LMX_ERR_INVALID_ARGUMENT,
+                   "module", "11");
+        x = d; x.modules = m_dt;
+        EXPECT_ERR("add_custom: Mamba's dt_proj on a llama model", lmx_mixer_add_custom(mixer, "c", &x, &index),
+                   LMX_ERR_INVALID_ARGUMENT, "dt_proj does not exist", "LlamaForCausalLM");
         x = d; x.modules = m_max;
         EXPECT_ERR("add_custom: module UINT32_MAX", lmx_mixer_add_custom(mixer, "c", &x, &index), LMX_ERR_INVALID_ARGUMENT,
                    "module", "4294967295");

@@ -102,12 +102,9 @@ def load_npy_checked(path):
 
 # --- logits --------------------------------------------------------------------------------------
 
-LOGITS_CASES = {
-    # name: (expected tensor, extra flags (a function of the fixture folder), use the experts)
-    "base": ("base_logits", lambda f: [], False),
-    "peft_e0_single_expert": ("peft_e0_logits", lambda f: ["--expert", f"e0={f / 'adapters' / 'e0'}"], False),
-    "peft_e1_one_hot_fixed": ("peft_e1_logits", lambda f: ["--fixed", "e1=1"], True),
-    "peft_e2_one_hot_fixed": ("peft_e2_logits", lambda f: ["--fixed", "e2=1"], True),
+# The routed cases every fixture has: name: (expected tensor, extra flags (a function of the fixture
+# folder), use the experts). test_cli_mamba.py shares them and check_logits.
+ROUTED_LOGITS_CASES = {
     "learned": ("learned_logits", lambda f: ["--router", f / "router.safetensors"], True),
     "soft": ("soft_logits", lambda f: ["--router", f / "router.safetensors", "--soft"], True),
     "uniform": ("uniform_logits", lambda f: ["--uniform"], True),
@@ -116,18 +113,30 @@ LOGITS_CASES = {
     "context": ("context_logits", lambda f: ["--router", f / "router_context.safetensors"], True),
 }
 
+LOGITS_CASES = {
+    # name: (expected tensor, extra flags (a function of the fixture folder), use the experts)
+    "base": ("base_logits", lambda f: [], False),
+    "peft_e0_single_expert": ("peft_e0_logits", lambda f: ["--expert", f"e0={f / 'adapters' / 'e0'}"], False),
+    "peft_e1_one_hot_fixed": ("peft_e1_logits", lambda f: ["--fixed", "e1=1"], True),
+    "peft_e2_one_hot_fixed": ("peft_e2_logits", lambda f: ["--fixed", "e2=1"], True),
+    **ROUTED_LOGITS_CASES,
+}
 
-@pytest.mark.parametrize("case", sorted(LOGITS_CASES))
-def test_logits_llama_f32(lmx, tmp_path, case):
-    fixture = "llama_f32"
-    folder = FIXTURES / fixture
-    tensor, flags, with_experts = LOGITS_CASES[case]
+
+def check_logits(lmx, tmp_path, fixture, tensor, flags, with_experts):
+    """`lmx logits` on the fixture's tokens with a LOGITS_CASES entry's flags matches its expected tensor."""
     out = tmp_path / "logits.npy"
-    lmx("logits", *model_args(fixture, with_experts), *flags(folder), "--tokens", tokens_arg(fixture), "--out", out)
+    lmx("logits", *model_args(fixture, with_experts), *flags(FIXTURES / fixture), "--tokens", tokens_arg(fixture),
+        "--out", out)
     got = load_npy_checked(out)
     want = expected(fixture)[tensor]
     assert got.shape == want.shape == (12, 128)
     assert np.max(np.abs(got - want)) <= 1e-4
+
+
+@pytest.mark.parametrize("case", sorted(LOGITS_CASES))
+def test_logits_llama_f32(lmx, tmp_path, case):
+    check_logits(lmx, tmp_path, "llama_f32", *LOGITS_CASES[case])
 
 
 def test_logits_fixed_weights(lmx, tmp_path):

@@ -14,8 +14,8 @@ import re
 import numpy as np
 import pytest
 
-from test_cli import (FIXTURES, USAGE_ERROR, expected, generated, lmx, load_npy_checked,  # noqa: F401 (lmx: the fixture)
-                      model_args, read_safetensors, tokens_arg)
+from test_cli import (FIXTURES, ROUTED_LOGITS_CASES, USAGE_ERROR, check_logits, expected, generated,  # noqa: F401
+                      lmx, load_npy_checked, model_args, read_safetensors, tokens_arg)  # (lmx: the fixture)
 from test_train import assert_one_error_line, progress_steps, report_of, safetensors_checked, token_rows, write_jsonl
 
 MAMBA = ["mamba_f32", "falcon_mamba_f32"]
@@ -103,28 +103,16 @@ LOGITS_CASES = {
     "e0_single_expert": ("peft_e0_logits", lambda f: ["--expert", f"e0={f / 'adapters' / 'e0'}"], False),
     "e1_one_hot_fixed": ("peft_e1_logits", lambda f: ["--fixed", "e1=1"], True),
     "fixed": ("fixed_logits", lambda f: ["--fixed", "e0=0.5,e1=-0.25,e2=1.0"], True),
-    "learned": ("learned_logits", lambda f: ["--router", f / "router.safetensors"], True),
-    "soft": ("soft_logits", lambda f: ["--router", f / "router.safetensors", "--soft"], True),
-    "uniform": ("uniform_logits", lambda f: ["--uniform"], True),
-    "learned_topk1": ("learned_topk1_logits", lambda f: ["--router", f / "router.safetensors", "--top-k", "1"], True),
-    "learned_temp2": ("learned_temp2_logits", lambda f: ["--router", f / "router.safetensors", "--temperature", "2"], True),
-    "context": ("context_logits", lambda f: ["--router", f / "router_context.safetensors"], True),
+    **ROUTED_LOGITS_CASES,
 }
 
 
 @pytest.mark.parametrize("case", list(LOGITS_CASES))
 @pytest.mark.parametrize("fixture", MAMBA)
 def test_logits_mamba(lmx, tmp_path, fixture, case):
-    folder = FIXTURES / fixture
-    tensor, flags, with_experts = LOGITS_CASES[case]
     if case == "fixed":
         assert list(expected(fixture)["fixed_weights"]) == [0.5, -0.25, 1.0]
-    out = tmp_path / "logits.npy"
-    lmx("logits", *model_args(fixture, with_experts), *flags(folder), "--tokens", tokens_arg(fixture), "--out", out)
-    got = load_npy_checked(out)
-    want = expected(fixture)[tensor]
-    assert got.shape == want.shape == (12, 128)
-    assert np.max(np.abs(got - want)) <= 1e-4
+    check_logits(lmx, tmp_path, fixture, *LOGITS_CASES[case])
 
 
 # --- run -----------------------------------------------------------------------------------------

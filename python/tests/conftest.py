@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Callable, Dict, List
 
 import numpy as np
 import pytest
@@ -46,6 +46,59 @@ def build_mixer(model: "lmx.Model", name: str, router: str = "router.safetensors
     if router:
         mixer.load_router(folder / router)
     return mixer
+
+
+class FixtureCase:
+    """One fixture model as the parity tests drive it: its expected tensors and tokens, the model,
+    a mixer with e0..e2 + router.safetensors and one with router_context.safetensors."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.folder = fixture_dir(name)
+        self.expected = expected(name)
+        self.tokens = [int(t) for t in self.expected["tokens"]]
+        self.model = lmx.Model(self.folder)
+        self.mixer = build_mixer(self.model, name)
+        self.context_mixer = build_mixer(self.model, name, "router_context.safetensors")
+
+    def run(self, settings: dict, mixer: "lmx.Mixer" = None):
+        """(logits [T, V], trace) of the fixture's tokens in a fresh session of `mixer` (default the
+        router mixer). settings: fixed (weights, or "file" for the fixture's fixed_weights),
+        routing, top_k, temperature."""
+        with (mixer or self.mixer).session() as session:
+            fixed = settings.get("fixed")
+            if fixed is not None:
+                session.fixed_weights = self.expected["fixed_weights"] if fixed == "file" else fixed
+            if "routing" in settings:
+                session.set_routing(settings["routing"])
+            if "top_k" in settings:
+                session.top_k = settings["top_k"]
+            if "temperature" in settings:
+                session.temperature = settings["temperature"]
+            return session.eval(self.tokens, logits="all"), session.trace()
+
+    def close(self) -> None:
+        self.mixer.close()
+        self.context_mixer.close()
+        self.model.close()
+
+
+def case_cache(make: Callable[[str], FixtureCase]):
+    """(case, teardown_module) for a test module: case(name) builds make(name) once, and
+    teardown_module (assign it at module level) closes every case built."""
+    cache: Dict[str, FixtureCase] = {}
+
+    def case(name: str) -> FixtureCase:
+        if name not in cache:
+            cache[name] = make(name)
+        return cache[name]
+
+    def teardown_module(module) -> None:
+        for c in cache.values():
+            c.close()
+        cache.clear()
+
+    return case, teardown_module
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import loramixer as lmx
-from conftest import EXPERTS, build_mixer, expected, fixture_dir, max_diff
+from conftest import EXPERTS, FixtureCase, build_mixer, case_cache, fixture_dir, max_diff
 from lmx_oracle import read_safetensors
 
 TOL = 1e-4
@@ -24,38 +24,9 @@ DT_RANK = {"mamba_f32": 3, "falcon_mamba_f32": 5}
 ARCHITECTURE = {"mamba_f32": "MambaForCausalLM", "falcon_mamba_f32": "FalconMambaForCausalLM"}
 
 
-class Case:
-    """Per fixture: the model, a mixer with e0..e2 + router.safetensors, one with the context
-    router, the expected tensors."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.folder = fixture_dir(name)
-        self.expected = expected(name)
-        self.tokens = [int(t) for t in self.expected["tokens"]]
-        self.model = lmx.Model(self.folder)
-        self.mixer = build_mixer(self.model, name)
-        self.context_mixer = build_mixer(self.model, name, "router_context.safetensors")
-
-    def close(self) -> None:
-        self.mixer.close()
-        self.context_mixer.close()
-        self.model.close()
-
-
-_CACHE: Dict[str, Case] = {}
-
-
-def case(name: str) -> Case:
-    if name not in _CACHE:
-        _CACHE[name] = Case(name)
-    return _CACHE[name]
-
-
-def teardown_module(module) -> None:
-    for c in _CACHE.values():
-        c.close()
-    _CACHE.clear()
+# Per fixture: the model, a mixer with e0..e2 + router.safetensors, one with the context router,
+# the expected tensors (conftest.FixtureCase).
+case, teardown_module = case_cache(FixtureCase)
 
 
 def fixed_logits(mixer: lmx.Mixer, weights, tokens) -> np.ndarray:
@@ -140,18 +111,8 @@ LOGITS_CASES = [
 ]
 
 
-def run_case(c: Case, settings: dict, which: str):
-    with (c.context_mixer if which == "context" else c.mixer).session() as session:
-        fixed = settings.get("fixed")
-        if fixed is not None:
-            session.fixed_weights = c.expected["fixed_weights"] if fixed == "file" else fixed
-        if "routing" in settings:
-            session.set_routing(settings["routing"])
-        if "top_k" in settings:
-            session.top_k = settings["top_k"]
-        if "temperature" in settings:
-            session.temperature = settings["temperature"]
-        return session.eval(c.tokens, logits="all"), session.trace()
+def run_case(c: FixtureCase, settings: dict, which: str):
+    return c.run(settings, c.context_mixer if which == "context" else c.mixer)
 
 
 @pytest.mark.parametrize("name", MAMBA_MODELS)

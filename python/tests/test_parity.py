@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import loramixer as lmx
-from conftest import EXPERTS, F32_MODELS, build_mixer, expected, fixture_dir, max_diff
+from conftest import EXPERTS, F32_MODELS, FixtureCase, build_mixer, case_cache, expected, fixture_dir, max_diff
 from lmx_oracle import Oracle, Router, load_peft
 
 TOL = 1e-4
@@ -28,35 +28,15 @@ CASES = [
 ]
 
 
-class Case:
+class Case(FixtureCase):
     """Per model: the library objects, the oracle and the fixture's expectations."""
 
     def __init__(self, name: str) -> None:
-        self.name = name
-        self.folder = fixture_dir(name)
-        self.expected = expected(name)
-        self.tokens = [int(t) for t in self.expected["tokens"]]
-        self.model = lmx.Model(self.folder)
-        self.mixer = build_mixer(self.model, name)
-        self.context_mixer = build_mixer(self.model, name, "router_context.safetensors")
+        super().__init__(name)
         self.oracle = Oracle(self.folder)
         self.experts = [load_peft(self.folder / "adapters" / e, e) for e in EXPERTS]
         self.router = Router.load(self.folder / "router.safetensors", EXPERTS)
         self.context_router = Router.load(self.folder / "router_context.safetensors", EXPERTS)
-
-    def run(self, settings: dict, mixer: "lmx.Mixer" = None):
-        with (mixer or self.mixer).session() as session:
-            fixed = settings.get("fixed")
-            if fixed is not None:
-                session.fixed_weights = self.expected["fixed_weights"] if fixed == "file" else fixed
-            if "routing" in settings:
-                session.set_routing(settings["routing"])
-            if "top_k" in settings:
-                session.top_k = settings["top_k"]
-            if "temperature" in settings:
-                session.temperature = settings["temperature"]
-            logits = session.eval(self.tokens, logits="all")
-            return logits, session.trace()
 
     def oracle_run(self, settings: dict, router: Router = None):
         settings = dict(settings)
@@ -65,21 +45,7 @@ class Case:
         return self.oracle.forward(self.tokens, self.experts, router=router or self.router, **settings)
 
 
-_CACHE: dict = {}
-
-
-def case(name: str) -> Case:
-    if name not in _CACHE:
-        _CACHE[name] = Case(name)
-    return _CACHE[name]
-
-
-def teardown_module(module) -> None:
-    for c in _CACHE.values():
-        c.mixer.close()
-        c.context_mixer.close()
-        c.model.close()
-    _CACHE.clear()
+case, teardown_module = case_cache(Case)
 
 
 @pytest.mark.parametrize("model_name", F32_MODELS)

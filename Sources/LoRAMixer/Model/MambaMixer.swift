@@ -71,10 +71,10 @@ extension LanguageModel {
 
         for sequence in sequences {
             let start = sequence.lowerBound
-            let zeros = state == nil ? FloatBuffer(count: i * s) : nil
+            let fresh = FloatBuffer(count: state == nil ? i * s : 0)
             selectiveScanForward(a.scanned.pointer + start * i, u: a.u.pointer + start * i, delta: a.delta.pointer + start * i,
                                  a: layer.negativeA, b: a.b.pointer + start * s, c: a.c.pointer + start * s, skip: layer.skip,
-                                 state: state?.ssm(layer: l) ?? zeros!.pointer, states: nil, tokens: sequence.count,
+                                 state: state?.ssm(layer: l) ?? fresh.pointer, states: nil, tokens: sequence.count,
                                  channels: i, stateSize: s, pool: pool)
         }
         for t in 0..<n {
