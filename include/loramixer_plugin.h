@@ -57,13 +57,16 @@ typedef struct lmx_plugin_model_info {
     uint32_t n_vocab;
     uint32_t n_layers;
     uint32_t d_model;
-    uint32_t n_heads;
-    uint32_t n_kv_heads;
-    uint32_t head_dim;
-    uint32_t d_ff;
+    uint32_t n_heads;       /* 0 for Mamba */
+    uint32_t n_kv_heads;    /* 0 for Mamba */
+    uint32_t head_dim;      /* 0 for Mamba */
+    uint32_t d_ff;          /* Mamba: d_inner */
     uint32_t max_positions;
-    char architecture[64];  /* e.g. "LlamaForCausalLM" */
-    char family[16];        /* "llama", "mistral" or "qwen2" */
+    char architecture[64];  /* e.g. "LlamaForCausalLM", "MambaForCausalLM" */
+    char family[16];        /* "llama", "mistral", "qwen2", "mamba" or "falcon_mamba" */
+    uint32_t d_state;       /* Mamba: SSM state size; 0 for attention models */
+    uint32_t d_conv;        /* Mamba: convolution width; 0 otherwise */
+    uint32_t dt_rank;       /* Mamba: time-step rank; 0 otherwise */
 } lmx_plugin_model_info;
 
 /* A router given from memory (see the router file format in the README). Arrays are copied during

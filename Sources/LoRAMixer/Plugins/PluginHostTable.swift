@@ -28,6 +28,9 @@ enum PluginHostTable {
                 (info.d_ff, info.max_positions) = (UInt32(c.intermediateSize), UInt32(c.maxPositions))
                 withUnsafeMutableBytes(of: &info.architecture) { PluginHostTable.copyCString(c.architecture, into: $0) }
                 withUnsafeMutableBytes(of: &info.family) { PluginHostTable.copyCString(c.family.rawValue, into: $0) }
+                info.d_state = UInt32(c.stateSpace?.stateSize ?? 0)
+                info.d_conv = UInt32(c.stateSpace?.convKernel ?? 0)
+                info.dt_rank = UInt32(c.stateSpace?.timeStepRank ?? 0)
                 withUnsafeBytes(of: &info) { UnsafeMutableRawPointer(out).copyMemory(from: $0.baseAddress!, byteCount: min(size, $0.count)) }
             }
         }
