@@ -139,6 +139,59 @@ def last_logits(model, tokens):
     return model(input_ids=tokens.view(1, -1)).logits[0, -1].float()
 
 
+def write_expert(load_base, out, seed, target_modules, base_name):
+    """One PEFT LoRA expert in folder ``out``: PEFT's own init (init_lora_weights=False, the
+    nn.Linear init, drawn after torch.manual_seed(seed)), lora_B scaled by LORA_B_SCALE, r LORA_R,
+    alpha LORA_ALPHA on ``target_modules``; no model card; adapter_config.json with sorted keys and
+    target modules and ``base_name`` as base_model_name_or_path (reruns give identical bytes).
+    ``load_base()`` returns a fresh f32 base model. Also used by bench/mamba.py."""
+    torch.manual_seed(seed)
+    pm = get_peft_model(load_base(), LoraConfig(
+        r=LORA_R, lora_alpha=LORA_ALPHA, init_lora_weights=False, lora_dropout=0.0, bias="none",
+        target_modules=target_modules, task_type="CAUSAL_LM"))
+    with torch.no_grad():
+        for pname, p in pm.named_parameters():
+            if ".lora_B." in pname:
+                p.mul_(LORA_B_SCALE)
+    pm.save_pretrained(out)
+    card = os.path.join(out, "README.md")
+    if os.path.exists(card):
+        os.remove(card)
+    cfg_path = os.path.join(out, "adapter_config.json")
+    c = json.load(open(cfg_path))
+    c["target_modules"] = sorted(c["target_modules"])
+    c["base_model_name_or_path"] = base_name
+    with open(cfg_path, "w") as f:
+        f.write(json.dumps(c, indent=2, sort_keys=True))
+
+
+def check_expert(load_base, out, tokens, base_logits, name):
+    """Last-position logits of base + the expert in ``out`` (PeftModel, unmerged) against the base's:
+    finite and visibly different, but not wildly so. Returns the figures for models.json."""
+    lg = last_logits(PeftModel.from_pretrained(load_base(), out).eval(), tokens)
+    diff = float((lg - base_logits).abs().max())
+    say(f"expert {name}: max |peft - base| {diff:.3f}, logit std {float(lg.std()):.3f}")
+    assert torch.isfinite(lg).all() and 0.01 < diff < 10 * float(base_logits.std()) + 1
+    return {"max_abs_vs_base": diff, "logit_std": float(lg.std()),
+            "bytes": file_size(os.path.join(out, "adapter_model.safetensors"))}
+
+
+def write_router(path, d, n_layers, seed, experts=EXPERTS, top_k=2):
+    """A loramixer router file (DESIGN.md section 6) over ``experts``: per layer a weight
+    [E, d] ~ N(0, (ROUTER_SCALE / sqrt(d))^2) and a bias [E] ~ N(0, 0.5^2), drawn from a generator
+    seeded with ``seed``; metadata top_k, scope layer, temperature 1.0, input token."""
+    g = torch.Generator().manual_seed(seed)
+    n = len(experts)
+    tensors = {}
+    for i in range(n_layers):
+        tensors[f"router.layers.{i}.weight"] = (torch.randn(n, d, generator=g) * ROUTER_SCALE / d ** 0.5).contiguous()
+        tensors[f"router.layers.{i}.bias"] = (torch.randn(n, generator=g) * 0.5).contiguous()
+    save_file(tensors, path, metadata={
+        "format": "loramixer.router", "version": "1", "experts": json.dumps(list(experts), separators=(",", ":")),
+        "top_k": str(top_k), "scope": "layer", "temperature": "1.0", "input": "token"})
+    sort_metadata(path)
+
+
 def main():
     t0 = time.time()
     warnings.filterwarnings("ignore")
@@ -171,42 +224,13 @@ def main():
 
     report["experts"] = {}
     for i, name in enumerate(EXPERTS):
-        torch.manual_seed(SEED_EXPERTS + i)
-        pm = get_peft_model(load(F32_DIR), LoraConfig(
-            r=LORA_R, lora_alpha=LORA_ALPHA, init_lora_weights=False, lora_dropout=0.0, bias="none",
-            target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], task_type="CAUSAL_LM"))
-        with torch.no_grad():
-            for pname, p in pm.named_parameters():
-                if ".lora_B." in pname:
-                    p.mul_(LORA_B_SCALE)
         out = os.path.join(EXPERT_DIR, name)
-        pm.save_pretrained(out)
-        card = os.path.join(out, "README.md")
-        if os.path.exists(card):
-            os.remove(card)
-        cfg_path = os.path.join(out, "adapter_config.json")
-        c = json.load(open(cfg_path))
-        c["target_modules"] = sorted(c["target_modules"])
-        c["base_model_name_or_path"] = "bench/work/smollm-f32"
-        with open(cfg_path, "w") as f:
-            f.write(json.dumps(c, indent=2, sort_keys=True))
-        lg = last_logits(PeftModel.from_pretrained(load(F32_DIR), out).eval(), tokens)
-        diff = float((lg - base_logits).abs().max())
-        report["experts"][name] = {"max_abs_vs_base": diff, "logit_std": float(lg.std()),
-                                   "bytes": file_size(os.path.join(out, "adapter_model.safetensors"))}
-        say(f"expert {name}: max |peft - base| {diff:.3f}, logit std {float(lg.std()):.3f}")
-        assert torch.isfinite(lg).all() and 0.01 < diff < 10 * report["base_logit_std"] + 1
+        write_expert(lambda: load(F32_DIR), out, seed=SEED_EXPERTS + i,
+                     target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], base_name="bench/work/smollm-f32")
+        report["experts"][name] = check_expert(lambda: load(F32_DIR), out, tokens, base_logits, name)
 
-    g = torch.Generator().manual_seed(SEED_ROUTER)
     d, n_layers = CONFIG["hidden_size"], CONFIG["num_hidden_layers"]
-    tensors = {}
-    for i in range(n_layers):
-        tensors[f"router.layers.{i}.weight"] = (torch.randn(N_EXPERTS, d, generator=g) * ROUTER_SCALE / d ** 0.5).contiguous()
-        tensors[f"router.layers.{i}.bias"] = (torch.randn(N_EXPERTS, generator=g) * 0.5).contiguous()
-    save_file(tensors, ROUTER, metadata={
-        "format": "loramixer.router", "version": "1", "experts": json.dumps(EXPERTS, separators=(",", ":")),
-        "top_k": "2", "scope": "layer", "temperature": "1.0", "input": "token"})
-    sort_metadata(ROUTER)
+    write_router(ROUTER, d, n_layers, seed=SEED_ROUTER)
     say(f"router: {ROUTER} ({N_EXPERTS} experts, {n_layers} layers, top_k 2)")
 
     report.update(seeds=dict(model=SEED_MODEL, experts=SEED_EXPERTS, router=SEED_ROUTER, check=SEED_CHECK),

@@ -149,24 +149,29 @@ def kv_bytes(n_ctx=N_CTX):
 # Workers: one configuration in a fresh process; prints "RESULT {json}" as its last line.
 
 
-def save_logits(cid, values):
+def save_logits(cid, values, logits_dir=None):
     import numpy as np
-    os.makedirs(LOGITS, exist_ok=True)
-    np.save(os.path.join(LOGITS, cid + ".npy"), np.asarray(values, dtype=np.float32))
+    logits_dir = logits_dir or LOGITS
+    os.makedirs(logits_dir, exist_ok=True)
+    np.save(os.path.join(logits_dir, cid + ".npy"), np.asarray(values, dtype=np.float32))
 
 
 def worker_loramixer(cfg, prompt, decode, save):
+    """Also used by bench/mamba.py, whose configurations name their own files: optional keys
+    model_dir, expert_dir, router, logits_dir (defaults: this benchmark's) and save_decode (also
+    save the logits of the last decode step, as "<id>-decode")."""
     import loramixer as lmx
     lmx.capi.lib()  # load the library (and the Swift runtime) before the baseline RSS
     res = {"rss_base_kb": status_kb("VmRSS")}
+    expert_dir = cfg.get("expert_dir") or EXPERT_DIR
     t = time.perf_counter()
-    model = lmx.Model(F32_DIR if cfg["dtype"] == "f32" else BF16_DIR, load_mode=cfg["load"])
+    model = lmx.Model(cfg.get("model_dir") or (F32_DIR if cfg["dtype"] == "f32" else BF16_DIR), load_mode=cfg["load"])
     mixer = lmx.Mixer(model)
     if cfg["adapters"] != "none":
         for name in EXPERTS:
-            mixer.add_peft(name, os.path.join(EXPERT_DIR, name))
+            mixer.add_peft(name, os.path.join(expert_dir, name))
     if cfg["adapters"] == "top2":
-        mixer.load_router(ROUTER)
+        mixer.load_router(cfg.get("router") or ROUTER)
     session = mixer.session(n_ctx=N_CTX, trace=False, n_threads=THREADS)
     if cfg["adapters"] == "none":
         session.set_routing("none")
@@ -189,12 +194,14 @@ def worker_loramixer(cfg, prompt, decode, save):
     res["prefill_s"] = time.perf_counter() - t
     res["rss_kb"] = status_kb("VmRSS")
     if save:
-        save_logits(cfg["id"], last)
+        save_logits(cfg["id"], last, cfg.get("logits_dir"))
     t = time.perf_counter()
     for tok in decode:
         out = session.eval([tok], logits="last", out=out)
     res["decode_s"] = time.perf_counter() - t
     res["faults_major_minor"] = [b - a for a, b in zip(f0, faults())]
+    if save and cfg.get("save_decode"):
+        save_logits(cfg["id"] + "-decode", out, cfg.get("logits_dir"))
     if save and cfg["adapters"] == "top2":  # routing really varies: distinct top-2 sets per layer
         with mixer.session(n_ctx=N_CTX, trace=True, n_threads=THREADS) as s2:
             s2.eval(prompt, logits="none")
@@ -296,10 +303,13 @@ def worker_pytorch(cfg, prompt, decode, save):
     return res
 
 
-def worker_main(spec):
+def worker_main(spec, workers=None):
+    """Runs the configuration ``spec`` (JSON) with the worker of its engine (``workers``: engine ->
+    function; default this benchmark's) and prints its RESULT line."""
     cfg = json.loads(spec)
     prompt, decode = tokens(cfg["n_prompt"], cfg["n_decode"])
-    fn = {"loramixer": worker_loramixer, "llama.cpp": worker_llama_cpp, "pytorch": worker_pytorch}[cfg["engine"]]
+    workers = workers or {"loramixer": worker_loramixer, "llama.cpp": worker_llama_cpp, "pytorch": worker_pytorch}
+    fn = workers[cfg["engine"]]
     res = fn(cfg, prompt, decode, cfg.get("save", False))
     res["hwm_kb"] = status_kb("VmHWM")
     res["prefill_tps"] = len(prompt) / res["prefill_s"]
@@ -346,16 +356,17 @@ def cpu_seconds():
     return busy, ch.ru_utime + ch.ru_stime
 
 
-def run_worker(cfg, n_prompt, n_decode, save, timeout):
-    """Runs one configuration in a child; adds wall_s and foreign_cores: the average number of
-    cores that other processes kept busy meanwhile (machine busy time minus the child's own)."""
+def run_worker(cfg, n_prompt, n_decode, save, timeout, script=None):
+    """Runs one configuration in a child (``script --worker SPEC``, default this file); adds wall_s
+    and foreign_cores: the average number of cores that other processes kept busy meanwhile
+    (machine busy time minus the child's own)."""
     spec = dict(cfg, n_prompt=n_prompt, n_decode=n_decode, save=save)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.path.join(REPO, "python") + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     t = time.perf_counter()
     busy0, own0 = cpu_seconds()
     try:
-        p = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],
+        p = subprocess.run([sys.executable, os.path.abspath(script or __file__), "--worker", json.dumps(spec)],
                            capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s", "wall_s": time.perf_counter() - t}
