@@ -428,24 +428,22 @@ def run_case(case):
     seed_tok, seed_ctx, r, rc = make_routers(mix, tokens, seeds["router"], folder, LAYERS, dm, log)
     assert r.weights[0].shape == (3, dm) and rc.context_weights[0].shape == (3, dm)
 
-    lg, tr = mix.run(tokens, "learned", router=r)
-    expected["learned_logits"] = lg
-    expected["learned_ids"], expected["learned_gates"] = ids_gates(tr)
-    log["gap_learned"] = probability_gaps(tr)
-    log["table_learned"] = selection_table(tr, E_NAMES)
-    say(f"  learned top-2 (router seed {seed_tok}); min prob gap {log['gap_learned']:.4f}")
-    say(log["table_learned"])
+    def record_top2(name, router, description):
+        """Logits, selections, gaps and the selection table of learned top-2 routing with `router`."""
+        lg, tr = mix.run(tokens, "learned", router=router)
+        expected[f"{name}_logits"] = lg
+        expected[f"{name}_ids"], expected[f"{name}_gates"] = ids_gates(tr)
+        log[f"gap_{name}"] = probability_gaps(tr)
+        log[f"table_{name}"] = selection_table(tr, E_NAMES)
+        say(f"  {name} top-2 ({description}); min prob gap {log[f'gap_{name}']:.4f}")
+        say(log[f"table_{name}"])
+
+    record_top2("learned", r, f"router seed {seed_tok}")
     expected["soft_logits"], _ = mix.run(tokens, "soft", router=r)
     expected["uniform_logits"], _ = mix.run(tokens, "uniform")
     expected["fixed_weights"] = torch.tensor(FIXED_WEIGHTS, dtype=torch.float32)
     expected["fixed_logits"], _ = mix.run(tokens, "fixed", fixed=FIXED_WEIGHTS)
-    lg, tr = mix.run(tokens, "learned", router=rc)
-    expected["context_logits"] = lg
-    expected["context_ids"], expected["context_gates"] = ids_gates(tr)
-    log["gap_context"] = probability_gaps(tr)
-    log["table_context"] = selection_table(tr, E_NAMES)
-    say(f"  context top-2 (router seed {seed_ctx}, T=0.7, rows {CONTEXT_ORDER}); min prob gap {log['gap_context']:.4f}")
-    say(log["table_context"])
+    record_top2("context", rc, f"router seed {seed_ctx}, T=0.7, rows {CONTEXT_ORDER}")
     lg, tr = mix.run(tokens, "learned", router=r, top_k=1)
     expected["learned_topk1_logits"] = lg
     log["gap_topk1"] = probability_gaps(tr)

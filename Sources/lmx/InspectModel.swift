@@ -7,33 +7,16 @@ extension InspectCommand {
         let config = try ModelConfig(contentsOf: join(path, "config.json"))
         let weights = try SafeTensorsCollection(directory: path)
         var report = InspectReport(kind: "model", path: path)
-        let shape: [InspectReport.Field]
+        // The family's own fields: its shape after d_model, its extras after the shared ones.
+        let shape: [InspectReport.Field], extras: [InspectReport.Field]
         if let ssm = config.stateSpace {
-            shape = [
-                .init("d_inner", ssm.innerSize),
-                .init("d_state", ssm.stateSize),
-                .init("d_conv", ssm.convKernel),
-                .init("dt_rank", ssm.timeStepRank),
-                .init("vocab", config.vocabSize),
-                .init("max_positions", config.maxPositions),
-                .init("rms_norm_eps", config.rmsNormEps),
-            ] + (ssm.mixerNormEps.map { [.init("mixer_rms_eps", $0)] } ?? []) + [
-                .init("tied_embeddings", config.tieWordEmbeddings),
-            ]
+            shape = [.init("d_inner", ssm.innerSize), .init("d_state", ssm.stateSize), .init("d_conv", ssm.convKernel),
+                     .init("dt_rank", ssm.timeStepRank)]
+            extras = ssm.mixerNormEps.map { [.init("mixer_rms_eps", $0)] } ?? []
         } else {
-            shape = [
-                .init("heads", config.headCount),
-                .init("kv_heads", config.kvHeadCount),
-                .init("head_dim", config.headDim),
-                .init("d_ff", config.intermediateSize),
-                .init("vocab", config.vocabSize),
-                .init("max_positions", config.maxPositions),
-                .init("rms_norm_eps", config.rmsNormEps),
-                .init("rope_theta", config.rope.theta),
-                ropeScaling(config.rope.scaling),
-                .init("tied_embeddings", config.tieWordEmbeddings),
-                slidingWindows(config.slidingWindows),
-            ]
+            shape = [.init("heads", config.headCount), .init("kv_heads", config.kvHeadCount), .init("head_dim", config.headDim),
+                     .init("d_ff", config.intermediateSize)]
+            extras = [.init("rope_theta", config.rope.theta), ropeScaling(config.rope.scaling), slidingWindows(config.slidingWindows)]
         }
         report.fields([
             .init("architecture", config.architecture),
@@ -41,6 +24,11 @@ extension InspectCommand {
             .init("layers", config.layerCount),
             .init("d_model", config.hiddenSize),
         ] + shape + [
+            .init("vocab", config.vocabSize),
+            .init("max_positions", config.maxPositions),
+            .init("rms_norm_eps", config.rmsNormEps),
+            .init("tied_embeddings", config.tieWordEmbeddings),
+        ] + extras + [
             .init(key: "projections", json: .array(config.modules.map { .string($0.name) }),
                   text: config.modules.map(\.name).joined(separator: ", ")),
             try weightFiles(path),
