@@ -15,9 +15,7 @@
 #define _GNU_SOURCE /* mallinfo2 */
 
 #include <dlfcn.h>
-#include <errno.h>
 #include <malloc.h>
-#include <ftw.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -45,13 +43,7 @@ static char tmp[256];      /* mkdtemp folder */
 static void fixture(char *out, size_t size, const char *relative) { join(out, size, fixtures, relative); }
 
 /* tmp/<name>, created as a folder. */
-static void case_dir(char *out, size_t size, const char *name) {
-    join(out, size, tmp, name);
-    if (mkdir(out, 0700) != 0 && errno != EEXIST) {
-        fprintf(stderr, "mkdir %s failed\n", out);
-        exit(2);
-    }
-}
+static void case_dir(char *out, size_t size, const char *name) { make_dir(out, size, tmp, name); }
 
 /* Returns a malloc'ed copy of `text` with the first `old` replaced by `new_text` (aborts if absent). */
 static char *replace_once(const char *text, const char *old, const char *new_text) {
@@ -98,11 +90,6 @@ static void model_case(char *dir, size_t size, const char *name, const char *con
         join(from, sizeof from, llama, "config.json");
         copy_file(from, path);
     }
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st; (void)flag; (void)ftw;
-    return remove(path);
 }
 
 /* The real llama_f32 weights, with their header split out. */
@@ -857,7 +844,6 @@ static void test_routers(lmx_model *model) {
 
 static const int32_t some_tokens[5] = {1, 2, 3, 4, 5};
 
-static double max_abs_diff(const float *a, const float *b, size_t n);
 
 static void test_sessions(lmx_model *model) {
     char router[1200];
@@ -1313,9 +1299,7 @@ static lmx_status hand_forward(void *user_data, uint32_t layer, uint32_t module,
                                size_t n_rows, size_t in_features, size_t out_features) {
     hand_lora *h = user_data;
     h->calls++;
-    int m = -1;
-    for (int k = 0; k < HAND_MODULES; k++)
-        if (hand_modules[k] == module) m = k;
+    int m = module_index(hand_modules, HAND_MODULES, module);
     if (m < 0 || layer >= LAYERS || (h->only_layer >= 0 && (int)layer != h->only_layer)) {
         hand_bad(h, "called for layer %u module %u, which the expert does not declare", layer, module);
         return LMX_ERR_INVALID_ARGUMENT;
@@ -1332,20 +1316,10 @@ static lmx_status hand_forward(void *user_data, uint32_t layer, uint32_t module,
     const float *a = h->a[layer][m], *b = h->b[layer][m];
     const double scale = HAND_ALPHA / HAND_RANK;
     for (size_t r = 0; r < n_rows; r++) {
-        const float *x = input + r * in_features;
         float *y = output + r * out_features;
-        double t[HAND_RANK];
-        for (int k = 0; k < HAND_RANK; k++) {
-            double sum = 0;
-            for (size_t i = 0; i < in_features; i++) sum += (double)a[(size_t)k * in_features + i] * x[i];
-            t[k] = sum;
-        }
-        for (size_t j = 0; j < out_features; j++) {
+        for (size_t j = 0; j < out_features; j++)
             if (y[j] != 0.0f) h->dirty_output++;
-            double sum = 0;
-            for (int k = 0; k < HAND_RANK; k++) sum += (double)b[j * HAND_RANK + k] * t[k];
-            y[j] += (float)(scale * sum);
-        }
+        lora_row(a, b, HAND_RANK, scale, input + r * in_features, y, in_features, out_features);
     }
     return LMX_OK;
 }
@@ -1378,11 +1352,7 @@ static int eval_fixed(const char *what, lmx_session *s, const float *w, size_t n
 }
 
 static void expect_close(const char *what, const float *got, const float *want, double tolerance) {
-    double d = max_abs_diff(got, want, (size_t)EXPERT_TOKENS * VOCAB);
-    char line[256];
-    snprintf(line, sizeof line, "%s (max |diff| %.1e <= %.0e)", what, d, tolerance);
-    if (d <= tolerance) pass(line);
-    else fail(what, "max |diff| %.3e > %.0e", d, tolerance);
+    expect_close_n(what, got, want, (size_t)EXPERT_TOKENS * VOCAB, tolerance);
 }
 
 static void expect_differ(const char *what, const float *a, const float *b) {
@@ -2025,15 +1995,6 @@ static void test_plugin_errors(lmx_model *model) {
  * Happy path against the oracle
  * ---------------------------------------------------------------------------------------------- */
 
-static double max_abs_diff(const float *a, const float *b, size_t n) {
-    double worst = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)b[i]);
-        if (!(d <= worst)) worst = d; /* NaN wins */
-    }
-    return worst;
-}
-
 static void test_happy_path(void) {
     char path[1200];
     size_t n = 0;
@@ -2092,32 +2053,16 @@ static void test_happy_path(void) {
         float gates[N_TOKENS * LAYERS * 3];
         if (EXPECT_OK("happy: session_trace_copy",
                       lmx_session_trace_copy(s, ids, gates, sizeof ids / sizeof ids[0], trace_tokens, N_TOKENS))) {
-            int bad_ids = 0, bad_rest = 0, bad_tokens = 0;
-            double gate_diff = 0;
-            for (int t = 0; t < N_TOKENS; t++) {
-                if (trace_tokens[t] != tokens[t]) bad_tokens++;
-                for (int l = 0; l < LAYERS; l++) {
-                    for (int k = 0; k < 2; k++) {
-                        int got = ids[(t * LAYERS + l) * 3 + k], want = want_ids[(t * LAYERS + l) * 2 + k];
-                        if (got != want) {
-                            if (bad_ids < 4)
-                                printf("     trace token %d layer %d slot %d: expert %d, oracle %d\n", t, l, k, got, want);
-                            bad_ids++;
-                        }
-                        double d = fabs((double)gates[(t * LAYERS + l) * 3 + k] - want_gates[(t * LAYERS + l) * 2 + k]);
-                        if (!(d <= gate_diff)) gate_diff = d;
-                    }
-                    if (ids[(t * LAYERS + l) * 3 + 2] != -1 || gates[(t * LAYERS + l) * 3 + 2] != 0.0f) bad_rest++;
-                }
-            }
-            if (!bad_ids) pass("happy: trace expert ids match learned_ids (top-2, largest gate first)");
-            else fail("happy: trace expert ids", "%d of %d differ from learned_ids", bad_ids, N_TOKENS * LAYERS * 2);
-            if (gate_diff <= 1e-4) pass("happy: trace gates match learned_gates");
-            else fail("happy: trace gates", "max |diff| %.3e > 1e-4", gate_diff);
-            if (!bad_rest) pass("happy: unused third slot is -1 / 0.0");
-            else fail("happy: unused slot", "%d entries have a third expert", bad_rest);
-            if (!bad_tokens) pass("happy: trace tokens are the evaluated tokens");
-            else fail("happy: trace tokens", "%d differ", bad_tokens);
+            trace_diff r = compare_trace(ids, gates, trace_tokens, tokens, want_ids, want_gates, N_TOKENS, LAYERS, 4,
+                                         "trace token");
+            if (!r.bad_ids) pass("happy: trace expert ids match learned_ids (top-2, largest gate first)");
+            else fail("happy: trace expert ids", "%d of %d differ from learned_ids", r.bad_ids, N_TOKENS * LAYERS * 2);
+            if (r.gate_diff <= 1e-4) pass("happy: trace gates match learned_gates");
+            else fail("happy: trace gates", "max |diff| %.3e > 1e-4", r.gate_diff);
+            if (!r.bad_rest) pass("happy: unused third slot is -1 / 0.0");
+            else fail("happy: unused slot", "%d entries have a third expert", r.bad_rest);
+            if (!r.bad_tokens) pass("happy: trace tokens are the evaluated tokens");
+            else fail("happy: trace tokens", "%d differ", r.bad_tokens);
         }
     }
 
@@ -2456,16 +2401,10 @@ int main(int argc, char **argv) {
 
     if (happy_only) {
         test_happy_path();
-        printf("error_test --happy: %d passed, %d failed\n", tests_passed, tests_failed);
-        return tests_failed ? 1 : 0;
+        return test_summary("error_test --happy");
     }
 
-    const char *base = getenv("TMPDIR");
-    snprintf(tmp, sizeof tmp, "%s/lmx_error_test.XXXXXX", base && base[0] ? base : "/tmp");
-    if (!mkdtemp(tmp)) {
-        perror("mkdtemp");
-        return 2;
-    }
+    if (!make_temp_dir(tmp, sizeof tmp, "lmx_error_test")) return 2;
 
     test_library();
     test_model_load();
@@ -2491,7 +2430,6 @@ int main(int argc, char **argv) {
     test_snapshot_and_sampling();
     test_lifecycle_loop();
 
-    nftw(tmp, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-    printf("error_test: %d passed, %d failed\n", tests_passed, tests_failed);
-    return tests_failed ? 1 : 0;
+    remove_tree(tmp);
+    return test_summary("error_test");
 }

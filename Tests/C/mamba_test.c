@@ -26,18 +26,13 @@
  * Then llama_f32: d_state = d_conv = dt_rank = 0 and every Mamba module refused.
  * Prints one line per check and "mamba_test: N passed, M failed"; exits non-zero on any failure.
  */
-#define _GNU_SOURCE /* nftw flags */
-
-#include <errno.h>
 #include <stdarg.h>
-#include <ftw.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "loramixer.h"
 #include "test_util.h"
@@ -84,33 +79,12 @@ static void ssm_shape(const fixture_t *fx, int k, uint32_t *in, uint32_t *out) {
  * Helpers
  * ---------------------------------------------------------------------------------------------- */
 
-static double max_abs_diff(const float *a, const float *b, size_t n) {
-    double d = 0;
-    for (size_t i = 0; i < n; i++) {
-        double x = fabs((double)a[i] - (double)b[i]);
-        if (!(x <= d)) d = x; /* NaN propagates */
-    }
-    return d;
-}
-
-static void expect_close_n(const char *what, const float *got, const float *want, size_t n, double tolerance) {
-    double d = max_abs_diff(got, want, n);
-    char line[512];
-    snprintf(line, sizeof line, "%s (max |diff| %.1e <= %.0e)", what, d, tolerance);
-    if (d <= tolerance) pass(line);
-    else fail(what, "max |diff| %.3e > %.0e", d, tolerance);
-}
-
 static void expect_close(const char *what, const float *got, const float *want, double tolerance) {
     expect_close_n(what, got, want, N_LOGITS, tolerance);
 }
 
 static void expect_differ(const char *what, const float *a, const float *b, double at_least) {
-    double d = max_abs_diff(a, b, N_LOGITS);
-    char line[512];
-    snprintf(line, sizeof line, "%s (max |diff| %.2e > %.0e)", what, d, at_least);
-    if (d > at_least) pass(line);
-    else fail(what, "max |diff| only %.3e (want > %.0e)", d, at_least);
+    expect_differ_n(what, a, b, N_LOGITS, at_least);
 }
 
 static void check(int ok, const char *what, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -135,113 +109,30 @@ static int quiet_ok(const char *what, lmx_status st) {
 }
 #define QUIET_OK(what, call) (current_check = (what), quiet_ok((what), (call)))
 
-static void write_or_die(const char *path, const char *text) {
-    if (!write_text(path, text)) {
-        fprintf(stderr, "cannot write %s\n", path);
-        exit(2);
-    }
-}
-
-static void case_dir(char *out, size_t size, const char *name) {
-    join(out, size, tmp, name);
-    if (mkdir(out, 0700) != 0 && errno != EEXIST) {
-        fprintf(stderr, "mkdir %s failed\n", out);
-        exit(2);
-    }
-}
-
-static int file_exists(const char *dir, const char *relative) {
-    char path[1400];
-    struct stat st;
-    join(path, sizeof path, dir, relative);
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0;
-}
-
-static void expect_file(const char *what, const char *dir, const char *relative) {
-    char line[512];
-    snprintf(line, sizeof line, "%s: %s exists", what, relative);
-    check(file_exists(dir, relative), line, "%s/%s is missing or empty", dir, relative);
-}
+/* tmp/<name>, created as a folder. */
+static void case_dir(char *out, size_t size, const char *name) { make_dir(out, size, tmp, name); }
 
 static lmx_session *new_session(const char *what, const lmx_mixer *mixer, uint32_t n_ctx) {
-    lmx_session_params sp = lmx_session_params_default();
-    sp.n_threads = 1;
-    sp.n_ctx = n_ctx;
-    lmx_session *s = NULL;
-    current_check = what;
-    lmx_status st = lmx_session_create(mixer, &sp, &s);
-    if (st != LMX_OK) {
-        fail(what, "session_create: %s (%d) \"%s\"", status_name(st), st, lmx_last_error());
-        return NULL;
-    }
-    return s;
+    return make_session(what, mixer, n_ctx, 1);
 }
 
-/* Routing setups for session_logits. */
-enum { R_KEEP = -1 }; /* keep the session's routing; otherwise an LMX_ROUTING_* value */
-
-/* Resets `s`, sets the routing (`fixed` weights when not NULL, else `mode` unless R_KEEP) and
+/* Resets `s`, sets the routing (`fixed` weights when not NULL, else `mode` unless ROUTING_KEEP) and
  * evaluates the fixture's 12 tokens into out[N_LOGITS]. Reports only a failure. */
 static int session_logits(const char *what, lmx_session *s, const int32_t *tokens, int mode, const float *fixed,
                           size_t n_fixed, float *out) {
-    const char *step = "session_reset";
-    current_check = what;
-    lmx_status st = lmx_session_reset(s);
-    if (st == LMX_OK && fixed) {
-        step = "session_set_fixed_weights";
-        st = lmx_session_set_fixed_weights(s, fixed, n_fixed);
-    } else if (st == LMX_OK && mode != R_KEEP) {
-        step = "session_set_routing";
-        st = lmx_session_set_routing(s, (uint32_t)mode);
-    }
-    if (st == LMX_OK) {
-        step = "session_eval";
-        st = lmx_session_eval(s, tokens, N_TOKENS, LMX_LOGITS_ALL, out, N_LOGITS);
-    }
-    if (st != LMX_OK) fail(what, "%s: %s (%d) \"%s\"", step, status_name(st), st, lmx_last_error());
-    return st == LMX_OK;
+    return session_logits_of(what, s, tokens, N_TOKENS, mode, fixed, n_fixed, out, N_LOGITS);
 }
 
 /* Logits of a new session over `mixer` (its default routing, or fixed weights). */
 static int mixer_logits(const char *what, const lmx_mixer *mixer, const int32_t *tokens, const float *fixed,
                         size_t n_fixed, float *out) {
-    lmx_session *s = new_session(what, mixer, 0);
-    if (!s) return 0;
-    int ok = session_logits(what, s, tokens, R_KEEP, fixed, n_fixed, out);
-    lmx_session_free(s);
-    return ok;
+    return mixer_logits_of(what, mixer, 1, tokens, N_TOKENS, fixed, n_fixed, out, N_LOGITS);
 }
 
 /* A mixer over `model` with the fixture experts e0 .. e<n-1>, and `router` (a file of the fixture
  * folder) unless NULL. */
 static lmx_mixer *fixture_mixer(const fixture_t *fx, lmx_model *model, int n_experts, const char *router) {
-    lmx_mixer *mixer = NULL;
-    current_check = "mixer setup";
-    if (lmx_mixer_create(model, &mixer) != LMX_OK) {
-        fail("mixer setup", "%s: mixer_create: %s", fx->name, lmx_last_error());
-        return NULL;
-    }
-    for (int i = 0; i < n_experts; i++) {
-        char name[8], rel[64], dir[1200];
-        snprintf(name, sizeof name, "e%d", i);
-        snprintf(rel, sizeof rel, "adapters/e%d", i);
-        join(dir, sizeof dir, fx->dir, rel);
-        if (lmx_mixer_add_peft(mixer, name, dir, NULL) != LMX_OK) {
-            fail("mixer setup", "%s: add_peft %s: %s", fx->name, name, lmx_last_error());
-            lmx_mixer_free(mixer);
-            return NULL;
-        }
-    }
-    if (router) {
-        char path[1200];
-        join(path, sizeof path, fx->dir, router);
-        if (lmx_mixer_load_router(mixer, path) != LMX_OK) {
-            fail("mixer setup", "%s: load_router %s: %s", fx->name, router, lmx_last_error());
-            lmx_mixer_free(mixer);
-            return NULL;
-        }
-    }
-    return mixer;
+    return fixture_mixer_in(fx->dir, fx->name, model, n_experts, router);
 }
 
 static size_t argmax(const float *row, size_t n) {
@@ -474,28 +365,12 @@ static void expect_trace(const char *what, const lmx_session *s, const int32_t *
         fail(what, "trace_copy: %s \"%s\"", status_name(st), lmx_last_error());
         return;
     }
-    int bad_ids = 0, bad_rest = 0, bad_tokens = 0;
-    double gate_diff = 0;
-    for (int t = 0; t < N_TOKENS; t++) {
-        if (trace_tokens[t] != tokens[t]) bad_tokens++;
-        for (int l = 0; l < LAYERS; l++) {
-            for (int k = 0; k < 2; k++) {
-                int got = ids[(t * LAYERS + l) * 3 + k], want = want_ids[(t * LAYERS + l) * 2 + k];
-                if (got != want) {
-                    if (bad_ids < 3) printf("     token %d layer %d slot %d: expert %d, oracle %d\n", t, l, k, got, want);
-                    bad_ids++;
-                }
-                double d = fabs((double)gates[(t * LAYERS + l) * 3 + k] - want_gates[(t * LAYERS + l) * 2 + k]);
-                if (!(d <= gate_diff)) gate_diff = d;
-            }
-            if (ids[(t * LAYERS + l) * 3 + 2] != -1 || gates[(t * LAYERS + l) * 3 + 2] != 0.0f) bad_rest++;
-        }
-    }
+    trace_diff r = compare_trace(ids, gates, trace_tokens, tokens, want_ids, want_gates, N_TOKENS, LAYERS, 3, "token");
     snprintf(line, sizeof line, "%s: 12 x 2 x 3, ids match the oracle's top-2, gates within 1e-4 (max %.1e), slot 3 empty, tokens",
-             what, gate_diff);
-    check(!bad_ids && gate_diff <= 1e-4 && !bad_rest && !bad_tokens, line,
-          "%d ids differ, gates max |diff| %.3e, %d third slots used, %d tokens differ", bad_ids, gate_diff, bad_rest,
-          bad_tokens);
+             what, r.gate_diff);
+    check(!r.bad_ids && r.gate_diff <= 1e-4 && !r.bad_rest && !r.bad_tokens, line,
+          "%d ids differ, gates max |diff| %.3e, %d third slots used, %d tokens differ", r.bad_ids, r.gate_diff, r.bad_rest,
+          r.bad_tokens);
 }
 
 static void test_parity(const fixture_t *fx, lmx_model *model) {
@@ -524,7 +399,7 @@ static void test_parity(const fixture_t *fx, lmx_model *model) {
     float *x = malloc(N_LOGITS * sizeof(float));
     /* Default routing with a router: LEARNED. */
     snprintf(what, sizeof what, "%s: default routing (learned, top-2) = learned_logits", fx->name);
-    if (session_logits(what, s, fx->tokens, R_KEEP, NULL, 0, x)) {
+    if (session_logits(what, s, fx->tokens, ROUTING_KEEP, NULL, 0, x)) {
         expect_close(what, x, fx->learned, 1e-4);
         snprintf(what, sizeof what, "%s: learned trace", fx->name);
         expect_trace(what, s, fx->tokens, fx->learned_ids, fx->learned_gates);
@@ -535,10 +410,10 @@ static void test_parity(const fixture_t *fx, lmx_model *model) {
         float one_hot[3] = {0, 0, 0};
         one_hot[e] = 1;
         snprintf(what, sizeof what, "%s: fixed one-hot on e%d = peft_e%d_logits", fx->name, e, e);
-        if (session_logits(what, s, fx->tokens, R_KEEP, one_hot, 3, x)) expect_close(what, x, fx->peft[e], 1e-4);
+        if (session_logits(what, s, fx->tokens, ROUTING_KEEP, one_hot, 3, x)) expect_close(what, x, fx->peft[e], 1e-4);
     }
     snprintf(what, sizeof what, "%s: fixed_weights = fixed_logits", fx->name);
-    if (session_logits(what, s, fx->tokens, R_KEEP, fx->fixed_weights, 3, x)) expect_close(what, x, fx->fixed, 1e-4);
+    if (session_logits(what, s, fx->tokens, ROUTING_KEEP, fx->fixed_weights, 3, x)) expect_close(what, x, fx->fixed, 1e-4);
     snprintf(what, sizeof what, "%s: routing UNIFORM = uniform_logits", fx->name);
     if (session_logits(what, s, fx->tokens, LMX_ROUTING_UNIFORM, NULL, 0, x)) expect_close(what, x, fx->uniform, 1e-4);
     snprintf(what, sizeof what, "%s: routing SOFT = soft_logits", fx->name);
@@ -559,7 +434,7 @@ static void test_parity(const fixture_t *fx, lmx_model *model) {
         lmx_mixer *cm = fixture_mixer(fx, model, 3, "router_context.safetensors");
         lmx_session *cs = cm ? new_session(fx->name, cm, 0) : NULL;
         snprintf(what, sizeof what, "%s: router_context.safetensors (learned) = context_logits", fx->name);
-        if (cs && session_logits(what, cs, fx->tokens, R_KEEP, NULL, 0, x)) {
+        if (cs && session_logits(what, cs, fx->tokens, ROUTING_KEEP, NULL, 0, x)) {
             expect_close(what, x, fx->context, 1e-4);
             snprintf(what, sizeof what, "%s: context trace", fx->name);
             expect_trace(what, cs, fx->tokens, fx->context_ids, fx->context_gates);
@@ -1040,9 +915,8 @@ static lmx_status custom_forward(void *user_data, uint32_t layer, uint32_t modul
                                  size_t n_rows, size_t in_features, size_t out_features) {
     custom_expert *c = user_data;
     c->calls++;
-    int k = -1;
-    for (int j = 0; j < N_SSM; j++)
-        if (ssm_modules[j] == module && (c->which & 1u << j)) k = j;
+    int k = module_index(ssm_modules, N_SSM, module);
+    if (k >= 0 && !(c->which & 1u << k)) k = -1; /* a module the expert does not declare */
     uint32_t want_in = 0, want_out = 0;
     if (k >= 0) ssm_shape(c->fx, k, &want_in, &want_out);
     if (k < 0 || layer >= LAYERS || in_features != want_in || out_features != want_out || n_rows == 0 || !input ||
@@ -1060,18 +934,8 @@ static lmx_status custom_forward(void *user_data, uint32_t layer, uint32_t modul
         if (c->kind == 1) {
             for (size_t j = 0; j < out_features; j++) yr[j] += 0.05f * (float)((int)(j % 7) - 3);
         } else if (c->kind == 2) {
-            const float *a = c->w->a[layer][k], *b = c->w->b[layer][k];
-            double t[E2_RANK];
-            for (int q = 0; q < E2_RANK; q++) {
-                double sum = 0;
-                for (size_t i = 0; i < in_features; i++) sum += (double)a[(size_t)q * in_features + i] * xr[i];
-                t[q] = sum;
-            }
-            for (size_t j = 0; j < out_features; j++) {
-                double sum = 0;
-                for (int q = 0; q < E2_RANK; q++) sum += (double)b[j * E2_RANK + q] * t[q];
-                yr[j] += (float)(E2_ALPHA / E2_RANK * sum);
-            }
+            lora_row(c->w->a[layer][k], c->w->b[layer][k], E2_RANK, E2_ALPHA / E2_RANK, xr, yr, in_features,
+                     out_features);
         }
     }
     return LMX_OK;
@@ -1246,28 +1110,6 @@ done:
  * 8. Training
  * ---------------------------------------------------------------------------------------------- */
 
-/* JSON Lines as in train_test.c: per task t, example i: prompt [3+t, 10+i, 20+(7i mod 30)],
- * completion [40+20t+(i mod 10), +1, +2]; every fourth example in the {"tokens": [...]} form. */
-static void write_data(const char *path, const char *const *tasks, int n_tasks, int per_task) {
-    size_t cap = 256 * (size_t)(n_tasks * per_task) + 1, len = 0;
-    char *text = malloc(cap);
-    text[0] = 0;
-    for (int i = 0; i < per_task; i++)
-        for (int t = 0; t < n_tasks; t++) {
-            int p0 = 3 + t, p1 = 10 + i, p2 = 20 + (7 * i) % 30, c0 = 40 + 20 * t + i % 10;
-            if (i % 4 == 3)
-                len += (size_t)snprintf(text + len, cap - len, "{\"tokens\": [%d, %d, %d, %d, %d, %d], \"task\": \"%s\"}\n",
-                                        p0, p1, p2, c0, c0 + 1, c0 + 2, tasks[t]);
-            else
-                len += (size_t)snprintf(text + len, cap - len,
-                                        "{\"prompt_tokens\": [%d, %d, %d], \"completion_tokens\": [%d, %d, %d], "
-                                        "\"task\": \"%s\"}\n",
-                                        p0, p1, p2, c0, c0 + 1, c0 + 2, tasks[t]);
-        }
-    write_or_die(path, text);
-    free(text);
-}
-
 typedef struct {
     int calls, bad;
     int32_t last_step, total;
@@ -1287,19 +1129,10 @@ static int32_t on_progress(const lmx_train_progress *p, void *user_data) {
     return 0;
 }
 
-static lmx_train_params small_params(int32_t steps) {
-    lmx_train_params p = lmx_train_params_default();
-    p.steps = steps;
-    p.batch_size = 4;
-    p.learning_rate = 1e-2f;
-    p.n_threads = 1;
-    return p;
-}
-
 /* The tensor names of a PEFT safetensors file: every one under base_model.model.backbone.layers.
  * L.mixer.M.lora_{A,B}.weight, and each of the modules in `want` (bit k = ssm_names[k]) present. */
 static void expect_peft_names(const char *what, const char *path, unsigned want) {
-    size_t len = 0;
+    size_t len = 0, header_len = 0;
     unsigned char *file = read_file(path, &len);
     char line[512];
     snprintf(line, sizeof line, "%s: tensor names are base_model.model.backbone.layers.L.mixer.{in,x,dt,out}_proj.lora_*",
@@ -1309,17 +1142,12 @@ static void expect_peft_names(const char *what, const char *path, unsigned want)
         free(file);
         return;
     }
-    uint64_t header_len = 0;
-    for (int i = 7; i >= 0; i--) header_len = header_len << 8 | file[i];
-    if (header_len > len - 8) {
+    char *header = safetensors_header(file, len, &header_len);
+    free(file);
+    if (!header) {
         fail(line, "bad header length in %s", path);
-        free(file);
         return;
     }
-    char *header = malloc(header_len + 1);
-    memcpy(header, file + 8, header_len);
-    header[header_len] = 0;
-    free(file);
     /* Keys are the strings followed by ":{" ("name":{"dtype":...}); __metadata__ is skipped. */
     int n_tensors = 0, bad = 0;
     unsigned seen = 0;
@@ -1353,6 +1181,35 @@ static void expect_peft_names(const char *what, const char *path, unsigned want)
           n_tensors, bad, first_bad, seen, want);
 }
 
+/* A regime's data, tmp/<fixture>_<regime>.jsonl (per_task examples for each task, see
+ * write_train_data), and its out_dir, the new folder tmp/<fixture>_<regime>_out. */
+static void train_case(const fixture_t *fx, const char *regime, const char *const *tasks, int n_tasks, int per_task,
+                       char *data, size_t data_size, char *out, size_t out_size) {
+    char name[256];
+    snprintf(name, sizeof name, "%s_%s.jsonl", fx->name, regime);
+    join(data, data_size, tmp, name);
+    write_train_data(data, tasks, n_tasks, per_task);
+    snprintf(name, sizeof name, "%s_%s_out", fx->name, regime);
+    case_dir(out, out_size, name);
+}
+
+/* lmx_mixer_train(m, data, NULL, out, p) with on_progress, as check `what`; when it succeeds, checks
+ * the progress calls (steps 1..3 of 3, finite, loads sum to 1) and that out_dir holds
+ * router.safetensors and report.json. Returns whether the training succeeded. */
+static int train_3_steps(const fixture_t *fx, const char *regime, const char *what, lmx_mixer *m, const char *data,
+                         const char *out, const lmx_train_params *p) {
+    char line[256];
+    progress_log g = {0};
+    if (!EXPECT_OK(what, lmx_mixer_train(m, data, NULL, out, p, on_progress, &g))) return 0;
+    snprintf(line, sizeof line, "%s: %s regime: progress steps 1..3 of 3, finite, loads sum to 1", fx->name, regime);
+    check(g.calls == 3 && g.last_step == 3 && g.total == 3 && !g.bad, line, "%d calls, last %d of %d, %d bad", g.calls,
+          g.last_step, g.total, g.bad);
+    snprintf(line, sizeof line, "%s: %s regime: out_dir", fx->name, regime);
+    expect_file(line, out, "router.safetensors");
+    expect_file(line, out, "report.json");
+    return 1;
+}
+
 static void test_train(const fixture_t *fx, lmx_model *model, int router_regime) {
     char what[256], data[1200], out[1200], path[1400], dir[1400];
     float *before = malloc(N_LOGITS * sizeof(float)), *after = malloc(N_LOGITS * sizeof(float));
@@ -1360,23 +1217,12 @@ static void test_train(const fixture_t *fx, lmx_model *model, int router_regime)
 
     if (router_regime) {
         static const char *const tasks[3] = {"e0", "e1", "e2"};
-        snprintf(path, sizeof path, "%s_router.jsonl", fx->name);
-        join(data, sizeof data, tmp, path);
-        write_data(data, tasks, 3, 4); /* 12 examples */
-        snprintf(path, sizeof path, "%s_router_out", fx->name);
-        case_dir(out, sizeof out, path);
+        train_case(fx, "router", tasks, 3, 4, data, sizeof data, out, sizeof out); /* 12 examples */
         lmx_mixer *m = fixture_mixer(fx, model, 3, "router.safetensors");
         if (m && mixer_logits(fx->name, m, fx->tokens, NULL, 0, before)) {
-            lmx_train_params p = small_params(3);
-            progress_log g = {0};
+            lmx_train_params p = small_train_params(3, 1);
             snprintf(what, sizeof what, "%s: mixer_train router regime (TOPK, 3 steps of 4) on e0..e2 + router", fx->name);
-            if (EXPECT_OK(what, lmx_mixer_train(m, data, NULL, out, &p, on_progress, &g))) {
-                snprintf(what, sizeof what, "%s: router regime: progress steps 1..3 of 3, finite, loads sum to 1", fx->name);
-                check(g.calls == 3 && g.last_step == 3 && g.total == 3 && !g.bad, what, "%d calls, last %d of %d, %d bad",
-                      g.calls, g.last_step, g.total, g.bad);
-                snprintf(what, sizeof what, "%s: router regime: out_dir", fx->name);
-                expect_file(what, out, "router.safetensors");
-                expect_file(what, out, "report.json");
+            if (train_3_steps(fx, "router", what, m, data, out, &p)) {
                 snprintf(what, sizeof what, "%s: router regime: the trained mixer's logits differ", fx->name);
                 if (mixer_logits(what, m, fx->tokens, NULL, 0, after)) {
                     expect_differ(what, after, before, 1e-5);
@@ -1397,27 +1243,17 @@ static void test_train(const fixture_t *fx, lmx_model *model, int router_regime)
     /* Joint regime, TOPK through a new router, over e0 and an untrained expert on the four modules. */
     {
         static const char *const tasks[2] = {"e0", "new"};
-        snprintf(path, sizeof path, "%s_joint.jsonl", fx->name);
-        join(data, sizeof data, tmp, path);
-        write_data(data, tasks, 2, 6); /* 12 examples */
-        snprintf(path, sizeof path, "%s_joint_out", fx->name);
-        case_dir(out, sizeof out, path);
+        train_case(fx, "joint", tasks, 2, 6, data, sizeof data, out, sizeof out); /* 12 examples */
         lmx_mixer *m = fixture_mixer(fx, model, 1, NULL);
         snprintf(what, sizeof what, "%s: add_untrained_lora 'new' (rank 4, alpha 8, the four Mamba modules)", fx->name);
         if (m && EXPECT_OK(what, lmx_mixer_add_untrained_lora(m, "new", 4, 8, MAMBA_MASK, 3, NULL))) {
             static const float w_new[2] = {0, 1};
-            lmx_train_params p = small_params(3);
+            lmx_train_params p = small_train_params(3, 1);
             p.regime = LMX_TRAIN_JOINT;
-            progress_log g = {0};
             snprintf(what, sizeof what, "%s: mixer_train joint regime (TOPK, new router, 3 steps of 4) on e0 + 'new'",
                      fx->name);
-            if (EXPECT_OK(what, lmx_mixer_train(m, data, NULL, out, &p, on_progress, &g))) {
-                snprintf(what, sizeof what, "%s: joint regime: progress steps 1..3 of 3, finite, loads sum to 1", fx->name);
-                check(g.calls == 3 && g.last_step == 3 && g.total == 3 && !g.bad, what, "%d calls, last %d of %d, %d bad",
-                      g.calls, g.last_step, g.total, g.bad);
+            if (train_3_steps(fx, "joint", what, m, data, out, &p)) {
                 snprintf(what, sizeof what, "%s: joint regime: out_dir", fx->name);
-                expect_file(what, out, "router.safetensors");
-                expect_file(what, out, "report.json");
                 expect_file(what, out, "experts/new/adapter_config.json");
                 expect_file(what, out, "experts/new/adapter_model.safetensors");
                 expect_file(what, out, "experts/e0/adapter_model.safetensors");
@@ -1508,21 +1344,10 @@ static int load_fixture(fixture_t *fx) {
 }
 
 static void free_fixture(fixture_t *fx) {
-    free(fx->tokens);
-    free(fx->base);
-    for (int e = 0; e < 3; e++) free(fx->peft[e]);
-    free(fx->fixed_weights);
-    free(fx->fixed);
-    free(fx->uniform);
-    free(fx->soft);
-    free(fx->learned);
-    free(fx->topk1);
-    free(fx->temp2);
-    free(fx->context);
-    free(fx->learned_ids);
-    free(fx->context_ids);
-    free(fx->learned_gates);
-    free(fx->context_gates);
+    void *const tensors[] = {fx->tokens, fx->base, fx->peft[0], fx->peft[1], fx->peft[2], fx->fixed_weights,
+                             fx->fixed, fx->uniform, fx->soft, fx->learned, fx->topk1, fx->temp2, fx->context,
+                             fx->learned_ids, fx->context_ids, fx->learned_gates, fx->context_gates};
+    for (size_t i = 0; i < sizeof tensors / sizeof tensors[0]; i++) free(tensors[i]);
 }
 
 static void run_fixture(fixture_t *fx, int router_regime) {
@@ -1555,25 +1380,9 @@ static void run_fixture(fixture_t *fx, int router_regime) {
     free_fixture(fx);
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st; (void)flag; (void)ftw;
-    return remove(path);
-}
-
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s FIXTURES_DIR\n", argv[0]);
-        return 2;
-    }
-    snprintf(fixtures, sizeof fixtures, "%s", argv[1]);
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    install_crash_handler();
-    const char *base = getenv("TMPDIR");
-    snprintf(tmp, sizeof tmp, "%s/lmx_mamba_test.XXXXXX", base && base[0] ? base : "/tmp");
-    if (!mkdtemp(tmp)) {
-        perror("mkdtemp");
-        return 2;
-    }
+    if (!test_start(argc, argv, fixtures, sizeof fixtures)) return 2;
+    if (!make_temp_dir(tmp, sizeof tmp, "lmx_mamba_test")) return 2;
 
     fixture_t mamba = {.name = "mamba_f32", .arch = "MambaForCausalLM", .dt_rank = 3};
     fixture_t falcon = {.name = "falcon_mamba_f32", .arch = "FalconMambaForCausalLM", .dt_rank = 5};
@@ -1581,7 +1390,6 @@ int main(int argc, char **argv) {
     run_fixture(&falcon, 0);
     test_llama();
 
-    nftw(tmp, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-    printf("mamba_test: %d passed, %d failed\n", tests_passed, tests_failed);
-    return tests_failed ? 1 : 0;
+    remove_tree(tmp);
+    return test_summary("mamba_test");
 }

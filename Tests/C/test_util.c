@@ -8,7 +8,11 @@
 #include <string.h>
 #include <ctype.h>
 #include <dlfcn.h>
+#include <errno.h>
+#include <ftw.h>
+#include <math.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int tests_passed, tests_failed;
@@ -96,6 +100,87 @@ void join(char *out, size_t size, const char *dir, const char *name) {
     }
 }
 
+void write_or_die(const char *path, const char *text) {
+    if (!write_text(path, text)) {
+        fprintf(stderr, "cannot write %s\n", path);
+        exit(2);
+    }
+}
+
+void make_dir(char *out, size_t size, const char *parent, const char *name) {
+    join(out, size, parent, name);
+    if (mkdir(out, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "mkdir %s failed\n", out);
+        exit(2);
+    }
+}
+
+int file_exists(const char *dir, const char *relative) {
+    char path[1400];
+    struct stat st;
+    join(path, sizeof path, dir, relative);
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0;
+}
+
+void expect_file(const char *what, const char *dir, const char *relative) {
+    char line[512];
+    snprintf(line, sizeof line, "%s: %s exists", what, relative);
+    if (file_exists(dir, relative)) pass(line);
+    else fail(line, "%s/%s is missing or empty", dir, relative);
+}
+
+int make_temp_dir(char *out, size_t size, const char *prefix) {
+    const char *base = getenv("TMPDIR");
+    int n = snprintf(out, size, "%s/%s.XXXXXX", base && base[0] ? base : "/tmp", prefix);
+    if (n < 0 || (size_t)n >= size) {
+        fprintf(stderr, "temporary folder name too long: %s\n", out);
+        return 0;
+    }
+    if (!mkdtemp(out)) {
+        perror("mkdtemp");
+        return 0;
+    }
+    return 1;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st; (void)flag; (void)ftw;
+    return remove(path);
+}
+
+void remove_tree(const char *dir) { nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+void write_train_data(const char *path, const char *const *tasks, int n_tasks, int per_task) {
+    size_t cap = 256 * (size_t)(n_tasks * per_task) + 1, len = 0;
+    char *text = malloc(cap);
+    text[0] = 0;
+    for (int i = 0; i < per_task; i++) {
+        for (int t = 0; t < n_tasks; t++) {
+            int p0 = 3 + t, p1 = 10 + i, p2 = 20 + (7 * i) % 30, c0 = 40 + 20 * t + i % 10;
+            int n;
+            if (i % 4 == 3)
+                n = snprintf(text + len, cap - len, "{\"tokens\": [%d, %d, %d, %d, %d, %d], \"task\": \"%s\"}\n", p0, p1,
+                             p2, c0, c0 + 1, c0 + 2, tasks[t]);
+            else
+                n = snprintf(text + len, cap - len,
+                             "{\"prompt_tokens\": [%d, %d, %d], \"completion_tokens\": [%d, %d, %d], \"task\": \"%s\"}\n",
+                             p0, p1, p2, c0, c0 + 1, c0 + 2, tasks[t]);
+            len += (size_t)n;
+        }
+    }
+    write_or_die(path, text);
+    free(text);
+}
+
+lmx_train_params small_train_params(int32_t steps, int32_t n_threads) {
+    lmx_train_params p = lmx_train_params_default();
+    p.steps = steps;
+    p.batch_size = 4;
+    p.learning_rate = 1e-2f;
+    p.n_threads = n_threads;
+    return p;
+}
+
 int contains_ci(const char *haystack, const char *needle) {
     if (!haystack || !needle) return 0;
     size_t n = strlen(needle);
@@ -107,16 +192,23 @@ int contains_ci(const char *haystack, const char *needle) {
     return n == 0;
 }
 
+char *safetensors_header(const unsigned char *file, size_t len, size_t *header_len) {
+    if (!file || len < 8) return NULL;
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--) n = n << 8 | file[i];
+    if (n > len - 8) return NULL;
+    char *header = malloc((size_t)n + 1);
+    memcpy(header, file + 8, (size_t)n);
+    header[n] = 0;
+    *header_len = (size_t)n;
+    return header;
+}
+
 void *fixture_tensor(const char *path, const char *name, const char *dtype, size_t *count) {
-    size_t len;
+    size_t len = 0, header_len = 0;
     unsigned char *file = read_file(path, &len);
-    if (!file || len < 8) { free(file); return NULL; }
-    uint64_t header_len = 0;
-    for (int i = 7; i >= 0; i--) header_len = header_len << 8 | file[i];
-    if (header_len > len - 8) { free(file); return NULL; }
-    char *header = malloc(header_len + 1);
-    memcpy(header, file + 8, header_len);
-    header[header_len] = 0;
+    char *header = safetensors_header(file, len, &header_len);
+    if (!header) { free(file); return NULL; }
 
     char key[256];
     snprintf(key, sizeof key, "\"%s\":", name);
@@ -141,6 +233,152 @@ void *fixture_tensor(const char *path, const char *name, const char *dtype, size
     free(header);
     free(file);
     return result;
+}
+
+double max_abs_diff(const float *a, const float *b, size_t n) {
+    double d = 0;
+    for (size_t i = 0; i < n; i++) {
+        double x = fabs((double)a[i] - (double)b[i]);
+        if (!(x <= d)) d = x; /* NaN propagates */
+    }
+    return d;
+}
+
+void expect_close_n(const char *what, const float *got, const float *want, size_t n, double tolerance) {
+    double d = max_abs_diff(got, want, n);
+    char line[512];
+    snprintf(line, sizeof line, "%s (max |diff| %.1e <= %.0e)", what, d, tolerance);
+    if (d <= tolerance) pass(line);
+    else fail(what, "max |diff| %.3e > %.0e", d, tolerance);
+}
+
+void expect_differ_n(const char *what, const float *a, const float *b, size_t n, double at_least) {
+    double d = max_abs_diff(a, b, n);
+    char line[512];
+    snprintf(line, sizeof line, "%s (max |diff| %.2e > %.0e)", what, d, at_least);
+    if (d > at_least) pass(line);
+    else fail(what, "max |diff| only %.3e (want > %.0e)", d, at_least);
+}
+
+trace_diff compare_trace(const int32_t *ids, const float *gates, const int32_t *trace_tokens, const int32_t *tokens,
+                         const int32_t *want_ids, const float *want_gates, int n_tokens, int n_layers, int n_print,
+                         const char *label) {
+    trace_diff r = {0, 0, 0, 0};
+    for (int t = 0; t < n_tokens; t++) {
+        if (trace_tokens[t] != tokens[t]) r.bad_tokens++;
+        for (int l = 0; l < n_layers; l++) {
+            for (int k = 0; k < 2; k++) {
+                int got = ids[(t * n_layers + l) * 3 + k], want = want_ids[(t * n_layers + l) * 2 + k];
+                if (got != want) {
+                    if (r.bad_ids < n_print)
+                        printf("     %s %d layer %d slot %d: expert %d, oracle %d\n", label, t, l, k, got, want);
+                    r.bad_ids++;
+                }
+                double d = fabs((double)gates[(t * n_layers + l) * 3 + k] - want_gates[(t * n_layers + l) * 2 + k]);
+                if (!(d <= r.gate_diff)) r.gate_diff = d;
+            }
+            if (ids[(t * n_layers + l) * 3 + 2] != -1 || gates[(t * n_layers + l) * 3 + 2] != 0.0f) r.bad_rest++;
+        }
+    }
+    return r;
+}
+
+int module_index(const uint32_t *modules, size_t n, uint32_t module) {
+    for (size_t i = 0; i < n; i++)
+        if (modules[i] == module) return (int)i;
+    return -1;
+}
+
+void lora_row(const float *a, const float *b, size_t rank, double scale, const float *x, float *y, size_t in, size_t out) {
+    double t[64];
+    if (rank > sizeof t / sizeof t[0]) {
+        fprintf(stderr, "lora_row: rank %zu > 64\n", rank);
+        abort();
+    }
+    for (size_t k = 0; k < rank; k++) {
+        double sum = 0;
+        for (size_t i = 0; i < in; i++) sum += (double)a[k * in + i] * x[i];
+        t[k] = sum;
+    }
+    for (size_t j = 0; j < out; j++) {
+        double sum = 0;
+        for (size_t k = 0; k < rank; k++) sum += (double)b[j * rank + k] * t[k];
+        y[j] += (float)(scale * sum);
+    }
+}
+
+lmx_session *make_session(const char *what, const lmx_mixer *mixer, uint32_t n_ctx, int trace) {
+    lmx_session_params sp = lmx_session_params_default();
+    sp.n_threads = 1;
+    sp.n_ctx = n_ctx;
+    if (!trace) sp.trace = 0; /* else the default (on) */
+    lmx_session *s = NULL;
+    current_check = what;
+    lmx_status st = lmx_session_create(mixer, &sp, &s);
+    if (st != LMX_OK) {
+        fail(what, "session_create: %s (%d) \"%s\"", status_name(st), st, lmx_last_error());
+        return NULL;
+    }
+    return s;
+}
+
+int session_logits_of(const char *what, lmx_session *s, const int32_t *tokens, size_t n_tokens, int mode,
+                      const float *fixed, size_t n_fixed, float *out, size_t n_out) {
+    const char *step = "session_reset";
+    current_check = what;
+    lmx_status st = lmx_session_reset(s);
+    if (st == LMX_OK && fixed) {
+        step = "session_set_fixed_weights";
+        st = lmx_session_set_fixed_weights(s, fixed, n_fixed);
+    } else if (st == LMX_OK && mode != ROUTING_KEEP) {
+        step = "session_set_routing";
+        st = lmx_session_set_routing(s, (uint32_t)mode);
+    }
+    if (st == LMX_OK) {
+        step = "session_eval";
+        st = lmx_session_eval(s, tokens, n_tokens, LMX_LOGITS_ALL, out, n_out);
+    }
+    if (st != LMX_OK) fail(what, "%s: %s (%d) \"%s\"", step, status_name(st), st, lmx_last_error());
+    return st == LMX_OK;
+}
+
+int mixer_logits_of(const char *what, const lmx_mixer *mixer, int trace, const int32_t *tokens, size_t n_tokens,
+                    const float *fixed, size_t n_fixed, float *out, size_t n_out) {
+    lmx_session *s = make_session(what, mixer, 0, trace);
+    if (!s) return 0;
+    int ok = session_logits_of(what, s, tokens, n_tokens, ROUTING_KEEP, fixed, n_fixed, out, n_out);
+    lmx_session_free(s);
+    return ok;
+}
+
+lmx_mixer *fixture_mixer_in(const char *dir, const char *label, lmx_model *model, int n_experts, const char *router) {
+    lmx_mixer *mixer = NULL;
+    current_check = "mixer setup";
+    if (lmx_mixer_create(model, &mixer) != LMX_OK) {
+        fail("mixer setup", "%s: mixer_create: %s", label, lmx_last_error());
+        return NULL;
+    }
+    for (int i = 0; i < n_experts; i++) {
+        char name[16], rel[64], expert_dir[1200];
+        snprintf(name, sizeof name, "e%d", i);
+        snprintf(rel, sizeof rel, "adapters/e%d", i);
+        join(expert_dir, sizeof expert_dir, dir, rel);
+        if (lmx_mixer_add_peft(mixer, name, expert_dir, NULL) != LMX_OK) {
+            fail("mixer setup", "%s: add_peft %s: %s", label, name, lmx_last_error());
+            lmx_mixer_free(mixer);
+            return NULL;
+        }
+    }
+    if (router) {
+        char path[1200];
+        join(path, sizeof path, dir, router);
+        if (lmx_mixer_load_router(mixer, path) != LMX_OK) {
+            fail("mixer setup", "%s: load_router %s: %s", label, router, lmx_last_error());
+            lmx_mixer_free(mixer);
+            return NULL;
+        }
+    }
+    return mixer;
 }
 
 void pass(const char *what) {
@@ -172,6 +410,22 @@ static const char *nonexistent_function(const char *message, char *name, size_t 
         if (!dlsym(RTLD_DEFAULT, name)) return name;
     }
     return NULL;
+}
+
+int test_start(int argc, char **argv, char *fixtures, size_t size) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s FIXTURES_DIR\n", argv[0]);
+        return 0;
+    }
+    snprintf(fixtures, size, "%s", argv[1]);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    install_crash_handler();
+    return 1;
+}
+
+int test_summary(const char *program) {
+    printf("%s: %d passed, %d failed\n", program, tests_passed, tests_failed);
+    return tests_failed ? 1 : 0;
 }
 
 int expect_status(const char *what, lmx_status got, lmx_status want, ...) {

@@ -1,4 +1,6 @@
-/* Small helpers shared by the C tests: files, fixture tensors, status names, a pass/fail counter. */
+/* Small helpers shared by the C tests: files and temporary folders, training data, fixture tensors
+ * and safetensors headers, float and routing-trace comparisons, fixture mixers and sessions, status
+ * names, a pass/fail counter. */
 #ifndef LMX_TEST_UTIL_H
 #define LMX_TEST_UTIL_H
 
@@ -70,6 +72,12 @@ trace_diff compare_trace(const int32_t *ids, const float *gates, const int32_t *
                          const int32_t *want_ids, const float *want_gates, int n_tokens, int n_layers, int n_print,
                          const char *label);
 
+/* The index of `module` in modules[n], or -1. */
+int module_index(const uint32_t *modules, size_t n, uint32_t module);
+/* A LoRA on one row: y[out] += scale * B (A x) for x[in], A [rank x in], B [out x rank], in double
+ * (rank <= 64; aborts otherwise). */
+void lora_row(const float *a, const float *b, size_t rank, double scale, const float *x, float *y, size_t in, size_t out);
+
 /* Sessions and mixers over the fixtures. Each reports only a failure (one FAIL line naming `what`). */
 /* A session over `mixer`: 1 thread, n_ctx (0: the model's max_positions), the routing trace on or off. */
 lmx_session *make_session(const char *what, const lmx_mixer *mixer, uint32_t n_ctx, int trace);
@@ -85,6 +93,11 @@ int mixer_logits_of(const char *what, const lmx_mixer *mixer, int trace, const i
 /* A mixer over `model` with the PEFT experts e0 .. e<n-1> of dir/adapters/ and, unless `router` is
  * NULL, the router dir/<router>; failures are reported as "mixer setup: <label>: ...". */
 lmx_mixer *fixture_mixer_in(const char *dir, const char *label, lmx_model *model, int n_experts, const char *router);
+
+/* The start of a test program taking one argument, FIXTURES_DIR: with another argument count, prints
+ * "usage: <program> FIXTURES_DIR" and returns 0; else copies argv[1] into fixtures, makes stdout
+ * line-buffered, installs the crash handler and returns 1. */
+int test_start(int argc, char **argv, char *fixtures, size_t size);
 
 /* Counters and reporting. */
 extern int tests_passed, tests_failed;

@@ -19,10 +19,6 @@
  *     the same logits afterwards.
  * Prints one line per check and "train_test: N passed, M failed"; exits non-zero on any failure.
  */
-#define _GNU_SOURCE /* nftw flags */
-
-#include <errno.h>
-#include <ftw.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -42,7 +38,7 @@ static char tmp[256];    /* mkdtemp folder */
 #define N_EVAL_TOKENS 6
 #define N_LOGITS ((size_t)N_EVAL_TOKENS * VOCAB)
 
-/* Tokens evaluated to compare mixers: a prompt and completion of task e0's pattern (see write_data). */
+/* Tokens evaluated to compare mixers: a prompt and completion of task e0's pattern (see write_train_data). */
 static const int32_t eval_tokens[N_EVAL_TOKENS] = {3, 10, 20, 40, 41, 42};
 
 /* ------------------------------------------------------------------------------------------------
@@ -52,20 +48,7 @@ static const int32_t eval_tokens[N_EVAL_TOKENS] = {3, 10, 20, 40, 41, 42};
 static void tmp_path(char *out, size_t size, const char *name) { join(out, size, tmp, name); }
 
 /* tmp/<name>, created as a folder. */
-static void case_dir(char *out, size_t size, const char *name) {
-    tmp_path(out, size, name);
-    if (mkdir(out, 0700) != 0 && errno != EEXIST) {
-        fprintf(stderr, "mkdir %s failed\n", out);
-        exit(2);
-    }
-}
-
-static int exists(const char *dir, const char *relative) {
-    char path[1400];
-    struct stat st;
-    join(path, sizeof path, dir, relative);
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0;
-}
+static void case_dir(char *out, size_t size, const char *name) { make_dir(out, size, tmp, name); }
 
 static int dir_exists(const char *dir, const char *relative) {
     char path[1400];
@@ -74,142 +57,35 @@ static int dir_exists(const char *dir, const char *relative) {
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-static void expect_file(const char *what, const char *dir, const char *relative) {
-    char line[512];
-    snprintf(line, sizeof line, "%s: %s exists", what, relative);
-    if (exists(dir, relative)) pass(line);
-    else fail(line, "%s/%s is missing or empty", dir, relative);
-}
-
-static void write_or_die(const char *path, const char *text) {
-    if (!write_text(path, text)) {
-        fprintf(stderr, "cannot write %s\n", path);
-        exit(2);
-    }
-}
-
-/* JSON Lines: `per_task` examples for each of the n_tasks task names (with a "task" field), task t,
- * example i: prompt [3+t, 10+i, 20+(7i mod 30)], completion [40+20t+(i mod 10), +1, +2]; every
- * fourth example uses the {"tokens": [...]} form instead (loss on every token after the first). */
-static void write_data(const char *path, const char *const *tasks, int n_tasks, int per_task) {
-    size_t cap = 256 * (size_t)(n_tasks * per_task) + 1, len = 0;
-    char *text = malloc(cap);
-    text[0] = 0;
-    for (int i = 0; i < per_task; i++) {
-        for (int t = 0; t < n_tasks; t++) {
-            int p0 = 3 + t, p1 = 10 + i, p2 = 20 + (7 * i) % 30, c0 = 40 + 20 * t + i % 10;
-            int n;
-            if (i % 4 == 3)
-                n = snprintf(text + len, cap - len, "{\"tokens\": [%d, %d, %d, %d, %d, %d], \"task\": \"%s\"}\n", p0, p1,
-                             p2, c0, c0 + 1, c0 + 2, tasks[t]);
-            else
-                n = snprintf(text + len, cap - len,
-                             "{\"prompt_tokens\": [%d, %d, %d], \"completion_tokens\": [%d, %d, %d], \"task\": \"%s\"}\n",
-                             p0, p1, p2, c0, c0 + 1, c0 + 2, tasks[t]);
-            len += (size_t)n;
-        }
-    }
-    write_or_die(path, text);
-    free(text);
-}
-
 /* ------------------------------------------------------------------------------------------------
  * Mixers and logits
  * ---------------------------------------------------------------------------------------------- */
 
 /* A mixer over `model` with the fixture experts e0 .. e<n-1>, and router.safetensors if `router`. */
 static lmx_mixer *fixture_mixer(lmx_model *model, int n_experts, int router) {
-    lmx_mixer *mixer = NULL;
-    if (lmx_mixer_create(model, &mixer) != LMX_OK) {
-        fail("mixer setup", "mixer_create: %s", lmx_last_error());
-        return NULL;
-    }
-    for (int i = 0; i < n_experts; i++) {
-        char name[8], rel[64], dir[1200];
-        snprintf(name, sizeof name, "e%d", i);
-        snprintf(rel, sizeof rel, "adapters/e%d", i);
-        join(dir, sizeof dir, llama, rel);
-        if (lmx_mixer_add_peft(mixer, name, dir, NULL) != LMX_OK) {
-            fail("mixer setup", "add_peft %s: %s", name, lmx_last_error());
-            lmx_mixer_free(mixer);
-            return NULL;
-        }
-    }
-    if (router) {
-        char path[1200];
-        join(path, sizeof path, llama, "router.safetensors");
-        if (lmx_mixer_load_router(mixer, path) != LMX_OK) {
-            fail("mixer setup", "load_router: %s", lmx_last_error());
-            lmx_mixer_free(mixer);
-            return NULL;
-        }
-    }
-    return mixer;
+    return fixture_mixer_in(llama, "llama_f32", model, n_experts, router ? "router.safetensors" : NULL);
 }
 
-static lmx_session *new_session(const char *what, const lmx_mixer *mixer) {
-    lmx_session_params sp = lmx_session_params_default();
-    sp.n_threads = 1;
-    sp.trace = 0;
-    lmx_session *s = NULL;
-    lmx_status st = lmx_session_create(mixer, &sp, &s);
-    if (st != LMX_OK) {
-        fail(what, "session_create: %s (%d) \"%s\"", status_name(st), st, lmx_last_error());
-        return NULL;
-    }
-    return s;
-}
+/* A session without routing trace. */
+static lmx_session *new_session(const char *what, const lmx_mixer *mixer) { return make_session(what, mixer, 0, 0); }
 
 /* Resets `s`, sets fixed weights when `fixed` is not NULL (else keeps the session's routing) and
  * evaluates eval_tokens into out[N_LOGITS]. Reports only a failure. */
 static int session_logits(const char *what, lmx_session *s, const float *fixed, size_t n_fixed, float *out) {
-    const char *step = "session_reset";
-    current_check = what;
-    lmx_status st = lmx_session_reset(s);
-    if (st == LMX_OK && fixed) {
-        step = "session_set_fixed_weights";
-        st = lmx_session_set_fixed_weights(s, fixed, n_fixed);
-    }
-    if (st == LMX_OK) {
-        step = "session_eval";
-        st = lmx_session_eval(s, eval_tokens, N_EVAL_TOKENS, LMX_LOGITS_ALL, out, N_LOGITS);
-    }
-    if (st != LMX_OK) fail(what, "%s: %s (%d) \"%s\"", step, status_name(st), st, lmx_last_error());
-    return st == LMX_OK;
+    return session_logits_of(what, s, eval_tokens, N_EVAL_TOKENS, ROUTING_KEEP, fixed, n_fixed, out, N_LOGITS);
 }
 
 /* Logits of a new session over `mixer` (its default routing, or fixed weights); reports only a failure. */
 static int mixer_logits(const char *what, const lmx_mixer *mixer, const float *fixed, size_t n_fixed, float *out) {
-    lmx_session *s = new_session(what, mixer);
-    if (!s) return 0;
-    int ok = session_logits(what, s, fixed, n_fixed, out);
-    lmx_session_free(s);
-    return ok;
-}
-
-static double max_abs_diff(const float *a, const float *b, size_t n) {
-    double d = 0;
-    for (size_t i = 0; i < n; i++) {
-        double x = fabs((double)a[i] - (double)b[i]);
-        if (!(x <= d)) d = x; /* NaN propagates */
-    }
-    return d;
+    return mixer_logits_of(what, mixer, 0, eval_tokens, N_EVAL_TOKENS, fixed, n_fixed, out, N_LOGITS);
 }
 
 static void expect_close(const char *what, const float *got, const float *want, double tolerance) {
-    double d = max_abs_diff(got, want, N_LOGITS);
-    char line[512];
-    snprintf(line, sizeof line, "%s (max |diff| %.1e <= %.0e)", what, d, tolerance);
-    if (d <= tolerance) pass(line);
-    else fail(what, "max |diff| %.3e > %.0e", d, tolerance);
+    expect_close_n(what, got, want, N_LOGITS, tolerance);
 }
 
 static void expect_differ(const char *what, const float *a, const float *b, double at_least) {
-    double d = max_abs_diff(a, b, N_LOGITS);
-    char line[512];
-    snprintf(line, sizeof line, "%s (max |diff| %.2e > %.0e)", what, d, at_least);
-    if (d > at_least) pass(line);
-    else fail(what, "max |diff| only %.3e (want > %.0e)", d, at_least);
+    expect_differ_n(what, a, b, N_LOGITS, at_least);
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -312,15 +188,6 @@ static void expect_loads(const char *what, const recorder *r, size_t n_experts, 
     else fail(line, "%d shares outside [0, 1]", r->bad_load);
 }
 
-static lmx_train_params small_params(int32_t steps, int32_t n_threads) {
-    lmx_train_params p = lmx_train_params_default();
-    p.steps = steps;
-    p.batch_size = 4;
-    p.learning_rate = 1e-2f;
-    p.n_threads = n_threads;
-    return p;
-}
-
 /* ------------------------------------------------------------------------------------------------
  * 1. Router regime: defaults, progress, outputs, adoption and snapshots
  * ---------------------------------------------------------------------------------------------- */
@@ -360,7 +227,7 @@ static void test_router_regime(lmx_model *model) {
     static const char *const tasks[3] = {"e0", "e1", "e2"};
     char data[1200], eval[1200], out[1200];
     tmp_path(data, sizeof data, "router.jsonl");
-    write_data(data, tasks, 3, 4); /* 12 examples: 3 batches of 4 */
+    write_train_data(data, tasks, 3, 4); /* 12 examples: 3 batches of 4 */
     tmp_path(eval, sizeof eval, "router_eval.jsonl");
     write_or_die(eval, "{\"prompt_tokens\": [3, 10, 20], \"completion_tokens\": [40, 41], \"task\": \"e0\"}\n"
                        "\n"
@@ -374,7 +241,7 @@ static void test_router_regime(lmx_model *model) {
     lmx_session *old = new_session("router: session before training", mixer);
     if (!old || !session_logits("router: logits before training", old, NULL, 0, before)) goto done;
 
-    lmx_train_params p = small_params(4, 2);
+    lmx_train_params p = small_train_params(4, 2);
     p.eval_max_tokens = 2;
     recorder rec = {0};
     if (!EXPECT_OK("router: mixer_train (router regime, TOPK, 4 steps of 4, lr 1e-2, eval file)",
@@ -450,7 +317,7 @@ static void test_joint_regime(lmx_model *model) {
     static const float w_e0[3] = {1, 0, 0}, w_new0[3] = {0, 1, 0}, w_new1[3] = {0, 0, 1}, w_one[2][2] = {{1, 0}, {0, 1}};
     char data[1200], out[1200];
     tmp_path(data, sizeof data, "joint.jsonl");
-    write_data(data, tasks, 2, 8); /* 16 examples */
+    write_train_data(data, tasks, 2, 8); /* 16 examples */
     case_dir(out, sizeof out, "joint_out");
 
     lmx_mixer *mixer = fixture_mixer(model, 1, 0); /* e0, no router */
@@ -486,7 +353,7 @@ static void test_joint_regime(lmx_model *model) {
     if (!mixer_logits("joint: logits with fixed routing on e0", mixer, w_e0, 3, e0_before)) goto done;
     expect_differ("joint: e0 (a trained PEFT adapter) does change the logits", e0_before, base, 1e-4);
 
-    lmx_train_params p = small_params(4, 1);
+    lmx_train_params p = small_train_params(4, 1);
     p.regime = LMX_TRAIN_JOINT;
     p.routing = LMX_TRAIN_ROUTING_LABEL;
     recorder rec = {0};
@@ -513,7 +380,7 @@ static void test_joint_regime(lmx_model *model) {
     expect_file("joint: out_dir", out, "experts/e0/adapter_model.safetensors");
     expect_file("joint: out_dir", out, "checkpoint/state.safetensors");
     expect_file("joint: out_dir", out, "report.json");
-    if (!exists(out, "router.safetensors")) pass("joint: no router.safetensors (label routing on a mixer without router trains none)");
+    if (!file_exists(out, "router.safetensors")) pass("joint: no router.safetensors (label routing on a mixer without router trains none)");
     else fail("joint: no router.safetensors", "%s/router.safetensors was written", out);
     if (mixer_logits("joint: logits with fixed routing on e0 after training", mixer, w_e0, 3, x))
         expect_close("joint: e0, to which no example was routed, is unchanged by training", x, e0_before, 1e-6);
@@ -567,7 +434,7 @@ static void test_cancel_resume(lmx_model *model) {
     static const char *const tasks[3] = {"e0", "e1", "e2"};
     char data[1200], out[1200];
     tmp_path(data, sizeof data, "cancel.jsonl");
-    write_data(data, tasks, 3, 4);
+    write_train_data(data, tasks, 3, 4);
     case_dir(out, sizeof out, "cancel_out");
 
     lmx_mixer *mixer = fixture_mixer(model, 3, 1);
@@ -576,7 +443,7 @@ static void test_cancel_resume(lmx_model *model) {
     float *resumed = malloc(N_LOGITS * sizeof(float)), *uninterrupted = malloc(N_LOGITS * sizeof(float));
     if (!mixer || !straight || !mixer_logits("cancel: logits before training", mixer, NULL, 0, before)) goto done;
 
-    lmx_train_params p = small_params(6, 1);
+    lmx_train_params p = small_train_params(6, 1);
     recorder rec = {.cancel_at = 2};
     EXPECT_ERR("cancel: progress returns nonzero at step 2 of 6",
                lmx_mixer_train(mixer, data, NULL, out, &p, record_progress, &rec), LMX_ERR_CANCELLED, "cancelled",
@@ -608,7 +475,7 @@ static void test_cancel_resume(lmx_model *model) {
         if (mixer_logits("resume: logits after the resumed run", mixer, NULL, 0, resumed)) {
             expect_differ("resume: the mixer holds the trained router", resumed, before, 1e-4);
             /* The same 6 steps without interruption (and without out_dir: nothing written). */
-            lmx_train_params q = small_params(6, 1);
+            lmx_train_params q = small_train_params(6, 1);
             if (EXPECT_OK("resume: an uninterrupted 6-step run on another mixer, out_dir NULL",
                           lmx_mixer_train(straight, data, NULL, NULL, &q, NULL, NULL)) &&
                 mixer_logits("resume: logits after the uninterrupted run", straight, NULL, 0, uninterrupted))
@@ -710,7 +577,7 @@ static void test_train_errors(lmx_model *model) {
     static const char *const tasks[3] = {"e0", "e1", "e2"};
     char data[1200], out[1200], path[1200], dir[1200];
     tmp_path(data, sizeof data, "errors.jsonl");
-    write_data(data, tasks, 3, 2);
+    write_train_data(data, tasks, 3, 2);
     case_dir(out, sizeof out, "errors_out");
 
     lmx_mixer *mixer = fixture_mixer(model, 3, 1);
@@ -718,7 +585,7 @@ static void test_train_errors(lmx_model *model) {
     float *before = malloc(N_LOGITS * sizeof(float)), *x = malloc(N_LOGITS * sizeof(float));
     if (!mixer_logits("train errors: logits before", mixer, NULL, 0, before)) goto done;
     /* Steps 1 everywhere: a call wrongly accepted costs little. */
-    const lmx_train_params ok = small_params(1, 1);
+    const lmx_train_params ok = small_train_params(1, 1);
     lmx_train_params p;
 
     TRAIN_ERR("mixer_train: NULL mixer", NULL, data, &ok, LMX_ERR_INVALID_ARGUMENT, "mixer");
@@ -810,14 +677,14 @@ static void test_train_errors(lmx_model *model) {
     case_dir(dir, sizeof dir, "other_run");
     {
         lmx_mixer *other = fixture_mixer(model, 3, 1);
-        lmx_train_params a = small_params(2, 1);
+        lmx_train_params a = small_train_params(2, 1);
         a.resume = 1;
         recorder rec = {0};
         if (other && EXPECT_OK("mixer_train: resume = 1 with an out_dir without checkpoint (run A, 2 steps)",
                                lmx_mixer_train(other, data, NULL, dir, &a, record_progress, &rec)))
             expect_steps("run A", &rec, 1, 2, 2);
         lmx_mixer_free(other);
-        p = small_params(2, 1);
+        p = small_train_params(2, 1);
         p.learning_rate = 5e-3f;
         p.resume = 1;
         EXPECT_ERR("mixer_train: resume from run A's checkpoint with another learning rate",
@@ -858,7 +725,7 @@ static void test_null_params(lmx_model *model) {
     static const char *const tasks[3] = {"e0", "e1", "e2"};
     char data[1200];
     tmp_path(data, sizeof data, "null_params.jsonl");
-    write_data(data, tasks, 3, 2);
+    write_train_data(data, tasks, 3, 2);
     lmx_mixer *mixer = fixture_mixer(model, 3, 1);
     recorder rec = {0};
     if (mixer && EXPECT_OK("mixer_train: NULL params (defaults), out_dir NULL",
@@ -869,27 +736,11 @@ static void test_null_params(lmx_model *model) {
 
 /* ------------------------------------------------------------------------------------------------ */
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-    (void)st; (void)flag; (void)ftw;
-    return remove(path);
-}
-
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s FIXTURES_DIR\n", argv[0]);
-        return 2;
-    }
-    snprintf(fixtures, sizeof fixtures, "%s", argv[1]);
+    if (!test_start(argc, argv, fixtures, sizeof fixtures)) return 2;
     join(llama, sizeof llama, fixtures, "llama_f32");
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    install_crash_handler();
 
-    const char *base = getenv("TMPDIR");
-    snprintf(tmp, sizeof tmp, "%s/lmx_train_test.XXXXXX", base && base[0] ? base : "/tmp");
-    if (!mkdtemp(tmp)) {
-        perror("mkdtemp");
-        return 2;
-    }
+    if (!make_temp_dir(tmp, sizeof tmp, "lmx_train_test")) return 2;
 
     test_defaults();
     lmx_model *model = NULL;
@@ -903,7 +754,6 @@ int main(int argc, char **argv) {
         lmx_model_free(model);
     }
 
-    nftw(tmp, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-    printf("train_test: %d passed, %d failed\n", tests_passed, tests_failed);
-    return tests_failed ? 1 : 0;
+    remove_tree(tmp);
+    return test_summary("train_test");
 }
