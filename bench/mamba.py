@@ -27,7 +27,6 @@ Writes bench/results/mamba-latest.md (the table) and mamba-latest.json (every ru
 --quick writes mamba-quick.md/.json.
 """
 
-import argparse
 import datetime
 import hashlib
 import json
@@ -44,7 +43,6 @@ if HERE not in sys.path:
 import run as bench  # noqa: E402 - bench/run.py: the llama benchmark, whose protocol and helpers this reuses
 
 REPO = bench.REPO
-RESULTS = bench.RESULTS
 MWORK = os.path.join(bench.WORK, "mamba-130m")
 MODEL_DIR = os.path.join(MWORK, "model")
 EXPERT_DIR = os.path.join(MWORK, "experts")
@@ -53,8 +51,6 @@ LOGITS = os.path.join(MWORK, "logits")
 MODELS_JSON = os.path.join(MWORK, "models.json")
 EXPERTS = bench.EXPERTS  # e0..e7: worker_loramixer loads exactly these
 THREADS = bench.THREADS
-N_CTX = bench.N_CTX
-WARM_DECODE = bench.WARM_DECODE
 
 SEED_MODEL = 2350
 SEED_EXPERTS = 2400  # e{i}: SEED_EXPERTS + i
@@ -204,52 +200,10 @@ def worker_pytorch(cfg, prompt, decode, save):
     bench/run.py); prefill returns the recurrent state in ``out.cache``, each decode step passes it
     back with ``cache=`` (see cache_check). On run 1 the last decode step's logits are compared with
     a full forward over prompt + decode tokens (decode_vs_full_max_abs)."""
-    import warnings
-    warnings.filterwarnings("ignore")
-    import torch
-    import transformers
-    from transformers import MambaForCausalLM
-    transformers.logging.set_verbosity_error()
-    torch.set_num_threads(THREADS)
-    if cfg["adapters"] != "none":
-        from peft import PeftModel
-    res = {"rss_base_kb": bench.status_kb("VmRSS"), "torch_threads": torch.get_num_threads(),
-           "torch_blas": "mkl" if torch.backends.mkl.is_available() else "other"}
-    t = time.perf_counter()
-    model = MambaForCausalLM.from_pretrained(MODEL_DIR, dtype=torch.float32).eval()
-    if cfg["adapters"] == "e0":
-        model = PeftModel.from_pretrained(model, os.path.join(EXPERT_DIR, "e0")).eval()  # unmerged
-    res["load_s"] = time.perf_counter() - t
-    ids = torch.tensor([prompt], dtype=torch.long)
-    steps = [torch.tensor([[tok]], dtype=torch.long) for tok in decode]
-
-    def prefill():
-        return model(input_ids=ids, use_cache=True, logits_to_keep=1)
-
-    def step(cache, x):
-        return model(input_ids=x, cache=cache, use_cache=True, logits_to_keep=1)
-
-    with torch.inference_mode():
-        t = time.perf_counter()
-        cache = prefill().cache
-        for x in steps[:WARM_DECODE]:
-            cache = step(cache, x).cache
-        res["warm_s"] = time.perf_counter() - t  # the next prefill starts from a fresh cache (the reset)
-        f0 = bench.faults()
-        t = time.perf_counter()
-        out = prefill()
-        res["prefill_s"] = time.perf_counter() - t
-        res["rss_kb"] = bench.status_kb("VmRSS")
-        if save:
-            bench.save_logits(cfg["id"], out.logits[0, -1].float().numpy(), LOGITS)
-        cache = out.cache
-        t = time.perf_counter()
-        for x in steps:
-            out = step(cache, x)
-            cache = out.cache
-        res["decode_s"] = time.perf_counter() - t
-        res["faults_major_minor"] = [b - a for a, b in zip(f0, bench.faults())]
-        if save:
+    torch, model, res = bench.load_pytorch(cfg, "MambaForCausalLM", MODEL_DIR, EXPERT_DIR)
+    out = bench.time_pytorch(torch, model, res, cfg, prompt, decode, save, "cache", LOGITS)
+    if save:
+        with torch.inference_mode():
             last = out.logits[0, -1].float()
             bench.save_logits(cfg["id"] + "-decode", last.numpy(), LOGITS)
             full = model(input_ids=torch.tensor([prompt + decode], dtype=torch.long), use_cache=False,
@@ -299,95 +253,30 @@ def ensure_models():
         raise SystemExit("the model files were not written (see the messages above)")
 
 
-def paired(results, cid, key, peer):
-    out = []
-    for x, y in zip([r.get(key) for r in results.get(cid, [])], [r.get(key) for r in results.get(peer, [])]):
-        if x is not None and y is not None and y > 0:
-            out.append(x / y)
-    return bench.med(out)
-
-
 def main():
     if len(sys.argv) > 2 and sys.argv[1] == "--worker":
         return bench.worker_main(sys.argv[2], {"loramixer": bench.worker_loramixer, "pytorch": worker_pytorch})
     if len(sys.argv) == 2 and sys.argv[1] == "--make":
         return make()
-    ap = argparse.ArgumentParser(description="loramixer vs PyTorch+PEFT on a mamba-130m-shaped model (see bench/README.md)")
-    ap.add_argument("--runs", type=int, default=7, help="interleaved runs (default 7)")
-    ap.add_argument("--quick", action="store_true", help="smoke run: 1 run, 32-token prompt, 8 decode steps")
-    ap.add_argument("--prompt", type=int, default=128, help="prompt tokens (default 128)")
-    ap.add_argument("--decode", type=int, default=64, help="decode steps (default 64)")
-    ap.add_argument("--only", help="regular expression over configuration ids (peers are not added)")
-    ap.add_argument("--timeout", type=float, default=60, help="seconds per child process (default 60)")
-    ap.add_argument("--budget", type=float, default=9, help="minutes: start no new run, and no child, past this (default 9)")
-    ap.add_argument("--out", help="markdown output (default bench/results/mamba-latest.md; mamba-quick.md with --quick)")
-    a = ap.parse_args()
-    if a.quick:
-        a.runs, a.prompt, a.decode = 1, 32, 8
-    if a.out is None:
-        a.out = os.path.join(RESULTS, "mamba-quick.md" if a.quick else "mamba-latest.md")
+    a = bench.parse_args("loramixer vs PyTorch+PEFT on a mamba-130m-shaped model (see bench/README.md)",
+                         "interleaved runs (default 7)", budget=9, out_prefix="mamba-")
     t_start = time.time()
     started = datetime.datetime.now(datetime.timezone.utc)
     ensure_models()
     checks = json.load(open(MODELS_JSON))
     configs = [c for c in CONFIGS if not a.only or re.search(a.only, c["id"])]
-    bw_exe = bench.build_bw()
-    lib_at_start = bench.library_info()
-    shutil.rmtree(LOGITS, ignore_errors=True)  # this run's logits only
-    bw_mib, bw_reps = (256, 3) if a.quick else (1024, 5)
-    results = {c["id"]: [] for c in configs}
-    bws = []
-    deadline = t_start + a.budget * 60
-    stopped = None
-    for r in range(a.runs):
-        if time.time() > deadline:
-            stopped = f"stopped after {r} of {a.runs} runs: the --budget of {a.budget:g} min was spent"
-            break
-        bws.append(bench.measure_bw(bw_exe, bw_mib, bw_reps))
-        print(f"[run {r + 1}/{a.runs}] read bandwidth {bws[-1]:.1f} GB/s", file=sys.stderr, flush=True)
-        for c in configs:
-            left = deadline - time.time()
-            if left < 5:
-                stopped = f"run {r + 1} of {a.runs} cut short at {c['id']}: the --budget of {a.budget:g} min was spent"
-                break
-            spec = dict(c, **LMX_PATHS) if c["engine"] == "loramixer" else c
-            res = bench.run_worker(spec, a.prompt, a.decode, save=(r == 0), timeout=min(a.timeout, left),
-                                   script=os.path.abspath(__file__))
-            results[c["id"]].append(res)
-            msg = ("FAILED: " + res["error"]) if "error" in res else (
-                f"prefill {res['prefill_tps']:.1f} tok/s, decode {res['decode_tps']:.1f} tok/s, "
-                f"warm-up {res['warm_s']:.1f} s, faults {res['faults_major_minor']}, "
-                f"other processes {res['foreign_cores']:.2f} cores")
-            print(f"[run {r + 1}/{a.runs}] {c['id']:<15} {msg} ({res['wall_s']:.1f} s)", file=sys.stderr, flush=True)
-        if stopped:
-            break
-    if stopped:
-        print(f"note: {stopped}", file=sys.stderr)
-    a.runs = len(bws)
-    bws.append(bench.measure_bw(bw_exe, bw_mib, bw_reps))
-    print(f"[end] read bandwidth {bws[-1]:.1f} GB/s", file=sys.stderr, flush=True)
-    total_s = time.time() - t_start
-    bw_run = [(bws[i] + bws[i + 1]) / 2 for i in range(a.runs)]
-    bw_med = bench.med(bws)
+    runs = bench.interleave(a, configs, t_start, logits_dir=LOGITS, script=os.path.abspath(__file__), id_width=15,
+                            spec=lambda c: dict(c, **LMX_PATHS) if c["engine"] == "loramixer" else c,
+                            fail_prefix="FAILED: ")
+    results = runs.results
 
     wb = weight_bytes_per_token()
     file_bytes = os.path.getsize(os.path.join(MODEL_DIR, "model.safetensors"))
     e_bytes = os.path.getsize(os.path.join(EXPERT_DIR, "e0", "adapter_model.safetensors"))
     st_bytes = state_bytes()
 
-    def per_run(cid, key):
-        return [x.get(key) for x in results.get(cid, [])]
-
     def bytes_per_token(c):
         return wb[0] + {"none": 0, "e0": 1, "top2": 2}[c["adapters"]] * e_bytes
-
-    def roofline_ratio(c):
-        out = [x / (bw * 1e9 / bytes_per_token(c)) for x, bw in zip(per_run(c["id"], "decode_tps"), bw_run)
-               if x is not None]
-        return bench.med(out)
-
-    def mem(c):
-        return bench.med([(x["rss_kb"] - x["rss_base_kb"]) * 1024 for x in results[c["id"]] if "rss_kb" in x])
 
     def mem_expected(c):
         n = {"none": 0, "e0": 1, "top2": 8}[c["adapters"]]
@@ -395,25 +284,7 @@ def main():
             n = 8  # the one-hot row loads all 8 experts
         return file_bytes + n * e_bytes + st_bytes
 
-    rows = ["| configuration | prefill tok/s | decode tok/s | decode ÷ roofline | vs | prefill ÷ vs | decode ÷ vs "
-            "| RSS Δ MB | ÷ files+state |", "|" + "---|" * 9]
-    for c in configs:
-        peer = c["peer"] if c["peer"] in results else None
-        m = mem(c)
-        rr = roofline_ratio(c)
-        pp = paired(results, c["id"], "prefill_tps", peer) if peer else None
-        pd = paired(results, c["id"], "decode_tps", peer) if peer else None
-        rows.append("| " + " | ".join([
-            label(c),
-            bench.fmt_spread(per_run(c["id"], "prefill_tps")),
-            bench.fmt_spread(per_run(c["id"], "decode_tps")),
-            f"{rr * 100:.0f}%" if rr is not None else "—",
-            label(next(x for x in configs if x["id"] == peer)) if peer else "",
-            bench.fmt(pp, 2) + "×" if pp else "",
-            bench.fmt(pd, 2) + "×" if pd else "",
-            bench.fmt(m / 1e6, 0) if m is not None else "—",
-            f"{m / mem_expected(c):.2f}×" if m is not None else "—",
-        ]) + " |")
+    rows = bench.table_rows(runs, configs, label, bytes_per_token, mem_expected, "state")
 
     import numpy as np
 
@@ -436,48 +307,31 @@ def main():
                          + (", ".join(parts) if parts else "no logits (a side failed)"))
     cache_runs = [(c["id"], x["decode_vs_full_max_abs"]) for c in configs for x in results[c["id"]][:1]
                   if "decode_vs_full_max_abs" in x]
-    top2 = [x.get("distinct_top2_sets_per_layer") for c in configs if c["adapters"] == "top2"
-            for x in results[c["id"]][:1] if x.get("distinct_top2_sets_per_layer")]
+    top2 = bench.top2_line(configs, results)
 
-    info = bench.machine_info()
-    if info["lib"] != lib_at_start:
-        info["lib"] = f"CHANGED during the run: {lib_at_start} at the start, {info['lib']} at the end"
+    info = runs.machine_info()
     info["versions"].pop("llama_cpp", None)
     info["backends"].pop("llama.cpp", None)
     if "PyTorch" in info["backends"]:
         info["backends"]["PyTorch"] = info["backends"]["PyTorch"].replace(
             "sdpa attention", "transformers' torch-only Mamba path (sequential selective scan, no mamba-ssm kernels)")
     cc = checks.get("cache_check", {})
-    lines = [
-        f"## Mamba results {started:%Y-%m-%d %H:%M} UTC",
-        "",
-        f"{info['cpu']}, {info['cores']} cores, {info['mem_gib']} GiB, Linux {info['kernel']}; {THREADS} threads for "
-        f"every engine; {a.runs} interleaved run(s), prompt {a.prompt} tokens, decode {a.decode} steps, n_ctx {N_CTX}; "
-        f"total {total_s / 60:.1f} min.",
+    model_line = (
         f"Model: mamba-130m shape, random weights (hidden {CONFIG['hidden_size']}, {CONFIG['num_hidden_layers']} layers, "
         f"vocabulary {CONFIG['vocab_size']}, state {CONFIG['state_size']}, expand {CONFIG['expand']}, conv kernel "
         f"{CONFIG['conv_kernel']}, time-step rank {CONFIG['time_step_rank']}, tied embeddings), f32, "
         f"{file_bytes / 1e6:.1f} MB; 8 PEFT LoRA experts r 16 on in_proj and x_proj ({e_bytes / 1e6:.1f} MB each); "
-        f"router top-2 of 8.",
-        f"libloramixer: {info['lib']}; repository {info['git']}.",
-        "Peers: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()) + "; environment: "
-        + (", ".join(f"{k}={v}" for k, v in sorted(info["env"].items())) or "no OPENBLAS/OMP/MKL variables set") + ".",
-        "Backends: " + "; ".join(f"{k}: {v}" for k, v in info["backends"].items()) + ".",
-        "",
-        f"Read bandwidth ({THREADS} threads, bench/bw.c over {bw_mib} MiB): median {bw_med:.1f} GB/s "
-        f"(per measurement: {', '.join(f'{x:.1f}' for x in bws)}). Weight bytes read per decode token: "
-        f"{wb[0] / 1e6:.1f} MB = projections (in, x, dt, out × {CONFIG['num_hidden_layers']} layers, {wb[1] / 1e6:.1f} MB) "
+        f"router top-2 of 8.")
+    lines = bench.report_head("Mamba results", started, info, a, runs, [model_line]) + [
+        bench.bandwidth_text(runs)
+        + f"{wb[0] / 1e6:.1f} MB = projections (in, x, dt, out × {CONFIG['num_hidden_layers']} layers, {wb[1] / 1e6:.1f} MB) "
         f"+ conv, A_log, D, norms ({wb[2] / 1e6:.1f} MB) + tied LM head ({wb[3] / 1e6:.1f} MB); + {e_bytes / 1e6:.1f} MB "
-        f"per applied LoRA expert. Roofline = bandwidth ÷ those bytes: {bw_med * 1e9 / wb[0]:.1f} tok/s.",
+        f"per applied LoRA expert. Roofline = bandwidth ÷ those bytes: {runs.bw_med * 1e9 / wb[0]:.1f} tok/s.",
         "",
     ] + rows + [
         "",
-        "Figures: median over the runs (min–max). Ratios (÷): median of the per-run ratios against the row named "
-        "under \"vs\" (which ran seconds apart); decode ÷ roofline uses the bandwidth measured around that run. "
-        "RSS Δ: VmRSS after load + warm-up + the timed prefill minus VmRSS before loading (the library, "
-        "interpreter and imports already loaded); files+state = weight file + adapter files loaded + the recurrent "
-        f"state in f32 ({st_bytes / 1e6:.1f} MB; it does not grow with the context). Differences under ~15% are noise "
-        "on these machines.",
+        bench.figures_note("which ran seconds apart", "state",
+                           f"the recurrent state in f32 ({st_bytes / 1e6:.1f} MB; it does not grow with the context)"),
         "",
         "Same model everywhere (max |logit difference|, run 1): " + ("; ".join(agreement) if agreement else "—") + ".",
         "PyTorch decode state (transformers' `cache=`): max |last decode logits − full forward over prompt + decode "
@@ -487,31 +341,10 @@ def main():
            if cc else "") + ".",
     ]
     if top2:
-        lines += [f"Learned top-2 routing over the prompt: distinct top-2 expert sets per layer "
-                  f"(min/median/max over layers) {top2[0]}."]
-    majors = {cid: sum(x.get("faults_major_minor", [0, 0])[0] for x in rs) for cid, rs in results.items()}
-    majors = {k: v for k, v in majors.items() if v}
-    lines += ["Major page faults in the timed phases (disk reads, e.g. mapped weights paged out): "
-              + (", ".join(f"{k} {v}" for k, v in majors.items()) if majors else "none") + "."]
-    busy = [f"{cid} run {i + 1} ({x['foreign_cores']:.1f})" for cid, rs in results.items() for i, x in enumerate(rs)
-            if x.get("foreign_cores", 0) > 0.25]
-    lines += ["Runs during which other processes kept more than 0.25 core busy on average (their figures are in "
-              "the medians; the min–max shows their effect): " + (", ".join(busy) if busy else "none") + "."]
-    if stopped:
-        lines += ["", f"Note: {stopped}."]
-    errors = sorted({f"{cid}: {x['error']}" for cid, rs in results.items() for x in rs if "error" in x})
-    if errors:
-        lines += ["", "Failures (the row reads \"fail\"):", ""] + [f"- {e}" for e in errors]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    with open(a.out, "w") as f:
-        f.write(text)
-    with open(os.path.splitext(a.out)[0] + ".json", "w") as f:
-        json.dump(dict(started=started.isoformat(), total_s=total_s, args=vars(a), machine=info, bandwidth_gbs=bws,
-                       weight_bytes_per_token=wb[0], file_bytes=file_bytes, expert_bytes=e_bytes, state_bytes=st_bytes,
-                       model_checks=checks, configs=configs, results=results), f, indent=1)
-    print(f"written {os.path.relpath(a.out, REPO)} ({total_s / 60:.1f} min)", file=sys.stderr)
+        lines += [top2]
+    lines += bench.report_tail(runs, "Failures (the row reads \"fail\"):")
+    bench.write_report(a, lines, started, runs, info, configs, weight_bytes_per_token=wb[0], file_bytes=file_bytes,
+                       expert_bytes=e_bytes, state_bytes=st_bytes, model_checks=checks)
 
 
 if __name__ == "__main__":

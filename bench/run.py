@@ -254,12 +254,15 @@ def worker_llama_cpp(cfg, prompt, decode, save):
     return res
 
 
-def worker_pytorch(cfg, prompt, decode, save):
+def load_pytorch(cfg, model_class, model_dir, expert_dir=None):
+    """A PyTorch worker's start, shared with bench/mamba.py: transformers' ``model_class`` (a name)
+    from ``model_dir`` in f32, torch.set_num_threads(THREADS), eval; with adapters "e0" the PEFT
+    expert e0 of ``expert_dir`` (default EXPERT_DIR), unmerged. Returns (torch, model, res)."""
     import warnings
     warnings.filterwarnings("ignore")
     import torch
     import transformers
-    from transformers import LlamaForCausalLM
+    model_class = getattr(transformers, model_class)  # imported before the baseline RSS
     transformers.logging.set_verbosity_error()
     torch.set_num_threads(THREADS)
     if cfg["adapters"] != "none":
@@ -267,25 +270,32 @@ def worker_pytorch(cfg, prompt, decode, save):
     res = {"rss_base_kb": status_kb("VmRSS"), "torch_threads": torch.get_num_threads(),
            "torch_blas": "mkl" if torch.backends.mkl.is_available() else "other"}
     t = time.perf_counter()
-    model = LlamaForCausalLM.from_pretrained(F32_DIR, dtype=torch.float32).eval()
+    model = model_class.from_pretrained(model_dir, dtype=torch.float32).eval()
     if cfg["adapters"] == "e0":
-        model = PeftModel.from_pretrained(model, os.path.join(EXPERT_DIR, "e0")).eval()  # unmerged
+        model = PeftModel.from_pretrained(model, os.path.join(expert_dir or EXPERT_DIR, "e0")).eval()  # unmerged
     res["load_s"] = time.perf_counter() - t
-    res["attn_implementation"] = getattr(model.config, "_attn_implementation", None)
+    return torch, model, res
+
+
+def time_pytorch(torch, model, res, cfg, prompt, decode, save, cache, logits_dir=None):
+    """A PyTorch worker's timed phases under inference_mode, into ``res``: warm-up (prompt + WARM_DECODE
+    steps; the next prefill starts from a fresh cache, the reset), prefill (logits of the last
+    position, saved on run 1), RSS, decode steps. The decoding state is the output's attribute
+    ``cache``, passed back to each step as the keyword of that name. Returns the last step's output."""
     ids = torch.tensor([prompt], dtype=torch.long)
     steps = [torch.tensor([[tok]], dtype=torch.long) for tok in decode]
 
     def prefill():
         return model(input_ids=ids, use_cache=True, logits_to_keep=1)
 
-    def step(past, x):
-        return model(input_ids=x, past_key_values=past, use_cache=True, logits_to_keep=1).past_key_values
+    def step(state, x):
+        return model(input_ids=x, use_cache=True, logits_to_keep=1, **{cache: state})
 
     with torch.inference_mode():
         t = time.perf_counter()
-        past = prefill().past_key_values
+        state = getattr(prefill(), cache)
         for x in steps[:WARM_DECODE]:
-            past = step(past, x)
+            state = getattr(step(state, x), cache)
         res["warm_s"] = time.perf_counter() - t
         f0 = faults()
         t = time.perf_counter()
@@ -293,13 +303,21 @@ def worker_pytorch(cfg, prompt, decode, save):
         res["prefill_s"] = time.perf_counter() - t
         res["rss_kb"] = status_kb("VmRSS")
         if save:
-            save_logits(cfg["id"], out.logits[0, -1].float().numpy())
-        past = out.past_key_values
+            save_logits(cfg["id"], out.logits[0, -1].float().numpy(), logits_dir)
+        state = getattr(out, cache)
         t = time.perf_counter()
         for x in steps:
-            past = step(past, x)
+            out = step(state, x)
+            state = getattr(out, cache)
         res["decode_s"] = time.perf_counter() - t
     res["faults_major_minor"] = [b - a for a, b in zip(f0, faults())]
+    return out
+
+
+def worker_pytorch(cfg, prompt, decode, save):
+    torch, model, res = load_pytorch(cfg, "LlamaForCausalLM", F32_DIR)
+    res["attn_implementation"] = getattr(model.config, "_attn_implementation", None)
+    time_pytorch(torch, model, res, cfg, prompt, decode, save, "past_key_values")
     return res
 
 
@@ -475,37 +493,87 @@ def machine_info():
                 env=env, lib=libinfo, git=head, versions=versions, backends=backends)
 
 
-def main():
-    if len(sys.argv) > 2 and sys.argv[1] == "--worker":
-        return worker_main(sys.argv[2])
-    ap = argparse.ArgumentParser(description="loramixer vs llama.cpp vs PyTorch+PEFT on the CPU (see bench/README.md)")
-    ap.add_argument("--runs", type=int, default=7, help="interleaved runs (default 7, about 6 minutes)")
+# --------------------------------------------------------------------------------------------
+# The parent's protocol, table and report: shared with bench/mamba.py
+
+
+def parse_args(description, runs_help, budget, out_prefix="", quick_timeout=None):
+    """The command line of a benchmark. Results go to bench/results/<out_prefix>latest.md
+    (<out_prefix>quick.md with --quick); ``quick_timeout`` caps --timeout with --quick."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--runs", type=int, default=7, help=runs_help)
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 run, 32-token prompt, 8 decode steps")
     ap.add_argument("--prompt", type=int, default=128, help="prompt tokens (default 128)")
     ap.add_argument("--decode", type=int, default=64, help="decode steps (default 64)")
     ap.add_argument("--only", help="regular expression over configuration ids (peers are not added)")
     ap.add_argument("--timeout", type=float, default=60, help="seconds per child process (default 60)")
-    ap.add_argument("--budget", type=float, default=14, help="minutes: start no new run, and no child, past this (default 14)")
-    ap.add_argument("--out", help="markdown output (default bench/results/latest.md; quick.md with --quick)")
+    ap.add_argument("--budget", type=float, default=budget,
+                    help=f"minutes: start no new run, and no child, past this (default {budget:g})")
+    ap.add_argument("--out", help=f"markdown output (default bench/results/{out_prefix}latest.md; "
+                                  f"{out_prefix}quick.md with --quick)")
     a = ap.parse_args()
     if a.quick:
         a.runs, a.prompt, a.decode = 1, 32, 8
-        a.timeout = min(a.timeout, 60)
+        if quick_timeout is not None:
+            a.timeout = min(a.timeout, quick_timeout)
     if a.out is None:
-        a.out = os.path.join(RESULTS, "quick.md" if a.quick else "latest.md")
-    for need in (os.path.join(F32_DIR, "model.safetensors"), os.path.join(BF16_DIR, "model.safetensors"), ROUTER):
-        if not os.path.exists(need):
-            raise SystemExit(f"missing {os.path.relpath(need, REPO)}: run bench/make_models.py first")
-    configs = [c for c in CONFIGS if not a.only or re.search(a.only, c["id"])]
-    missing_gguf = [p for p in list(GGUF.values()) + [GGUF_LORA] if not os.path.exists(p)]
-    if missing_gguf and any(c["engine"] == "llama.cpp" for c in configs):
-        print(f"note: {os.path.relpath(missing_gguf[0], REPO)} missing (run bench/make_gguf.py); llama.cpp rows will fail",
-              file=sys.stderr)
-    t_start = time.time()
-    started = datetime.datetime.now(datetime.timezone.utc)
+        a.out = os.path.join(RESULTS, f"{out_prefix}quick.md" if a.quick else f"{out_prefix}latest.md")
+    return a
+
+
+class Runs:
+    """What interleave() measured (results: configuration id -> one dict per run; bws: the read
+    bandwidth at the start of every run and after the last) and the statistics over it."""
+
+    def __init__(self, results, bws, bw_mib, stopped, lib_at_start, total_s):
+        self.results, self.bws, self.bw_mib, self.stopped = results, bws, bw_mib, stopped
+        self.lib_at_start, self.total_s = lib_at_start, total_s
+        self.bw_run = [(bws[i] + bws[i + 1]) / 2 for i in range(len(bws) - 1)]  # around each run
+        self.bw_med = med(bws)
+
+    def per_run(self, cid, key):
+        return [r.get(key) for r in self.results.get(cid, [])]
+
+    def paired(self, cid, key, peer):
+        """Median of the per-run ratios cid / peer."""
+        out = []
+        for x, y in zip(self.per_run(cid, key), self.per_run(peer, key)):
+            if x is not None and y is not None and y > 0:
+                out.append(x / y)
+        return med(out)
+
+    def roofline_ratio(self, c, bytes_per_token):
+        """Median over the runs of decode tok/s ÷ (bandwidth around that run ÷ bytes_per_token(c))."""
+        out = []
+        for x, bw in zip(self.per_run(c["id"], "decode_tps"), self.bw_run):
+            if x is not None:
+                out.append(x / (bw * 1e9 / bytes_per_token(c)))
+        return med(out)
+
+    def mem(self, c):
+        """Median RSS growth in bytes: after load + warm-up + prefill minus before loading."""
+        out = []
+        for r in self.results[c["id"]]:
+            if "rss_kb" in r:
+                out.append((r["rss_kb"] - r["rss_base_kb"]) * 1024)
+        return med(out)
+
+    def machine_info(self):
+        info = machine_info()
+        if info["lib"] != self.lib_at_start:
+            info["lib"] = f"CHANGED during the run: {self.lib_at_start} at the start, {info['lib']} at the end"
+        return info
+
+
+def interleave(a, configs, t_start, logits_dir=None, spec=None, script=None, id_width=20, fail_prefix=""):
+    """The protocol: a.runs runs, each a read-bandwidth measurement and then every configuration
+    in its own child (run_worker; ``spec`` maps a configuration to what the child gets, ``script``
+    is the child's file), one more bandwidth measurement after the last run; nothing new starts
+    past t_start + a.budget minutes. Clears ``logits_dir`` (default LOGITS) first: run 1 saves its
+    logits there. Sets a.runs to the runs done. Returns Runs."""
     bw_exe = build_bw()
     lib_at_start = library_info()
-    shutil.rmtree(LOGITS, ignore_errors=True)  # this run's logits only
+    shutil.rmtree(logits_dir or LOGITS, ignore_errors=True)  # this run's logits only
     bw_mib, bw_reps = (256, 3) if a.quick else (1024, 5)
     results = {c["id"]: [] for c in configs}
     bws = []
@@ -522,12 +590,15 @@ def main():
             if left < 5:
                 stopped = f"run {r + 1} of {a.runs} cut short at {c['id']}: the --budget of {a.budget:g} min was spent"
                 break
-            res = run_worker(c, a.prompt, a.decode, save=(r == 0), timeout=min(a.timeout, left))
+            res = run_worker(spec(c) if spec else c, a.prompt, a.decode, save=(r == 0), timeout=min(a.timeout, left),
+                             script=script)
             results[c["id"]].append(res)
-            msg = res.get("error") or (f"prefill {res['prefill_tps']:.1f} tok/s, decode {res['decode_tps']:.1f} tok/s, "
-                                       f"warm-up {res['warm_s']:.1f} s, faults {res['faults_major_minor']}, "
-                                       f"other processes {res['foreign_cores']:.2f} cores")
-            print(f"[run {r + 1}/{a.runs}] {c['id']:<20} {msg} ({res['wall_s']:.1f} s)", file=sys.stderr, flush=True)
+            msg = (fail_prefix + res["error"]) if "error" in res else (
+                f"prefill {res['prefill_tps']:.1f} tok/s, decode {res['decode_tps']:.1f} tok/s, "
+                f"warm-up {res['warm_s']:.1f} s, faults {res['faults_major_minor']}, "
+                f"other processes {res['foreign_cores']:.2f} cores")
+            print(f"[run {r + 1}/{a.runs}] {c['id']:<{id_width}} {msg} ({res['wall_s']:.1f} s)", file=sys.stderr,
+                  flush=True)
         if stopped:
             break
     if stopped:
@@ -535,9 +606,124 @@ def main():
     a.runs = len(bws)
     bws.append(measure_bw(bw_exe, bw_mib, bw_reps))
     print(f"[end] read bandwidth {bws[-1]:.1f} GB/s", file=sys.stderr, flush=True)
-    total_s = time.time() - t_start
-    bw_run = [(bws[i] + bws[i + 1]) / 2 for i in range(a.runs)]  # around each run
-    bw_med = statistics.median(bws)
+    return Runs(results, bws, bw_mib, stopped, lib_at_start, time.time() - t_start)
+
+
+def table_rows(runs, configs, label, bytes_per_token, mem_expected, files):
+    """The markdown table: a row per configuration; ``files`` names the memory yardstick
+    (mem_expected(c), bytes) in the last column's head: "÷ files+<files>"."""
+    rows = ["| configuration | prefill tok/s | decode tok/s | decode ÷ roofline | vs | prefill ÷ vs | decode ÷ vs "
+            f"| RSS Δ MB | ÷ files+{files} |", "|" + "---|" * 9]
+    for c in configs:
+        peer = c["peer"] if c["peer"] in runs.results else None
+        m = runs.mem(c)
+        rr = runs.roofline_ratio(c, bytes_per_token)
+        pp = runs.paired(c["id"], "prefill_tps", peer) if peer else None
+        pd = runs.paired(c["id"], "decode_tps", peer) if peer else None
+        rows.append("| " + " | ".join([
+            label(c),
+            fmt_spread(runs.per_run(c["id"], "prefill_tps")),
+            fmt_spread(runs.per_run(c["id"], "decode_tps")),
+            f"{rr * 100:.0f}%" if rr is not None else "—",
+            label(next(x for x in configs if x["id"] == peer)) if peer else "",
+            fmt(pp, 2) + "×" if pp else "",
+            fmt(pd, 2) + "×" if pd else "",
+            fmt(m / 1e6, 0) if m is not None else "—",
+            f"{m / mem_expected(c):.2f}×" if m is not None else "—",
+        ]) + " |")
+    return rows
+
+
+def report_head(title, started, info, a, runs, model_lines=()):
+    """The report's title and the machine, libraries and run parameters (``model_lines`` after them)."""
+    return [
+        f"## {title} {started:%Y-%m-%d %H:%M} UTC",
+        "",
+        f"{info['cpu']}, {info['cores']} cores, {info['mem_gib']} GiB, Linux {info['kernel']}; {THREADS} threads for "
+        f"every engine; {a.runs} interleaved run(s), prompt {a.prompt} tokens, decode {a.decode} steps, n_ctx {N_CTX}; "
+        f"total {runs.total_s / 60:.1f} min.",
+        *model_lines,
+        f"libloramixer: {info['lib']}; repository {info['git']}.",
+        "Peers: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()) + "; environment: "
+        + (", ".join(f"{k}={v}" for k, v in sorted(info["env"].items())) or "no OPENBLAS/OMP/MKL variables set") + ".",
+        "Backends: " + "; ".join(f"{k}: {v}" for k, v in info["backends"].items()) + ".",
+        "",
+    ]
+
+
+def bandwidth_text(runs):
+    """The start of the bandwidth paragraph; the weight bytes per decode token follow it."""
+    return (f"Read bandwidth ({THREADS} threads, bench/bw.c over {runs.bw_mib} MiB): median {runs.bw_med:.1f} GB/s "
+            f"(per measurement: {', '.join(f'{x:.1f}' for x in runs.bws)}). Weight bytes read per decode token: ")
+
+
+def figures_note(peer_when, files, files_what):
+    """How to read the table: ``peer_when`` says when the "vs" row ran, files+``files`` = ``files_what``."""
+    return ("Figures: median over the runs (min–max). Ratios (÷): median of the per-run ratios against the row named "
+            f"under \"vs\" ({peer_when}); decode ÷ roofline uses the bandwidth measured around that run. "
+            "RSS Δ: VmRSS after load + warm-up + the timed prefill minus VmRSS before loading (the library, "
+            f"interpreter and imports already loaded); files+{files} = weight file + adapter files loaded + {files_what}. "
+            "Differences under ~15% are noise on these machines.")
+
+
+def top2_line(configs, results):
+    """The learned routing's spread over the prompt (run 1 of the first top-2 row), or None."""
+    top2 = [r.get("distinct_top2_sets_per_layer") for c in configs if c["adapters"] == "top2"
+            for r in results[c["id"]][:1] if r.get("distinct_top2_sets_per_layer")]
+    if not top2:
+        return None
+    return f"Learned top-2 routing over the prompt: distinct top-2 expert sets per layer (min/median/max over layers) {top2[0]}."
+
+
+def report_tail(runs, failures_heading="Failures:"):
+    """Page faults, busy machine, a stop for the budget and the failures."""
+    results = runs.results
+    majors = {cid: sum(r.get("faults_major_minor", [0, 0])[0] for r in rs) for cid, rs in results.items()}
+    majors = {k: v for k, v in majors.items() if v}
+    lines = ["Major page faults in the timed phases (disk reads, e.g. mapped weights paged out): "
+             + (", ".join(f"{k} {v}" for k, v in majors.items()) if majors else "none") + "."]
+    busy = [f"{cid} run {i + 1} ({r['foreign_cores']:.1f})" for cid, rs in results.items() for i, r in enumerate(rs)
+            if r.get("foreign_cores", 0) > 0.25]
+    lines += ["Runs during which other processes kept more than 0.25 core busy on average (their figures are in "
+              "the medians; the min–max shows their effect): " + (", ".join(busy) if busy else "none") + "."]
+    if runs.stopped:
+        lines += ["", f"Note: {runs.stopped}."]
+    errors = sorted({f"{cid}: {r['error']}" for cid, rs in results.items() for r in rs if "error" in r})
+    if errors:
+        lines += ["", failures_heading, ""] + [f"- {e}" for e in errors]
+    return lines
+
+
+def write_report(a, lines, started, runs, info, configs, **figures):
+    """Prints the report, writes it to a.out and the raw figures (``figures`` among them) next to it (.json)."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    with open(a.out, "w") as f:
+        f.write(text)
+    with open(os.path.splitext(a.out)[0] + ".json", "w") as f:
+        json.dump(dict(started=started.isoformat(), total_s=runs.total_s, args=vars(a), machine=info,
+                       bandwidth_gbs=runs.bws, **figures, configs=configs, results=runs.results), f, indent=1)
+    print(f"written {os.path.relpath(a.out, REPO)} ({runs.total_s / 60:.1f} min)", file=sys.stderr)
+
+
+def main():
+    if len(sys.argv) > 2 and sys.argv[1] == "--worker":
+        return worker_main(sys.argv[2])
+    a = parse_args("loramixer vs llama.cpp vs PyTorch+PEFT on the CPU (see bench/README.md)",
+                   "interleaved runs (default 7, about 6 minutes)", budget=14, quick_timeout=60)
+    for need in (os.path.join(F32_DIR, "model.safetensors"), os.path.join(BF16_DIR, "model.safetensors"), ROUTER):
+        if not os.path.exists(need):
+            raise SystemExit(f"missing {os.path.relpath(need, REPO)}: run bench/make_models.py first")
+    configs = [c for c in CONFIGS if not a.only or re.search(a.only, c["id"])]
+    missing_gguf = [p for p in list(GGUF.values()) + [GGUF_LORA] if not os.path.exists(p)]
+    if missing_gguf and any(c["engine"] == "llama.cpp" for c in configs):
+        print(f"note: {os.path.relpath(missing_gguf[0], REPO)} missing (run bench/make_gguf.py); llama.cpp rows will fail",
+              file=sys.stderr)
+    t_start = time.time()
+    started = datetime.datetime.now(datetime.timezone.utc)
+    runs = interleave(a, configs, t_start)
+    results = runs.results
 
     wbytes = {"f32": weight_bytes_per_token(F32_DIR), "bf16": weight_bytes_per_token(BF16_DIR)}
     wbytes["f16"] = wbytes["bf16"]  # same tensors, two bytes each
@@ -560,64 +746,20 @@ def main():
             ad = 8 * e_bytes  # the one-hot row loads all 8 experts
         return wf + kv + ad
 
-    def per_run(cid, key):
-        return [r.get(key) for r in results.get(cid, [])]
-
-    def paired(cid, key, peer):
-        out = []
-        for x, y in zip(per_run(cid, key), per_run(peer, key)):
-            if x is not None and y is not None and y > 0:
-                out.append(x / y)
-        return med(out)
-
-    def roofline_ratio(c):
-        out = []
-        for x, bw in zip(per_run(c["id"], "decode_tps"), bw_run):
-            if x is not None:
-                out.append(x / (bw * 1e9 / bytes_per_token(c)))
-        return med(out)
-
-    def mem(c):
-        out = []
-        for r in results[c["id"]]:
-            if "rss_kb" in r:
-                out.append((r["rss_kb"] - r["rss_base_kb"]) * 1024)
-        return med(out)
-
-    rows = []
-    head = ("| configuration | prefill tok/s | decode tok/s | decode ÷ roofline | vs | prefill ÷ vs | decode ÷ vs "
-            "| RSS Δ MB | ÷ files+KV |")
-    rows.append(head)
-    rows.append("|" + "---|" * 9)
-    for c in configs:
-        peer = c["peer"] if c["peer"] in results else None
-        m = mem(c)
-        rows.append("| " + " | ".join([
-            label(c),
-            fmt_spread(per_run(c["id"], "prefill_tps")),
-            fmt_spread(per_run(c["id"], "decode_tps")),
-            f"{roofline_ratio(c) * 100:.0f}%" if roofline_ratio(c) is not None else "—",
-            label(next(x for x in configs if x["id"] == peer)) if peer else "",
-            fmt(paired(c["id"], "prefill_tps", peer), 2) + "×" if peer and paired(c["id"], "prefill_tps", peer) else "",
-            fmt(paired(c["id"], "decode_tps", peer), 2) + "×" if peer and paired(c["id"], "decode_tps", peer) else "",
-            fmt(m / 1e6, 0) if m is not None else "—",
-            f"{m / mem_expected(c):.2f}×" if m is not None else "—",
-        ]) + " |")
+    rows = table_rows(runs, configs, label, bytes_per_token, mem_expected, "KV")
 
     def target_value(cid, what, peer):
         c = next((x for x in configs if x["id"] == cid), None)
         if c is None or (peer and peer not in results):
             return None
         if what in ("decode", "prefill"):
-            return paired(cid, what + "_tps", peer)
+            return runs.paired(cid, what + "_tps", peer)
         if what == "roofline":
-            return roofline_ratio(c)
-        m = mem(c)
+            return runs.roofline_ratio(c, bytes_per_token)
+        m = runs.mem(c)
         return m / mem_expected(c) if m is not None else None
 
-    info = machine_info()
-    if info["lib"] != lib_at_start:
-        info["lib"] = f"CHANGED during the run: {lib_at_start} at the start, {info['lib']} at the end"
+    info = runs.machine_info()
     targets = []
     for cid, what, peer, bound, text in TARGETS:
         v = target_value(cid, what, peer)
@@ -651,36 +793,20 @@ def main():
             if parts:
                 note = " (bf16 and f16 round the weights differently)" if ref == "lcpp-f16" else ""
                 consistency.append(f"vs {ref} (logit std {rl.std():.2f}): " + ", ".join(parts) + note)
-    top2 = [r.get("distinct_top2_sets_per_layer") for c in configs if c["adapters"] == "top2"
-            for r in results[c["id"]][:1] if r.get("distinct_top2_sets_per_layer")]
+    top2 = top2_line(configs, results)
 
     wb = wbytes["f32"]
-    lines = [
-        f"## Results {started:%Y-%m-%d %H:%M} UTC",
-        "",
-        f"{info['cpu']}, {info['cores']} cores, {info['mem_gib']} GiB, Linux {info['kernel']}; {THREADS} threads for "
-        f"every engine; {a.runs} interleaved run(s), prompt {a.prompt} tokens, decode {a.decode} steps, n_ctx {N_CTX}; "
-        f"total {total_s / 60:.1f} min.",
-        f"libloramixer: {info['lib']}; repository {info['git']}.",
-        "Peers: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()) + "; environment: "
-        + (", ".join(f"{k}={v}" for k, v in sorted(info["env"].items())) or "no OPENBLAS/OMP/MKL variables set") + ".",
-        "Backends: " + "; ".join(f"{k}: {v}" for k, v in info["backends"].items()) + ".",
-        "",
-        f"Read bandwidth ({THREADS} threads, bench/bw.c over {bw_mib} MiB): median {bw_med:.1f} GB/s "
-        f"(per measurement: {', '.join(f'{x:.1f}' for x in bws)}). Weight bytes read per decode token: "
-        f"{wb[0] / 1e6:.1f} MB f32 / {wbytes['bf16'][0] / 1e6:.1f} MB bf16-f16 = projections "
+    lines = report_head("Results", started, info, a, runs) + [
+        bandwidth_text(runs)
+        + f"{wb[0] / 1e6:.1f} MB f32 / {wbytes['bf16'][0] / 1e6:.1f} MB bf16-f16 = projections "
         f"(q,k,v,o,gate,up,down × {json.load(open(os.path.join(F32_DIR, 'config.json')))['num_hidden_layers']} layers, "
         f"{wb[1] / 1e6:.1f} MB f32) + tied LM head ({wb[2] / 1e6:.1f} MB f32), in the stored dtype; + {e_bytes / 1e6:.1f} MB "
-        f"per applied LoRA expert. Roofline = bandwidth ÷ those bytes: {bw_med * 1e9 / wb[0]:.1f} tok/s f32, "
-        f"{bw_med * 1e9 / wbytes['bf16'][0]:.1f} tok/s bf16/f16.",
+        f"per applied LoRA expert. Roofline = bandwidth ÷ those bytes: {runs.bw_med * 1e9 / wb[0]:.1f} tok/s f32, "
+        f"{runs.bw_med * 1e9 / wbytes['bf16'][0]:.1f} tok/s bf16/f16.",
         "",
     ] + rows + [
         "",
-        "Figures: median over the runs (min–max). Ratios (÷): median of the per-run ratios against the row named "
-        "under \"vs\" (which ran next to it); decode ÷ roofline uses the bandwidth measured around that run. "
-        "RSS Δ: VmRSS after load + warm-up + the timed prefill minus VmRSS before loading (the library, "
-        "interpreter and imports already loaded); files+KV = weight file + adapter files loaded + KV cache "
-        f"for n_ctx {N_CTX} in f32 ({kv / 1e6:.1f} MB). Differences under ~15% are noise on these machines.",
+        figures_note("which ran next to it", "KV", f"KV cache for n_ctx {N_CTX} in f32 ({kv / 1e6:.1f} MB)"),
         "",
         "Targets:",
         "",
@@ -690,31 +816,10 @@ def main():
         lines += ["Same model everywhere (max |logit difference| at the last prompt position, run 1): "
                   + "; ".join(consistency) + "."]
         if top2:
-            lines += [f"Learned top-2 routing over the prompt: distinct top-2 expert sets per layer "
-                      f"(min/median/max over layers) {top2[0]}."]
-    majors = {cid: sum(r.get("faults_major_minor", [0, 0])[0] for r in rs) for cid, rs in results.items()}
-    majors = {k: v for k, v in majors.items() if v}
-    lines += ["Major page faults in the timed phases (disk reads, e.g. mapped weights paged out): "
-              + (", ".join(f"{k} {v}" for k, v in majors.items()) if majors else "none") + "."]
-    busy = [f"{cid} run {i + 1} ({r['foreign_cores']:.1f})" for cid, rs in results.items() for i, r in enumerate(rs)
-            if r.get("foreign_cores", 0) > 0.25]
-    lines += ["Runs during which other processes kept more than 0.25 core busy on average (their figures are in "
-              "the medians; the min–max shows their effect): " + (", ".join(busy) if busy else "none") + "."]
-    if stopped:
-        lines += ["", f"Note: {stopped}."]
-    errors = sorted({f"{cid}: {r['error']}" for cid, rs in results.items() for r in rs if "error" in r})
-    if errors:
-        lines += ["", "Failures:", ""] + [f"- {e}" for e in errors]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    with open(a.out, "w") as f:
-        f.write(text)
-    with open(os.path.splitext(a.out)[0] + ".json", "w") as f:
-        json.dump(dict(started=started.isoformat(), total_s=total_s, args=vars(a), machine=info, bandwidth_gbs=bws,
-                       weight_bytes_per_token={k: v[0] for k, v in wbytes.items()}, expert_bytes=e_bytes, kv_bytes=kv,
-                       configs=configs, results=results), f, indent=1)
-    print(f"written {os.path.relpath(a.out, REPO)} ({total_s / 60:.1f} min)", file=sys.stderr)
+            lines += [top2]
+    lines += report_tail(runs)
+    write_report(a, lines, started, runs, info, configs,
+                 weight_bytes_per_token={k: v[0] for k, v in wbytes.items()}, expert_bytes=e_bytes, kv_bytes=kv)
 
 
 if __name__ == "__main__":
