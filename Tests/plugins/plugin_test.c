@@ -112,15 +112,6 @@ static void expect_unchanged(const char *what, const lmx_mixer *mixer, size_t ex
     else fail(name, "%zu experts, %zu plugins", e, p);
 }
 
-static double max_abs_diff(const float *a, const float *b, size_t n) {
-    double worst = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)b[i]);
-        if (!(d <= worst)) worst = d; /* NaN wins */
-    }
-    return worst;
-}
-
 static int all_finite(const float *a, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (!isfinite(a[i])) return 0;
