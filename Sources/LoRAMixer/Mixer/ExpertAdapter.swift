@@ -16,6 +16,8 @@ struct ExpertAdapter: ProjectionAdapter {
     var contextSums: [[Float]]
     /// Per layer, the gates decided for this pass.
     private(set) var layerGates: [LayerGates] = []
+    /// LoRA deltas cannot fail; custom and plugin experts' callbacks can.
+    var canFail: Bool { mode != .none && experts.contains { !($0 is LoRAExpert) } }
 
     init(config: ModelConfig, experts: [any Expert], router: Router?, mode: RoutingMode, topK: Int, temperature: Float,
          firstPosition: Int, contextSums: [[Float]]) {

@@ -11,7 +11,7 @@ extension LanguageModel {
     func forward<Adapter: ProjectionAdapter>(
         tokens: [Int32], state: SequenceState, adapter: inout Adapter, pool: ThreadPool? = nil
     ) throws -> [Float] {
-        let saved = state.snapshot()
+        let saved = adapter.canFail ? state.snapshot() : nil
         do {
             if let recurrent = state as? RecurrentState {
                 return try stateSpaceForward(tokens: tokens, state: recurrent, adapter: &adapter, pool: pool)
@@ -22,7 +22,7 @@ extension LanguageModel {
             try forwardLayers(tokens: tokens, cache: cache, adapter: &adapter, pool: pool, buffers: buffers)
             return Array(UnsafeBufferPointer(start: buffers.x, count: tokens.count * config.hiddenSize))
         } catch {
-            state.restore(saved)
+            if let saved { state.restore(saved) }
             throw error
         }
     }

@@ -1,6 +1,10 @@
 /// The seam between the base forward pass and whatever adapts its projections (the mixer's
 /// routed experts). The model calls it; it knows nothing of experts or routers.
 protocol ProjectionAdapter {
+    /// Whether `addDeltas` can throw (code outside the library computes a delta). If not, the
+    /// forward pass does not copy a recurrent state it would otherwise restore after a failure.
+    var canFail: Bool { get }
+
     /// Called once per layer, before any projection of it, with the router input
     /// h = RMSNorm_attn(x): [tokens, d_model]. Decides the gates used by every module of the layer.
     mutating func beginLayer(_ layer: Int, routerInput: UnsafePointer<Float>, tokens: Int)
