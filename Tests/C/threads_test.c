@@ -1,15 +1,21 @@
 /*
- * threads_test.c: one model and one mixer (e0, e1, e2 + router) shared by two threads.
+ * threads_test.c: one model and one mixer (e0, e1, e2 + router) shared by two threads, on
+ * llama_f32 and on mamba_f32; then experts from memory across threads (llama_f32).
  *
  *     threads_test FIXTURES_DIR [ITERATIONS]     (default 20 iterations per thread)
  *
- * The main thread first evaluates the fixture tokens sequentially (LMX_LOGITS_ALL) as the
- * reference, and checks it against the oracle (learned_logits, 1e-4) and against a second
- * sequential run (bit-identical). Then two threads start together (barrier), each creates its own
- * session from the shared mixer and evaluates the tokens ITERATIONS times (reset between runs);
- * every run must be bit-identical to the reference. Each thread also makes a failing call with
- * its own marker after every run and checks that lmx_last_error() shows its own message (the last
- * error is per thread).
+ * Shared mixer, for each of the two fixtures (test_shared_mixer; check names start with the
+ * fixture's): the main thread loads the model, builds the mixer with e0-e2 and router.safetensors,
+ * evaluates the fixture tokens sequentially (LMX_LOGITS_ALL) as the reference, and checks it against
+ * the oracle (learned_logits, 1e-4) and against a second sequential run (bit-identical). On
+ * mamba_f32 it also evaluates the tokens as a 5-token prefill followed by 7 single-token evals
+ * (LMX_LOGITS_LAST each), the split reference: its 8 rows must match learned_logits rows 4-11 within
+ * 1e-4. Then two threads start together (barrier); each loads and frees a model of its own from the
+ * fixture (one mmap, one copy, at once), creates its own session from the shared mixer and evaluates
+ * the tokens ITERATIONS times (reset between runs); every run must be bit-identical to the
+ * reference, and on mamba_f32 every iteration also repeats the split, bit-identical to the split
+ * reference. Each thread also makes a failing call with its own marker after every run and checks
+ * that lmx_last_error() shows its own message (the last error is per thread).
  *
  * Then experts from memory across threads: a second mixer holds a borrowed LoRA (lmx_lora_desc with
  * `release`) and a custom expert (lmx_custom_expert_desc). Two threads create sessions from it; the
@@ -21,8 +27,8 @@
  */
 #define _XOPEN_SOURCE 700
 
-#include <math.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,18 +40,56 @@
 #define N_TOKENS 12
 #define VOCAB 128
 #define N_THREADS 2
+/* The split evaluation (mamba_f32): a PREFILL-token prefill, then one token at a time; SPLIT_ROWS
+ * rows of logits, those of tokens PREFILL-1 .. N_TOKENS-1. */
+#define PREFILL 5
+#define SPLIT_ROWS (N_TOKENS - PREFILL + 1)
+
+/* "<fixture>: <what>", in one of 8 rotating buffers (a name lives on while the next few are made). */
+__attribute__((format(printf, 2, 3))) static const char *named(const char *fixture, const char *fmt, ...) {
+    static char buffers[8][256];
+    static int next;
+    char *out = buffers[next++ % 8];
+    int n = snprintf(out, sizeof buffers[0], "%s: ", fixture);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out + n, sizeof buffers[0] - (size_t)n, fmt, ap);
+    va_end(ap);
+    return out;
+}
+
+/* Resets `s` and evaluates tokens[N_TOKENS] at once, LMX_LOGITS_ALL, into out[N_TOKENS][VOCAB]. */
+static lmx_status eval_all(lmx_session *s, const int32_t *tokens, float *out) {
+    lmx_status st = lmx_session_reset(s);
+    return st == LMX_OK ? lmx_session_eval(s, tokens, N_TOKENS, LMX_LOGITS_ALL, out, (size_t)N_TOKENS * VOCAB) : st;
+}
+
+/* Resets `s` and evaluates tokens[N_TOKENS] as a PREFILL-token prefill followed by single-token
+ * evals, LMX_LOGITS_LAST each, into out[SPLIT_ROWS][VOCAB]. */
+static lmx_status eval_split(lmx_session *s, const int32_t *tokens, float *out) {
+    lmx_status st = lmx_session_reset(s);
+    if (st == LMX_OK) st = lmx_session_eval(s, tokens, PREFILL, LMX_LOGITS_LAST, out, VOCAB);
+    for (int t = PREFILL; st == LMX_OK && t < N_TOKENS; t++)
+        st = lmx_session_eval(s, tokens + t, 1, LMX_LOGITS_LAST, out + (size_t)(t - PREFILL + 1) * VOCAB, VOCAB);
+    return st;
+}
+
+/* How many of a thread's runs of one kind were bit-identical to the sequential one, how many not. */
+typedef struct {
+    int identical, failed;
+} tally;
 
 typedef struct {
     int id;
     const lmx_mixer *mixer;
     const int32_t *tokens;
     const float *reference;
+    const float *split_reference; /* NULL: no split runs */
     int iterations;
     pthread_barrier_t *barrier;
     /* results */
     int created;
-    int identical_runs;
-    int failed_runs;
+    tally runs, split_runs;
     int error_isolation_failures;
     int own_model_ok;
     const char *model_dir;
@@ -57,9 +101,31 @@ static void note(job *j, const char *fmt, const char *detail, int iteration) {
     snprintf(j->first_problem, sizeof j->first_problem, fmt, iteration, detail);
 }
 
+/* Counts one run (`kind`: "run" or "split run") of iteration i in *t: identical if it succeeded and
+ * got[n] equals want[n] bit for bit; else failed, and noted if it is the thread's first problem. */
+static void count_run(job *j, tally *t, const char *kind, int i, lmx_status st, const float *got, const float *want,
+                      size_t n) {
+    if (st == LMX_OK && memcmp(got, want, sizeof(float) * n) == 0) {
+        t->identical++;
+        return;
+    }
+    t->failed++;
+    char detail[400];
+    if (st != LMX_OK) snprintf(detail, sizeof detail, "%s: %s", kind, lmx_last_error());
+    else snprintf(detail, sizeof detail, "%s: logits differ from the sequential %s", kind, kind);
+    note(j, "iteration %d, %s", detail, i);
+}
+
+/* One check: all `iterations` runs counted in *t were bit-identical. */
+static void report_runs(const char *what, const job *j, const tally *t, int iterations) {
+    if (j->created && t->identical == iterations) pass(what);
+    else fail(what, "%d identical, %d failed; first problem: %s", t->identical, t->failed, j->first_problem);
+}
+
 static void *worker(void *arg) {
     job *j = arg;
     float *logits = malloc(sizeof(float) * N_TOKENS * VOCAB);
+    float *split = malloc(sizeof(float) * SPLIT_ROWS * VOCAB);
     lmx_session *session = NULL;
     pthread_barrier_wait(j->barrier);
     /* Loading is thread-safe too: both threads load (and free) a model of their own at once. */
@@ -73,18 +139,11 @@ static void *worker(void *arg) {
     j->created = st == LMX_OK;
     if (!j->created) note(j, "session_create (iteration %d): %s", lmx_last_error(), 0);
     for (int i = 0; j->created && i < j->iterations; i++) {
-        st = lmx_session_reset(session);
-        if (st == LMX_OK)
-            st = lmx_session_eval(session, j->tokens, N_TOKENS, LMX_LOGITS_ALL, logits, (size_t)N_TOKENS * VOCAB);
-        if (st != LMX_OK) {
-            j->failed_runs++;
-            note(j, "iteration %d: %s", lmx_last_error(), i);
-        } else if (memcmp(logits, j->reference, sizeof(float) * N_TOKENS * VOCAB) != 0) {
-            j->failed_runs++;
-            note(j, "iteration %d: logits differ from the sequential run%s", "", i);
-        } else {
-            j->identical_runs++;
-        }
+        count_run(j, &j->runs, "run", i, eval_all(session, j->tokens, logits), logits, j->reference,
+                  (size_t)N_TOKENS * VOCAB);
+        if (j->split_reference)
+            count_run(j, &j->split_runs, "split run", i, eval_split(session, j->tokens, split), split,
+                      j->split_reference, (size_t)SPLIT_ROWS * VOCAB);
         /* A failing call with this thread's marker; the message must be this thread's own. */
         char marker[64], path[128];
         snprintf(marker, sizeof marker, "no-such-model-thread-%d-run-%d", j->id, i);
@@ -98,8 +157,98 @@ static void *worker(void *arg) {
         if (st == LMX_OK) lmx_model_free(model);
     }
     lmx_session_free(session);
+    free(split);
     free(logits);
     return NULL;
+}
+
+/* The shared-mixer test on FIXTURES/<fixture> (see the top of this file); with `split`, the
+ * prefill + single-token runs too. Returns the model (the caller frees it), NULL if it did not load. */
+static lmx_model *test_shared_mixer(const char *fixtures, const char *fixture, int split, int iterations) {
+    char dir[1024], path[1100];
+    join(dir, sizeof dir, fixtures, fixture);
+    join(path, sizeof path, dir, "expected.safetensors");
+    size_t n_tokens = 0, n_oracle = 0;
+    int32_t *tokens = fixture_tensor(path, "tokens", "I32", &n_tokens);
+    float *oracle = fixture_tensor(path, "learned_logits", "F32", &n_oracle);
+    if (!tokens || n_tokens != N_TOKENS || !oracle || n_oracle != (size_t)N_TOKENS * VOCAB) {
+        fprintf(stderr, "threads_test: cannot read %s\n", path);
+        exit(2);
+    }
+
+    lmx_model *model = NULL;
+    lmx_mixer *mixer = NULL;
+    lmx_session *s = NULL;
+    float *reference = calloc((size_t)N_TOKENS * VOCAB, sizeof(float));
+    float *again = calloc((size_t)N_TOKENS * VOCAB, sizeof(float));
+    float *split_reference = split ? calloc((size_t)SPLIT_ROWS * VOCAB, sizeof(float)) : NULL;
+    int ok = EXPECT_OK(named(fixture, "model_load"), lmx_model_load(dir, NULL, &model)) &&
+             (mixer = fixture_mixer_in(dir, fixture, model, 3, "router.safetensors")) != NULL;
+    if (ok) pass(named(fixture, "mixer with e0, e1, e2 and router.safetensors"));
+    ok = ok && EXPECT_OK(named(fixture, "sequential session_create"), lmx_session_create(mixer, NULL, &s)) &&
+         EXPECT_OK(named(fixture, "sequential eval (reference)"), eval_all(s, tokens, reference));
+    if (ok) {
+        expect_close_n(named(fixture, "sequential run matches learned_logits"), reference, oracle,
+                       (size_t)N_TOKENS * VOCAB, 1e-4);
+        ok = EXPECT_OK(named(fixture, "sequential eval again"), eval_all(s, tokens, again));
+        if (ok && memcmp(reference, again, sizeof(float) * N_TOKENS * VOCAB) == 0)
+            pass(named(fixture, "sequential runs are bit-identical"));
+        else if (ok) fail(named(fixture, "sequential runs are bit-identical"), "the second run differs");
+    }
+    if (ok && split) {
+        ok = EXPECT_OK(named(fixture, "sequential prefill %d + %d single-token evals (split reference)", PREFILL,
+                             N_TOKENS - PREFILL),
+                       eval_split(s, tokens, split_reference));
+        if (ok)
+            expect_close_n(named(fixture, "split reference matches learned_logits rows %d-%d", PREFILL - 1,
+                                 N_TOKENS - 1),
+                           split_reference, oracle + (size_t)(PREFILL - 1) * VOCAB, (size_t)SPLIT_ROWS * VOCAB, 1e-4);
+    }
+    lmx_session_free(s);
+
+    if (ok) {
+        pthread_barrier_t barrier;
+        pthread_barrier_init(&barrier, NULL, N_THREADS);
+        job jobs[N_THREADS];
+        pthread_t threads[N_THREADS];
+        for (int t = 0; t < N_THREADS; t++) {
+            jobs[t] = (job){.id = t, .mixer = mixer, .tokens = tokens, .reference = reference,
+                            .split_reference = split_reference, .iterations = iterations, .barrier = &barrier,
+                            .model_dir = dir};
+            if (pthread_create(&threads[t], NULL, worker, &jobs[t]) != 0) {
+                fprintf(stderr, "pthread_create failed\n");
+                exit(2);
+            }
+        }
+        for (int t = 0; t < N_THREADS; t++) pthread_join(threads[t], NULL);
+        pthread_barrier_destroy(&barrier);
+        for (int t = 0; t < N_THREADS; t++) {
+            job *j = &jobs[t];
+            const char *what = named(fixture, "thread %d: lmx_model_load while the other thread loads too", t);
+            if (j->own_model_ok) pass(what);
+            else fail(what, "%s", j->first_problem);
+            what = named(fixture, "thread %d: session_create from the shared mixer", t);
+            if (j->created) pass(what);
+            else fail(what, "%s", j->first_problem);
+            report_runs(named(fixture, "thread %d: %d runs bit-identical to the sequential run", t, iterations), j,
+                        &j->runs, iterations);
+            if (split)
+                report_runs(named(fixture, "thread %d: %d split runs (prefill %d + %d single-token) bit-identical to "
+                                  "the sequential split run", t, iterations, PREFILL, N_TOKENS - PREFILL),
+                            j, &j->split_runs, iterations);
+            what = named(fixture, "thread %d: lmx_last_error() is per thread", t);
+            if (j->created && j->error_isolation_failures == 0) pass(what);
+            else fail(what, "%d failures; first problem: %s", j->error_isolation_failures, j->first_problem);
+        }
+    }
+
+    lmx_mixer_free(mixer);
+    free(split_reference);
+    free(reference);
+    free(again);
+    free(tokens);
+    free(oracle);
+    return model;
 }
 
 /* ------------------------------------------------------------------------------------------------
@@ -272,100 +421,12 @@ int main(int argc, char **argv) {
     int iterations = argc == 3 ? atoi(argv[2]) : 20;
     setvbuf(stdout, NULL, _IOLBF, 0);
     install_crash_handler();
-    char path[2048], llama[1024];
-    join(llama, sizeof llama, argv[1], "llama_f32");
 
-    join(path, sizeof path, llama, "expected.safetensors");
-    size_t n = 0;
-    int32_t *tokens = fixture_tensor(path, "tokens", "I32", &n);
-    float *oracle = fixture_tensor(path, "learned_logits", "F32", NULL);
-    if (!tokens || n != N_TOKENS || !oracle) {
-        fprintf(stderr, "threads_test: cannot read %s\n", path);
-        return 2;
-    }
+    lmx_model *llama = test_shared_mixer(argv[1], "llama_f32", 0, iterations);
+    lmx_model_free(test_shared_mixer(argv[1], "mamba_f32", 1, iterations));
+    if (llama) test_memory_experts(llama, iterations);
+    lmx_model_free(llama);
 
-    lmx_model *model = NULL;
-    lmx_mixer *mixer = NULL;
-    lmx_session *s = NULL;
-    float *reference = calloc((size_t)N_TOKENS * VOCAB, sizeof(float));
-    float *again = calloc((size_t)N_TOKENS * VOCAB, sizeof(float));
-    int ok = EXPECT_OK("model_load llama_f32", lmx_model_load(llama, NULL, &model)) &&
-             EXPECT_OK("mixer_create", lmx_mixer_create(model, &mixer));
-    for (int i = 0; ok && i < 3; i++) {
-        char name[8], dir[1100], rel[32];
-        snprintf(name, sizeof name, "e%d", i);
-        snprintf(rel, sizeof rel, "adapters/e%d", i);
-        join(dir, sizeof dir, llama, rel);
-        ok = EXPECT_OK(name, lmx_mixer_add_peft(mixer, name, dir, NULL));
-    }
-    join(path, sizeof path, llama, "router.safetensors");
-    ok = ok && EXPECT_OK("mixer_load_router", lmx_mixer_load_router(mixer, path));
-    ok = ok && EXPECT_OK("sequential session_create", lmx_session_create(mixer, NULL, &s));
-    ok = ok && EXPECT_OK("sequential eval (reference)",
-                         lmx_session_eval(s, tokens, N_TOKENS, LMX_LOGITS_ALL, reference, (size_t)N_TOKENS * VOCAB));
-    if (ok) {
-        double worst = 0;
-        for (size_t i = 0; i < (size_t)N_TOKENS * VOCAB; i++) {
-            double d = fabs((double)reference[i] - oracle[i]);
-            if (!(d <= worst)) worst = d;
-        }
-        if (worst <= 1e-4) pass("sequential run matches learned_logits within 1e-4");
-        else fail("sequential run matches learned_logits", "max |diff| %.3e", worst);
-        ok = EXPECT_OK("sequential reset", lmx_session_reset(s)) &&
-             EXPECT_OK("sequential eval again",
-                       lmx_session_eval(s, tokens, N_TOKENS, LMX_LOGITS_ALL, again, (size_t)N_TOKENS * VOCAB));
-        if (ok && memcmp(reference, again, sizeof(float) * N_TOKENS * VOCAB) == 0)
-            pass("sequential runs are bit-identical");
-        else if (ok) fail("sequential runs are bit-identical", "the second run differs");
-    }
-    lmx_session_free(s);
-
-    if (ok) {
-        pthread_barrier_t barrier;
-        pthread_barrier_init(&barrier, NULL, N_THREADS);
-        job jobs[N_THREADS];
-        pthread_t threads[N_THREADS];
-        for (int t = 0; t < N_THREADS; t++) {
-            memset(&jobs[t], 0, sizeof jobs[t]);
-            jobs[t].id = t;
-            jobs[t].mixer = mixer;
-            jobs[t].tokens = tokens;
-            jobs[t].reference = reference;
-            jobs[t].iterations = iterations;
-            jobs[t].barrier = &barrier;
-            jobs[t].model_dir = llama;
-            if (pthread_create(&threads[t], NULL, worker, &jobs[t]) != 0) {
-                fprintf(stderr, "pthread_create failed\n");
-                return 2;
-            }
-        }
-        for (int t = 0; t < N_THREADS; t++) pthread_join(threads[t], NULL);
-        pthread_barrier_destroy(&barrier);
-        for (int t = 0; t < N_THREADS; t++) {
-            char what[160];
-            job *j = &jobs[t];
-            snprintf(what, sizeof what, "thread %d: lmx_model_load while the other thread loads too", t);
-            if (j->own_model_ok) pass(what);
-            else fail(what, "%s", j->first_problem);
-            snprintf(what, sizeof what, "thread %d: session_create from the shared mixer", t);
-            if (j->created) pass(what);
-            else fail(what, "%s", j->first_problem);
-            snprintf(what, sizeof what, "thread %d: %d runs bit-identical to the sequential run", t, iterations);
-            if (j->created && j->identical_runs == iterations) pass(what);
-            else fail(what, "%d identical, %d failed; first problem: %s", j->identical_runs, j->failed_runs, j->first_problem);
-            snprintf(what, sizeof what, "thread %d: lmx_last_error() is per thread", t);
-            if (j->created && j->error_isolation_failures == 0) pass(what);
-            else fail(what, "%d failures; first problem: %s", j->error_isolation_failures, j->first_problem);
-        }
-    }
-
-    lmx_mixer_free(mixer);
-    if (model) test_memory_experts(model, iterations);
-    lmx_model_free(model);
-    free(reference);
-    free(again);
-    free(tokens);
-    free(oracle);
     printf("threads_test: %d passed, %d failed\n", tests_passed, tests_failed);
     return tests_failed ? 1 : 0;
 }
