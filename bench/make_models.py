@@ -26,7 +26,6 @@ Deterministic: the same seeds give the same weights. Run from anywhere:
 import json
 import os
 import shutil
-import struct
 import sys
 import time
 import warnings
@@ -36,6 +35,9 @@ import transformers
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import save_file
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
+from lmx_reference import sort_safetensors_metadata as sort_metadata  # noqa: E402  (shared with the fixture tools)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORK = os.path.join(HERE, "work")
@@ -111,23 +113,6 @@ def write_tokenizer(dirs):
 
 def file_size(path):
     return os.path.getsize(path)
-
-
-def sort_metadata(path):
-    """safetensors writes __metadata__ in hash order; rewrite the header (same length) with the
-    keys sorted so that reruns give identical bytes."""
-    with open(path, "r+b") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        meta = header.pop("__metadata__", None)
-        if meta is None:
-            return
-        new = {"__metadata__": dict(sorted(meta.items()))}
-        new.update(header)
-        text = json.dumps(new, separators=(",", ":")).encode()
-        assert len(text) <= n
-        f.seek(8)
-        f.write(text + b" " * (n - len(text)))
 
 
 def load(path, dtype=torch.float32):
