@@ -6,7 +6,7 @@ own converters from its source tree (vendored in the llama-cpp-python sdist):
     bench/work/gguf/smollm-f16.gguf    convert_hf_to_gguf.py --outtype f16   (from the f32 weights)
     bench/work/gguf/lora-e0-f32.gguf   convert_lora_to_gguf.py --outtype f32 (bench/work/experts/e0)
 
-    python bench/make_gguf.py --llama-cpp /root/benchsrc/llama_cpp_python-0.3.36/vendor/llama.cpp
+    python bench/make_gguf.py --llama-cpp ~/benchsrc/llama_cpp_python-0.3.36/vendor/llama.cpp
 
 Needs, in the same venv: torch, transformers, numpy, sentencepiece, PyYAML, tqdm (the converters'
 imports); `gguf` is taken from the source tree's gguf-py (matching the converters).

@@ -9,7 +9,7 @@ intermediate 1536, vocab 49152, tied embeddings, 2048 positions), stored twice:
     bench/work/experts/e0..e7  8 PEFT LoRA adapters: r 16, alpha 16, q/k/v/o_proj,
                                init_lora_weights=False, lora_B scaled by LORA_B_SCALE
     bench/work/router.safetensors
-                               loramixer router (DESIGN.md section 6) over e0..e7: top_k 2,
+                               loramixer router (docs/ARCHITECTURE.md#router-file) over e0..e7: top_k 2,
                                temperature 1.0, scope layer, input token
     bench/work/models.json     what was written (seeds, sizes, logit checks)
 
@@ -17,10 +17,10 @@ The tokenizer is synthetic (no download is possible here): a byte-level BPE whos
 first pairs of byte symbols, so that llama.cpp's converter has a vocabulary of exactly 49152
 entries to write. The benchmark feeds token ids, never text.
 
-Needs torch, transformers (>= 5), peft, safetensors, tokenizers, numpy (e.g. /root/torchvenv).
+Needs torch, transformers (>= 5), peft, safetensors, tokenizers, numpy (e.g. ~/torchvenv).
 Deterministic: the same seeds give the same weights. Run from anywhere:
 
-    /root/torchvenv/bin/python bench/make_models.py
+    ~/torchvenv/bin/python bench/make_models.py
 """
 
 import json
@@ -162,7 +162,7 @@ def check_expert(load_base, out, tokens, base_logits, name):
 
 
 def write_router(path, d, n_layers, seed, experts=EXPERTS, top_k=2):
-    """A loramixer router file (DESIGN.md section 6) over ``experts``: per layer a weight
+    """A loramixer router file (docs/ARCHITECTURE.md#router-file) over ``experts``: per layer a weight
     [E, d] ~ N(0, (ROUTER_SCALE / sqrt(d))^2) and a bias [E] ~ N(0, 0.5^2), drawn from a generator
     seeded with ``seed``; metadata top_k, scope layer, temperature 1.0, input token."""
     g = torch.Generator().manual_seed(seed)

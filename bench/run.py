@@ -702,7 +702,8 @@ def write_report(a, lines, started, runs, info, configs, **figures):
     with open(a.out, "w") as f:
         f.write(text)
     with open(os.path.splitext(a.out)[0] + ".json", "w") as f:
-        json.dump(dict(started=started.isoformat(), total_s=runs.total_s, args=vars(a), machine=info,
+        args = dict(vars(a), out=os.path.relpath(os.path.abspath(a.out), REPO))  # no machine path in the record
+        json.dump(dict(started=started.isoformat(), total_s=runs.total_s, args=args, machine=info,
                        bandwidth_gbs=runs.bws, **figures, configs=configs, results=runs.results), f, indent=1)
     print(f"written {os.path.relpath(a.out, REPO)} ({runs.total_s / 60:.1f} min)", file=sys.stderr)
 

@@ -1,7 +1,7 @@
 """Re-check every committed fixture under `Tests/Fixtures/` with a second, from-scratch oracle:
 a float64 numpy forward pass that reads the files the way the Swift loader must (config.json in
 both RoPE forms, single or sharded safetensors, tied or untied embeddings, PEFT adapters with
-rank/alpha patterns, router files with any row order) and implements DESIGN.md section 2 directly.
+rank/alpha patterns, router files with any row order) and implements docs/ARCHITECTURE.md#method directly.
 
 It writes nothing. Run from anywhere, after `python tools/make_fixtures.py`:
 

@@ -1,4 +1,4 @@
-"""Independent torch reference for the LoRA-Mixer forward pass (DESIGN.md section 2).
+"""Independent torch reference for the LoRA-Mixer forward pass (docs/ARCHITECTURE.md#method).
 
 This module writes nothing by itself. It is imported by `tools/make_fixtures.py` and
 `tools/make_train_fixture.py` (both put `tools/` on `sys.path` because Python runs them as
@@ -8,7 +8,7 @@ scripts from there), and gives them:
   adapter_model.safetensors) into per-(layer, module) `(A, B, scale)` triples, with the
   per-module rank/alpha from `rank_pattern`/`alpha_pattern` and `use_rslora` (llama tensor
   names by default; `tensor_name` / `module_path` give another family's, as mamba_reference does);
-- `write_router` / `Router.load`: the router safetensors format of DESIGN.md section 6;
+- `write_router` / `Router.load`: the router safetensors format of docs/ARCHITECTURE.md#router-file;
 - `Mixture`: forward hooks on a Hugging Face llama-family model (llama, mistral, qwen2) that
   implement the routed projection
       y_t = W_m u_t + sum_{e in S_t} g_{t,e} * s_e * B_e[m] (A_e[m] u_t)
@@ -130,7 +130,7 @@ class LoraExpert:
 def write_router(path: str, experts: list[str], weights: list[torch.Tensor], biases: list[torch.Tensor],
                  *, top_k: int, temperature: str, input_kind: str = "token",
                  context_weights: list[torch.Tensor] | None = None) -> None:
-    """Write a router file as DESIGN.md section 6 (scope "layer"). `temperature` is written
+    """Write a router file as docs/ARCHITECTURE.md#router-file (scope "layer"). `temperature` is written
     verbatim (a string such as "1.0"); rows of every matrix follow `experts`."""
     tensors = {}
     for i, (w, b) in enumerate(zip(weights, biases)):

@@ -24,7 +24,7 @@ Cases 1-4 each hold: config.json, model.safetensors, generation_config.json, ada
 (PEFT save_pretrained), router.safetensors, router_context.safetensors, expected.safetensors.
 
 The expected mixture logits are computed by tools/lmx_reference.py, an independent torch
-implementation of DESIGN.md section 2 (forward hooks, not PeftModel), which is checked here
+implementation of docs/ARCHITECTURE.md#method (forward hooks, not PeftModel), which is checked here
 against PeftModel (one-hot fixed weights reproduce each single adapter to 1e-5).
 `python tools/check_fixtures.py` re-checks all outputs with a separate float64 numpy oracle.
 """
@@ -571,7 +571,7 @@ def write_readme():
     w("  - `e1`: r 8, lora_alpha 16, use_rslora, q/v/gate/up/down, rank_pattern {\"v_proj\": 4}, alpha_pattern "
       "{\"gate_proj\": 4} — scales: q/up/down 16/sqrt(8), v 16/sqrt(4) = 8 (v lora_A has 4 rows), gate 4/sqrt(8).")
     w("  - `e2`: r 4, lora_alpha 4, all seven projections, layers_to_transform [1] — no tensors in layer 0; scale 1.")
-    w("- `router.safetensors` — DESIGN.md section 6 router: `router.layers.{0,1}.weight` F32 [3, 64], "
+    w("- `router.safetensors` — a router file (docs/ARCHITECTURE.md#router-file): `router.layers.{0,1}.weight` F32 [3, 64], "
       "`router.layers.{0,1}.bias` F32 [3]; metadata format=loramixer.router, version=1, experts=[\"e0\",\"e1\",\"e2\"], "
       "top_k=2, scope=layer, temperature=1.0, input=token.")
     w("- `router_context.safetensors` — the same plus `router.layers.{i}.context_weight` F32 [3, 64]; "
@@ -580,7 +580,7 @@ def write_readme():
     w("  - `tokens` I32 [T]; `base_logits` [T, V] — the base model through transformers.")
     w("  - `peft_e0_logits`, `peft_e1_logits`, `peft_e2_logits` [T, V] — one adapter through "
       "`peft.PeftModel.from_pretrained` on the saved folder.")
-    w("  - the rest come from `tools/lmx_reference.py`, an independent torch implementation of DESIGN.md section 2 "
+    w("  - the rest come from `tools/lmx_reference.py`, an independent torch implementation of docs/ARCHITECTURE.md#method "
       "(hooks on `input_layernorm` take h_t and compute the gates once per layer; hooks on each q/k/v/o/gate/up/down "
       "Linear add sum_e g_{t,e} s_e B_e (A_e u_t) with u_t that Linear's own input). Checked in the script: with a "
       "one-hot fixed weight it reproduces each `peft_e*_logits` to < 1e-5.")

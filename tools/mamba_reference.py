@@ -5,7 +5,7 @@ be imported by a training-fixture script; both put `tools/` on `sys.path`). It c
 pass of transformers' `MambaForCausalLM` / `FalconMambaForCausalLM` directly from the weights, WITHOUT
 calling any transformers module, and lets a caller change each of the four mixer Linears
 (`in_proj`, `x_proj`, `dt_proj`, `out_proj`) through a hook, which is how the LoRA-Mixer routed
-projection of DESIGN.md section 2 is added:
+projection of docs/ARCHITECTURE.md#method is added:
 
     y_t = W_m u_t (+ b_m) + sum_e g_{t,e} * s_e * B_e[m] (A_e[m] u_t)
 
@@ -48,7 +48,7 @@ API
 - `lora_proj(experts) -> proj`: the routed-LoRA `proj` hook for a list of experts (anything with a
   `.tensors` dict as above, or such dicts themselves; tensors may require grad).
 - `make_route(mode, names, *, router=None, fixed=None, top_k=None, temperature=None) -> (route, traces)`:
-  the gates of DESIGN.md section 2 (`learned` top-K renormalised, `soft`, `uniform`, `fixed`, `none`),
+  the gates of docs/ARCHITECTURE.md#method (`learned` top-K renormalised, `soft`, `uniform`, `fixed`, `none`),
   computed with lmx_reference's own router code (`Mixture._router_gates`); `traces[l]` receives an
   `lmx_reference.LayerTrace` (probs, ids, dense gates) for each layer when `route` runs.
 - `MambaMixture(ref, experts).run(tokens, mode, *, router=None, fixed=None, top_k=None,

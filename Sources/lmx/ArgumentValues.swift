@@ -17,10 +17,11 @@ struct TokenList: Sendable {
         }
         let ids = try text.split(separator: ",", omittingEmptySubsequences: false).enumerated().map { index, part in
             let entry = part.trimmingCharacters(in: .whitespaces)
-            guard !entry.isEmpty else { throw ArgumentValueError("entry \(index + 1) is empty") }
-            guard let value = Int(entry) else { throw ArgumentValueError("entry \(index + 1) '\(entry)' is not an integer") }
-            guard value >= 0 else { throw ArgumentValueError("token id \(value) is negative") }
-            guard let id = Int32(exactly: value) else { throw ArgumentValueError("token id \(value) is too large") }
+            let at = "at position \(index) (0-based)"
+            guard !entry.isEmpty else { throw ArgumentValueError("the entry \(at) is empty") }
+            guard let value = Int(entry) else { throw ArgumentValueError("'\(entry)' \(at) is not an integer") }
+            guard value >= 0 else { throw ArgumentValueError("token id \(value) \(at) is negative") }
+            guard let id = Int32(exactly: value) else { throw ArgumentValueError("token id \(value) \(at) is too large") }
             return id
         }
         return TokenList(ids: ids)
@@ -53,11 +54,11 @@ struct FixedWeights: Sendable {
         for (index, part) in text.split(separator: ",", omittingEmptySubsequences: false).enumerated() {
             let entry = part.trimmingCharacters(in: .whitespaces)
             guard let equals = entry.firstIndex(of: "=") else {
-                throw ArgumentValueError("entry \(index + 1) '\(entry)' is not NAME=WEIGHT")
+                throw ArgumentValueError("'\(entry)' at position \(index) (0-based) is not NAME=WEIGHT")
             }
             let name = String(entry[..<equals])
             let weightText = String(entry[entry.index(after: equals)...])
-            guard !name.isEmpty else { throw ArgumentValueError("entry \(index + 1) '\(entry)' has no expert name") }
+            guard !name.isEmpty else { throw ArgumentValueError("'\(entry)' at position \(index) (0-based) has no expert name") }
             guard let weight = Float(weightText), weight.isFinite else {
                 throw ArgumentValueError("weight '\(weightText)' of expert '\(name)' is not a finite number")
             }

@@ -34,7 +34,7 @@ struct InspectCommand: ParsableCommand {
     static func report(for path: String, tensorTable: Bool) throws -> InspectReport {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            throw CLIError("\(path): no such file or folder")
+            throw CLIError("\(path) does not exist (no such file or folder)")
         }
         if isDirectory.boolValue {
             if FileManager.default.fileExists(atPath: join(path, "config.json")) {

@@ -1,7 +1,7 @@
 import LoRAMixer
 
 extension InspectCommand {
-    /// A loramixer router file: its metadata (DESIGN.md section 6), then its tensors per layer.
+    /// A loramixer router file: its metadata (docs/ARCHITECTURE.md#router-file), then its tensors per layer.
     static func routerReport(_ file: SafeTensorsFile, tensorTable: Bool) -> InspectReport {
         let metadata = file.metadata
         var report = InspectReport(kind: "router", path: file.path)

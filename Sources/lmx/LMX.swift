@@ -12,7 +12,9 @@ struct LMX: ParsableCommand {
         discussion: """
             Token ids are given and printed as plain integers: lmx does not tokenize text.
             Errors are reported as one line on stderr, 'lmx: error: <message>', with exit status 1 \
-            for runtime failures and 64 for usage errors.
+            for runtime failures (a missing or invalid file included) and 64 (EX_USAGE) for usage \
+            errors: a bad or out-of-range flag value, a token id beyond the model's vocabulary, \
+            flags that contradict each other. Positions in messages are counted from 0.
             """,
         subcommands: [InspectCommand.self, LogitsCommand.self, RunCommand.self, TrainCommand.self]
     )
@@ -28,7 +30,7 @@ struct LMX: ParsableCommand {
     }
 
     static func exit(reporting error: Error) -> Never {
-        let code = exitCode(for: error)
+        let code = error is UsageError ? ExitCode.validationFailure : exitCode(for: error)
         if code == .success {
             let text = fullMessage(for: error)
             if !text.isEmpty { print(text) }
@@ -38,6 +40,7 @@ struct LMX: ParsableCommand {
         switch error {
         case let error as LoRAMixerError: message = error.message
         case let error as CLIError: message = error.message
+        case let error as UsageError: message = error.message
         default: message = self.message(for: error)
         }
         if !message.isEmpty {
@@ -60,4 +63,35 @@ struct CLIError: Error, CustomStringConvertible {
     let message: String
     init(_ message: String) { self.message = message }
     var description: String { message }
+}
+
+/// A usage error found only once a file has been read (a token id beyond the model's vocabulary,
+/// a prompt longer than its context): exit status 64 (EX_USAGE), like argument-parser's own
+/// `ValidationError`, and the message names the flag as typed.
+struct UsageError: Error, CustomStringConvertible {
+    let message: String
+    init(_ message: String) { self.message = message }
+    var description: String { message }
+}
+
+/// Checks that a path named on the command line exists and is of the right kind before anything
+/// is loaded, so that a typo says "does not exist" rather than what the folder lacks.
+enum InputPath {
+    /// `flag value` as typed, e.g. `--model /x` or `--expert e0=/x`.
+    static func folder(_ path: String, _ typed: String) throws {
+        try check(path, typed, folder: true)
+    }
+
+    static func file(_ path: String, _ typed: String) throws {
+        try check(path, typed, folder: false)
+    }
+
+    private static func check(_ path: String, _ typed: String, folder: Bool) throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw CLIError("\(typed): \(folder ? "folder" : "file") \(path) does not exist")
+        }
+        if folder && !isDirectory.boolValue { throw CLIError("\(typed): \(path) is a file, not a folder") }
+        if !folder && isDirectory.boolValue { throw CLIError("\(typed): \(path) is a folder, not a file") }
+    }
 }

@@ -26,7 +26,7 @@ struct LogitsCommand: ParsableCommand {
 
     func run() throws {
         let session = try mixer.makeSession(trace: false)
-        try MixerOptions.checkVocabulary(tokens.ids, of: session, "--tokens")
+        try MixerOptions.checkTokens(tokens.ids, of: session, "--tokens", context: true)
         let logits = try session.evaluate(tokens.ids, logits: .all)
         let vocab = session.model.config.vocabSize
         try writeFile(out, NPYWriter.float32(logits, shape: [tokens.ids.count, vocab]))

@@ -56,6 +56,9 @@ struct MixerOptions: ParsableArguments {
             throw ValidationError("choose one routing mode: \(chosen.joined(separator: " and ")) were both given")
         }
         if soft && router == nil { throw ValidationError("--soft needs --router FILE") }
+        if let mode = chosen.first, mode != "--soft", router != nil {
+            throw ValidationError("\(mode) does not use a router: give --router FILE or \(mode), not both")
+        }
         if router != nil && experts.isEmpty {
             throw ValidationError("--router needs the experts it routes to: add them with --expert NAME=DIR")
         }
@@ -72,12 +75,32 @@ struct MixerOptions: ParsableArguments {
             throw ValidationError("\(experts.count) experts but no routing: add --router FILE, --fixed NAME=W,... or --uniform")
         }
         let learned = router != nil && chosen.isEmpty
-        if topK != nil && !learned {
-            throw ValidationError("--top-k applies to learned routing only (--router without --soft, --fixed or --uniform)")
+        if let topK {
+            guard learned else {
+                throw ValidationError("--top-k applies to learned routing only (--router without --soft, --fixed or --uniform)")
+            }
+            guard (1...experts.count).contains(topK) else {
+                throw ValidationError("--top-k \(topK) must be in 1...\(experts.count) (the number of --expert)")
+            }
         }
-        if temperature != nil && !(learned || soft) {
-            throw ValidationError("--temperature applies to learned or soft routing only (it needs --router)")
+        if let temperature {
+            guard learned || soft else {
+                throw ValidationError("--temperature applies to learned or soft routing only (it needs --router)")
+            }
+            guard temperature.isFinite && temperature > 0 else {
+                throw ValidationError("--temperature \(temperature) must be finite and > 0")
+            }
         }
+    }
+
+    /// Fails (exit 1) unless the folders and files named exist, saying which does not; run before
+    /// anything is loaded.
+    func checkPaths() throws {
+        try InputPath.folder(model, "--model \(model)")
+        for expert in experts {
+            try InputPath.folder(expert.directory, "--expert \(expert.name)=\(expert.directory)")
+        }
+        if let router { try InputPath.file(router, "--router \(router)") }
     }
 
     /// The routing the flags select (see `routingDiscussion`).
@@ -93,6 +116,7 @@ struct MixerOptions: ParsableArguments {
 
     /// Loads the model, the experts in order and the router, and opens a session with the routing set.
     func makeSession(trace: Bool) throws -> Session {
+        try checkPaths()
         let mixer = Mixer(model: try LanguageModel(directory: model, mode: noMmap ? .copied : .mapped))
         for expert in experts {
             try mixer.addPEFT(name: expert.name, directory: expert.directory)
@@ -105,11 +129,16 @@ struct MixerOptions: ParsableArguments {
         return session
     }
 
-    /// Fails unless every id is below the model's vocabulary size; `what` names the flag.
-    static func checkVocabulary(_ ids: [Int32], of session: Session, _ what: String) throws {
+    /// Fails with a usage error (exit 64) unless every id is below the model's vocabulary size
+    /// and, when `context` is set, the list fits in the model's context; `flag` names the flag.
+    static func checkTokens(_ ids: [Int32], of session: Session, _ flag: String, context: Bool = false) throws {
         let vocab = session.model.config.vocabSize
         if let bad = ids.firstIndex(where: { Int($0) >= vocab }) {
-            throw CLIError("\(what): token id \(ids[bad]) (entry \(bad + 1)) is out of range (vocab size \(vocab))")
+            throw UsageError("\(flag): token id \(ids[bad]) at position \(bad) (0-based) is out of range (vocab size \(vocab))")
+        }
+        let limit = session.contextLength
+        if context && ids.count > limit {
+            throw UsageError("\(flag): \(ids.count) tokens do not fit in the model's context of \(limit) (max_position_embeddings)")
         }
     }
 }

@@ -15,7 +15,8 @@ struct RunCommand: ParsableCommand {
             printed but never evaluated, so the trace ends one token short.
 
             Sampling is greedy unless --sample-temperature > 0; --sample-top-k and --sample-top-p \
-            then restrict the candidates, and --seed makes the draw reproducible.
+            then restrict the candidates, and --seed makes the draw reproducible (given without \
+            --sample-temperature, these three are a usage error rather than silently ignored).
 
             --trace FILE writes {"experts": [names], "layers": L, "tokens": [{"position": i, \
             "token": id, "layers": [[{"expert": name, "gate": g}, ...], ...]}, ...]} covering the \
@@ -41,15 +42,15 @@ struct RunCommand: ParsableCommand {
     var sampleTemperature: Float = 0
 
     @Option(name: .customLong("sample-top-k"),
-            help: ArgumentHelp("Sample among the K most likely tokens; 0 = no limit.", valueName: "k"))
-    var sampleTopK = 0
+            help: ArgumentHelp("Sample among the K most likely tokens; 0 = no limit (needs --sample-temperature).", valueName: "k"))
+    var sampleTopK: Int?
 
     @Option(name: .customLong("sample-top-p"),
-            help: ArgumentHelp("Nucleus sampling: smallest set of tokens with probability >= P, in (0, 1].", valueName: "p"))
-    var sampleTopP: Float = 1
+            help: ArgumentHelp("Nucleus sampling: smallest set of tokens with probability >= P, in (0, 1] (needs --sample-temperature).", valueName: "p"))
+    var sampleTopP: Float?
 
-    @Option(help: ArgumentHelp("Random seed for sampling (same seed, same tokens).", valueName: "n"))
-    var seed: UInt64 = 0
+    @Option(help: ArgumentHelp("Random seed for sampling (same seed, same tokens; needs --sample-temperature).", valueName: "n"))
+    var seed: UInt64?
 
     @Option(parsing: .unconditional, help: ArgumentHelp("Stop token ids, comma-separated (default: none).", valueName: "ids"),
             transform: TokenList.parse)
@@ -63,19 +64,27 @@ struct RunCommand: ParsableCommand {
         guard sampleTemperature.isFinite, sampleTemperature >= 0 else {
             throw ValidationError("--sample-temperature \(sampleTemperature) must be finite and >= 0 (0 = greedy)")
         }
-        guard sampleTopK >= 0 else { throw ValidationError("--sample-top-k \(sampleTopK) must be >= 0 (0 = no limit)") }
-        guard sampleTopP.isFinite, sampleTopP > 0, sampleTopP <= 1 else {
+        if let sampleTopK, sampleTopK < 0 {
+            throw ValidationError("--sample-top-k \(sampleTopK) must be >= 0 (0 = no limit)")
+        }
+        if let sampleTopP, !(sampleTopP.isFinite && sampleTopP > 0 && sampleTopP <= 1) {
             throw ValidationError("--sample-top-p \(sampleTopP) must be in (0, 1]")
+        }
+        // Greedy decoding would silently ignore the sampling flags: refuse them instead.
+        let sampling = [sampleTopK != nil ? "--sample-top-k" : nil, sampleTopP != nil ? "--sample-top-p" : nil,
+                        seed != nil ? "--seed" : nil].compactMap { $0 }
+        if let flag = sampling.first, sampleTemperature == 0 {
+            throw ValidationError("\(flag) applies to sampling only: add --sample-temperature T (T > 0); greedy decoding would ignore it")
         }
     }
 
     func run() throws {
         let session = try mixer.makeSession(trace: trace != nil)
-        try MixerOptions.checkVocabulary(promptTokens.ids, of: session, "--prompt-tokens")
-        try MixerOptions.checkVocabulary(stop?.ids ?? [], of: session, "--stop")
+        try MixerOptions.checkTokens(promptTokens.ids, of: session, "--prompt-tokens", context: true)
+        try MixerOptions.checkTokens(stop?.ids ?? [], of: session, "--stop")
         let options = Session.GenerationOptions(
             maxTokens: maxTokens,
-            sampling: SamplingOptions(temperature: sampleTemperature, topK: sampleTopK, topP: sampleTopP, seed: seed),
+            sampling: SamplingOptions(temperature: sampleTemperature, topK: sampleTopK ?? 0, topP: sampleTopP ?? 1, seed: seed ?? 0),
             stopTokens: Set(stop?.ids ?? []))
         var printed = 0
         do {

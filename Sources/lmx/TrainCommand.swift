@@ -177,16 +177,68 @@ struct TrainCommand: ParsableCommand {
     }
 
     func validate() throws {
-        _ = try options()
+        guard TrainingOptions.Regime(rawValue: regime) != nil else { throw ValidationError("--regime must be router or joint, not '\(regime)'") }
+        guard TrainingOptions.Routing(rawValue: routing) != nil else { throw ValidationError("--routing must be soft, topk or label, not '\(routing)'") }
+        guard Router.Input(rawValue: routerInput) != nil else { throw ValidationError("--router-input must be token or context, not '\(routerInput)'") }
         if let targetModules, let bad = targetModules.split(separator: ",").first(where: { ProjectionModule(name: String($0)) == nil }) {
             throw ValidationError("--target-modules: '\(bad)' is not a projection (\(ProjectionModule.allCases.map(\.name).joined(separator: ", ")))")
         }
         if experts.isEmpty && newExperts.isEmpty { throw ValidationError("give the experts: --expert NAME=DIR or --new-expert NAME") }
         if !newExperts.isEmpty && regime != "joint" { throw ValidationError("--new-expert needs --regime joint (a new expert must be trained)") }
+        var seen = Set<String>()
+        for name in experts.map(\.name) + newExperts where !seen.insert(name).inserted {
+            throw ValidationError("expert '\(name)' is given twice in --expert/--new-expert")
+        }
+        // The rules of TrainingOptions.validate(), said with the flags as typed.
+        func check(_ condition: Bool, _ message: @autoclosure () -> String) throws {
+            if !condition { throw ValidationError(message()) }
+        }
+        let expertCount = experts.count + newExperts.count
+        try check(loraRank >= 1, "--lora-rank \(loraRank) must be >= 1")
+        try check(loraAlpha.isFinite && loraAlpha > 0, "--lora-alpha \(loraAlpha) must be finite and > 0")
+        try check(softSteps >= 0, "--soft-steps \(softSteps) must be >= 0")
+        try check(softSteps == 0 || routing == "topk", "--soft-steps needs --routing topk (it schedules soft -> top-K)")
+        if let topK { try check((1...max(expertCount, 1)).contains(topK), "--top-k \(topK) must be in 1...\(expertCount) (the number of experts)") }
+        if let temperature { try check(temperature.isFinite && temperature > 0, "--temperature \(temperature) must be finite and > 0") }
+        try check(alpha.isFinite && alpha >= 0, "--alpha \(alpha) must be finite and >= 0")
+        try check(lambda.isFinite, "--lambda \(lambda) must be finite")
+        try check(beta.isFinite && beta >= 0, "--beta \(beta) must be finite and >= 0")
+        try check(beta == 0 || regime == "joint", "--beta (L_preserve) applies to experts, which only --regime joint trains")
+        try check(beta == 0 || sensitive != nil, "--beta (L_preserve) needs --sensitive NAMES, the experts it keeps near their start")
+        if let sensitive {
+            let names = experts.map(\.name) + newExperts
+            if let unknown = sensitive.split(separator: ",").first(where: { !names.contains(String($0)) }) {
+                throw ValidationError("--sensitive names unknown expert '\(unknown)' (experts: \(names.joined(separator: ", ")))")
+            }
+        }
+        try check(lr.isFinite && lr > 0, "--lr \(lr) must be finite and > 0")
+        try check(minLR.isFinite && minLR >= 0 && minLR <= lr, "--min-lr \(minLR) must be in 0...\(lr) (--lr)")
+        try check(warmup >= 0, "--warmup \(warmup) must be >= 0")
+        try check(weightDecay.isFinite && weightDecay >= 0, "--weight-decay \(weightDecay) must be finite and >= 0")
+        try check(clip.isFinite && clip >= 0, "--clip \(clip) must be finite and >= 0")
+        try check((1...65536).contains(batchSize), "--batch-size \(batchSize) must be in 1...65536")
+        try check((1...100_000).contains(epochs), "--epochs \(epochs) must be in 1...100000")
+        if let steps { try check((1...100_000_000).contains(steps), "--steps \(steps) must be in 1...100000000") }
+        try check(checkpointEvery >= 0, "--checkpoint-every \(checkpointEvery) must be >= 0")
+        if let threads { try check((1...1024).contains(threads), "--threads \(threads) must be in 1...1024") }
+        try check((1...4096).contains(evalMaxTokens), "--eval-max-tokens \(evalMaxTokens) must be in 1...4096")
+        _ = try options()  // anything the core still refuses
+    }
+
+    /// Fails (exit 1) unless the folders and files named exist, saying which does not.
+    func checkPaths() throws {
+        try InputPath.folder(model, "--model \(model)")
+        for expert in experts {
+            try InputPath.folder(expert.directory, "--expert \(expert.name)=\(expert.directory)")
+        }
+        if let router { try InputPath.file(router, "--router \(router)") }
+        try InputPath.file(data, "--data \(data)")
+        if let eval { try InputPath.file(eval, "--eval \(eval)") }
     }
 
     func run() throws {
         let options = try options()
+        try checkPaths()
         let model = try LanguageModel(directory: self.model)
         let mixer = Mixer(model: model)
         for expert in experts { try mixer.addPEFT(name: expert.name, directory: expert.directory) }

@@ -228,6 +228,14 @@ def install_default(work: str, rows: dict, router: str) -> None:
         target = os.path.join(models, "experts", task)
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(expert_dir(work, task), target)
+        # lmx train records the base folder it was given (a path on this machine); the bundled copy
+        # names its base by the folder beside it instead. No loader reads the field.
+        config_path = os.path.join(target, "adapter_config.json")
+        with open(config_path) as f:
+            adapter_config = json.load(f)
+        adapter_config["base_model_name_or_path"] = "tiny-llama"
+        with open(config_path, "w") as f:
+            f.write(json.dumps(adapter_config, separators=(",", ":"), sort_keys=True))
     shutil.copyfile(os.path.join(work, f"router-{router}", "router.safetensors"), os.path.join(models, "router.safetensors"))
     with open(os.path.join(work, "base", "config.json")) as f:
         config = json.load(f)
@@ -251,10 +259,10 @@ written by hand. Token id = byte value (vocab 256, no BOS/EOS); answers end with
   --routing label --new-expert NAME` (r 8, alpha 16, all seven projections), each trained on 2,000
   examples of its task: math `12+30=` -> `42`, strings `<mixer>` -> `rexim` (reverse), lookup
   `K:4 Q:7 Z:1 ?Q` -> `7`. PEFT loads them (`PeftModel.from_pretrained`).
-- `router.safetensors` — a {kind} router (DESIGN.md section 2) trained by `lmx train --regime router`
+- `router.safetensors` — a {kind} router (docs/ARCHITECTURE.md#routing) trained by `lmx train --regime router`
   on 1,998 mixed examples with the experts frozen, RSL alpha {alpha}, lambda {lam}; top_k {top_k}.
 
-Exact match of greedy answers on 200 held-out examples per task (from bench/work/routing/results.md):
+Exact match of greedy answers on 200 held-out examples per task (bench/routing/README.md has every row):
 
 | configuration | {" | ".join(TASKS)} | mean |
 |---|{"---|" * (len(TASKS) + 1)}

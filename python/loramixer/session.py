@@ -22,7 +22,19 @@ TokensLike = Union[Sequence[int], np.ndarray, int]
 
 
 def _tokens(tokens: TokensLike, what: str = "tokens") -> np.ndarray:
-    """Token ids as a C-contiguous int32 array (refusing non-integers and values outside int32)."""
+    """Token ids as a C-contiguous int32 array (refusing non-integers and values outside int32).
+
+    Text is refused with a TypeError that says what to pass: loramixer has no tokenizer, and the ids
+    of a byte-level model are the text's UTF-8 bytes.
+    """
+    if isinstance(tokens, (str, bytes, bytearray, memoryview)):
+        example = tokens if isinstance(tokens, str) else bytes(tokens).decode("utf-8", "replace")
+        shown = repr(example if len(example) <= 20 else example[:20] + "...")
+        kind = "a str" if isinstance(tokens, str) else f"a {type(tokens).__name__} object"
+        raise TypeError(
+            f"{what} must be token ids (a sequence of ints or an integer numpy array), not {kind}: "
+            f"loramixer does not tokenize text. For a byte-level model (such as the bundled models/tiny-llama) "
+            f"pass the UTF-8 bytes as ids: list({shown}.encode()); otherwise tokenize with the model's own tokenizer")
     if isinstance(tokens, (int, np.integer)) and not isinstance(tokens, bool):
         tokens = [int(tokens)]
     array = np.asarray(tokens)
@@ -32,10 +44,10 @@ def _tokens(tokens: TokensLike, what: str = "tokens") -> np.ndarray:
         return np.zeros(0, dtype=np.int32)
     if array.dtype.kind not in "iu" or array.dtype == np.bool_:
         raise InvalidArgumentError(f"{what} must be integers, got {array.dtype}")
-    low, high = int(array.min()), int(array.max())
-    if low < -(2**31) or high >= 2**31:
-        bad = low if low < -(2**31) else high
-        raise InvalidArgumentError(f"{what}: token id {bad} does not fit in int32")
+    outside = np.flatnonzero((array < -(2**31)) | (array >= 2**31))
+    if outside.size:
+        bad = int(outside[0])
+        raise InvalidArgumentError(f"{what}: token id {int(array[bad])} at position {bad} (0-based) does not fit in int32")
     return np.ascontiguousarray(array, dtype=np.int32)
 
 
@@ -208,6 +220,9 @@ class Session(OwnedHandle):
         only). The library writes straight into the returned array (no copy); pass ``out`` (a
         writable C-contiguous float32 array of that shape) to reuse a buffer.
 
+        ``tokens`` are ids, never text: a ``str`` (or ``bytes``) raises TypeError. For a
+        byte-level model the ids of a text are its UTF-8 bytes, ``list("12+30=".encode())``.
+
         Raises InvalidArgumentError (no tokens, an id outside 0 .. n_vocab-1), StateError (the
         context is full), the exception a Python custom expert raised (chained from PluginError).
         On failure the session is unchanged.
@@ -261,7 +276,7 @@ class Session(OwnedHandle):
         context (not an error). Errors as :meth:`eval`.
         """
         ids = _tokens(prompt, "prompt")
-        stops = _tokens(list(stop) if not isinstance(stop, np.ndarray) else stop, "stop")
+        stops = _tokens(stop if isinstance(stop, (np.ndarray, str, bytes, bytearray)) else list(stop), "stop")
         count = _positive_int(max_tokens, "max_tokens")
         if seed < 0 or seed >= 2**64:
             raise InvalidArgumentError(f"seed {seed} must be in 0 .. 2**64-1")

@@ -1,5 +1,5 @@
 """An independent numpy implementation of the llama-family forward with routed LoRA experts
-(DESIGN.md section 2), plus a tiny safetensors reader. Test helper only: written for these tests,
+(docs/ARCHITECTURE.md#method), plus a tiny safetensors reader. Test helper only: written for these tests,
 sharing no code with the library or tools/.
 
 Everything is computed in float64 from the stored weights (bf16/f16 widened exactly).

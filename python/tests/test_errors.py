@@ -414,3 +414,29 @@ def test_plugin_error_without_a_compiler(tmp_path, llama_model):
             mixer.load_plugin(bogus)
         check(excinfo, lmx.PluginError, -5, "bogus.so")
         assert mixer.plugins == []
+
+
+def test_text_prompt_is_a_type_error_that_says_what_to_pass(llama_mixer):
+    with llama_mixer.session() as s:
+        for call in (lambda: s.eval("12+30="), lambda: s.generate("12+30=", max_tokens=1),
+                     lambda: s.generate([1], max_tokens=1, stop="\n"), lambda: s.eval(b"12+30=")):
+            with pytest.raises(TypeError) as excinfo:
+                call()
+            message = str(excinfo.value)
+            assert "token ids" in message and ".encode())" in message and "tokenize" in message, message
+        with pytest.raises(TypeError, match=r"list\('12\+30='\.encode\(\)\)"):
+            s.eval("12+30=")
+        assert s.n_past == 0
+        # What the message suggests works (a byte-level prompt on a model whose vocabulary has 128 ids).
+        s.eval(list("12+30=".encode()))
+        assert s.n_past == 6
+
+
+def test_positions_are_0_based_like_the_cli(llama_mixer):
+    """The library's message (the C API's lmx_last_error) and the package's own count positions
+    from 0 and say so, as `lmx` does (Tests/cli/test_consistency.py)."""
+    with llama_mixer.session() as s:
+        with pytest.raises(lmx.InvalidArgumentError, match=r"token id 128 at position 2 \(0-based\) is out of range"):
+            s.eval([1, 2, 128])
+        with pytest.raises(lmx.InvalidArgumentError, match=r"token id 4294967296 at position 1 \(0-based\)"):
+            s.eval([1, 2**32])

@@ -1,4 +1,4 @@
-/// The safetensors layout rules (DESIGN.md section 6), checked once at open time: an 8-byte
+/// The safetensors layout rules (docs/ARCHITECTURE.md#safetensors), checked once at open time: an 8-byte
 /// little-endian header length N with 0 < N <= `maximumHeaderLength`, a JSON object header, and
 /// tensors whose data exactly tiles the data section that starts at 8 + N. Every number in the
 /// header is file-provided, so all arithmetic on it is overflow-checked.

@@ -1,5 +1,5 @@
 extension Router {
-    /// Writes a router file (DESIGN.md section 6), atomically: rows in `expertNames` order, f32.
+    /// Writes a router file (docs/ARCHITECTURE.md#router-file), atomically: rows in `expertNames` order, f32.
     public func write(to path: String) throws {
         let (e, d) = (expertNames.count, layers.first.map { $0.weight.count / max(expertNames.count, 1) } ?? 0)
         var tensors: [(name: String, shape: [Int], data: [Float])] = []

@@ -1,6 +1,6 @@
 import Foundation
 
-/// A learned router (DESIGN.md section 2): per layer, z = W h (+ W_c c) + b over the experts,
+/// A learned router (docs/ARCHITECTURE.md#method): per layer, z = W h (+ W_c c) + b over the experts,
 /// p = softmax(z / temperature), top-K of p. Rows follow `expertNames`.
 public struct Router: Sendable {
     public enum Input: String, Sendable {

@@ -1,4 +1,4 @@
-/// How a session's tokens are routed to experts (DESIGN.md section 2, "Gates by routing mode").
+/// How a session's tokens are routed to experts (docs/ARCHITECTURE.md#gates).
 public enum RoutingMode: Sendable, Equatable {
     /// Base model only.
     case none

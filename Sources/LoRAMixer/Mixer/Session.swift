@@ -108,7 +108,7 @@ public final class Session {
         guard !tokens.isEmpty else { throw LoRAMixerError.invalidArgument("no tokens to evaluate") }
         let vocab = model.config.vocabSize
         if let bad = tokens.firstIndex(where: { $0 < 0 || Int($0) >= vocab }) {
-            throw LoRAMixerError.invalidArgument("token id \(tokens[bad]) at index \(bad) is out of range (vocab size \(vocab))")
+            throw LoRAMixerError.invalidArgument("token id \(tokens[bad]) at position \(bad) (0-based) is out of range (vocab size \(vocab))")
         }
         try checkRoom(for: tokens.count)
         var adapter = ExpertAdapter(

@@ -1,6 +1,6 @@
 import Foundation
 
-/// Trains a mixer's router, or its router and experts together, on examples (DESIGN.md section 2).
+/// Trains a mixer's router, or its router and experts together, on examples (docs/ARCHITECTURE.md#method).
 /// Writes the router file, PEFT folders for trained experts, checkpoints and `report.json` to the
 /// output folder, every file atomically.
 public final class Trainer {

@@ -23,7 +23,7 @@ public struct TrainingExample: Sendable, Equatable {
         (lhs.tokens, lhs.targets, lhs.task, lhs.promptLength) == (rhs.tokens, rhs.targets, rhs.task, rhs.promptLength)
     }
 
-    /// Reads JSON Lines (DESIGN.md section 6): one object per line, either `{"text": ...}` (loss on
+    /// Reads JSON Lines (docs/ARCHITECTURE.md#training-data): one object per line, either `{"text": ...}` (loss on
     /// every token after the first) or `{"prompt": ..., "completion": ...}` (loss on the completion),
     /// with an optional `"task"`. loramixer has no tokenizer: text is encoded as its UTF-8 bytes,
     /// which are the token ids of byte-level models (vocab >= 256). Models with a real tokenizer

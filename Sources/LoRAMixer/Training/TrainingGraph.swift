@@ -1,6 +1,6 @@
 /// One training step's computation over a packed batch: the forward pass of the frozen base with
 /// routed LoRA deltas, keeping what the backward pass needs (the tape), the losses, and the
-/// backward pass into the gradients of the trainable tensors (DESIGN.md section 2; the README
+/// backward pass into the gradients of the trainable tensors (docs/ARCHITECTURE.md#training; the README
 /// section "Training" spells out every term).
 struct TrainingGraph {
     let model: LanguageModel

@@ -1,4 +1,4 @@
-/// Everything that decides a training run (DESIGN.md section 2, "Training losses"). The same
+/// Everything that decides a training run (docs/ARCHITECTURE.md#training). The same
 /// options, data and seed give the same result, run after run, on the same machine.
 public struct TrainingOptions: Sendable, Equatable {
     /// What is trained; the base model never is.
