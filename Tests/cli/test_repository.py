@@ -1,5 +1,5 @@
 """The repository stands on its own: no tracked text file points at a document or path outside it,
-every docs/ARCHITECTURE.md#section link names a real section, and the bundled experts carry no
+every link to a section of docs/ARCHITECTURE.md names a real one, and the bundled experts carry no
 developer machine paths. Needs no build."""
 
 import json
