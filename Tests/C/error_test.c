@@ -896,10 +896,10 @@ static void test_sessions(lmx_model *model) {
     EXPECT_ERR("session_eval: zero tokens", lmx_session_eval(s, some_tokens, 0, LMX_LOGITS_LAST, logits, VOCAB),
                LMX_ERR_INVALID_ARGUMENT, "tokens");
     EXPECT_ERR("session_eval: token id 128 >= vocab 128", lmx_session_eval(s, bad_tokens, 3, LMX_LOGITS_LAST, logits, VOCAB),
-               LMX_ERR_INVALID_ARGUMENT, "128");
+               LMX_ERR_INVALID_ARGUMENT, "128", "at position 1 (0-based)");  /* positions count from 0, as in lmx and Python */
     bad_tokens[1] = -1;
     EXPECT_ERR("session_eval: token id -1", lmx_session_eval(s, bad_tokens, 3, LMX_LOGITS_LAST, logits, VOCAB),
-               LMX_ERR_INVALID_ARGUMENT, "-1");
+               LMX_ERR_INVALID_ARGUMENT, "-1", "at position 1 (0-based)");
     EXPECT_ERR("session_eval: NULL logits with LMX_LOGITS_LAST", lmx_session_eval(s, some_tokens, 3, LMX_LOGITS_LAST, NULL, VOCAB),
                LMX_ERR_INVALID_ARGUMENT, "logits");
     EXPECT_ERR("session_eval: which 7", lmx_session_eval(s, some_tokens, 3, 7, logits, VOCAB * 3),
