@@ -43,7 +43,8 @@ struct MixerOptions: ParsableArguments {
         --soft with --router = all experts gated by the router's probabilities; --fixed = the given \
         weights at every token; --uniform = 1/E for every expert. With no expert the base model runs; \
         a single --expert with no routing flag is applied at full weight (like PEFT); several experts \
-        need a routing choice. --top-k and --temperature change the router, not sampling.
+        need a routing choice. --fixed and --uniform use no router: giving --router with them is a \
+        usage error. --top-k and --temperature change the router, not sampling.
         """
 
     func validate() throws {

@@ -52,8 +52,8 @@ struct TrainCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Router file to start from (default: a new router, unless --routing label).", valueName: "file"))
     var router: String?
 
-    @Option(name: .customLong("router-input"), help: ArgumentHelp("Input of a new router: token or context.", valueName: "kind"))
-    var routerInput = "token"
+    @Option(name: .customLong("router-input"), help: ArgumentHelp("Input of a new router: token (default) or context.", valueName: "kind"))
+    var routerInput: String?
 
     @Option(help: ArgumentHelp("Training examples (JSON Lines).", valueName: "file.jsonl"))
     var data: String
@@ -137,7 +137,9 @@ struct TrainCommand: ParsableCommand {
         var options = TrainingOptions()
         guard let regime = TrainingOptions.Regime(rawValue: regime) else { throw ValidationError("--regime must be router or joint, not '\(regime)'") }
         guard let routing = TrainingOptions.Routing(rawValue: routing) else { throw ValidationError("--routing must be soft, topk or label, not '\(routing)'") }
-        guard let input = Router.Input(rawValue: routerInput) else { throw ValidationError("--router-input must be token or context, not '\(routerInput)'") }
+        guard let input = Router.Input(rawValue: routerInput ?? "token") else {
+            throw ValidationError("--router-input must be token or context, not '\(routerInput ?? "")'")
+        }
         options.regime = regime
         options.routing = routing
         options.routerInput = input
@@ -179,7 +181,14 @@ struct TrainCommand: ParsableCommand {
     func validate() throws {
         guard TrainingOptions.Regime(rawValue: regime) != nil else { throw ValidationError("--regime must be router or joint, not '\(regime)'") }
         guard TrainingOptions.Routing(rawValue: routing) != nil else { throw ValidationError("--routing must be soft, topk or label, not '\(routing)'") }
-        guard Router.Input(rawValue: routerInput) != nil else { throw ValidationError("--router-input must be token or context, not '\(routerInput)'") }
+        if let routerInput {
+            guard Router.Input(rawValue: routerInput) != nil else { throw ValidationError("--router-input must be token or context, not '\(routerInput)'") }
+            // The input of an existing router is the file's; label routing in the joint regime trains no router.
+            if router != nil { throw ValidationError("--router-input applies to a new router; --router FILE keeps the input it was trained with") }
+            if routing == "label" && regime == "joint" {
+                throw ValidationError("--router-input applies to a new router, and --routing label --regime joint trains none")
+            }
+        }
         if let targetModules, let bad = targetModules.split(separator: ",").first(where: { ProjectionModule(name: String($0)) == nil }) {
             throw ValidationError("--target-modules: '\(bad)' is not a projection (\(ProjectionModule.allCases.map(\.name).joined(separator: ", ")))")
         }

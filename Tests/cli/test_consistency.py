@@ -125,6 +125,10 @@ TRAIN_USAGE = {
     "--sensitive unknown": (["--regime", "joint", "--sensitive", "zz"], "--sensitive names unknown expert 'zz'"),
     "--lora-rank 0": (["--regime", "joint", "--new-expert", "n", "--lora-rank", "0"], "--lora-rank 0"),
     "duplicate expert": (["--regime", "joint", "--new-expert", "e0"], "expert 'e0' is given twice"),
+    "--router-input with --router": (["--router", F / "router.safetensors", "--router-input", "context"],
+                                     "--router-input applies to a new router; --router FILE"),
+    "--router-input with label routing": (["--regime", "joint", "--routing", "label", "--router-input", "context"],
+                                          "--router-input applies to a new router, and --routing label"),
 }
 
 
