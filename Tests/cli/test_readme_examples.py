@@ -65,7 +65,8 @@ def test_c_host_prints_the_answer(workdir):
     libdir, env = environment()
     (source,) = blocks("c", lambda c: "int main" in c)
     (workdir / "host.c").write_text(source)
-    run(["cc", "-std=c11", "-Wall", "-Werror", f"-I{ROOT / 'include'}", "host.c", "-o", "host", f"-L{libdir}",
+    includes = [f"-I{folder}" for folder in (ROOT / "include", ROOT / "include" / "loramixer") if folder.is_dir()]
+    run(["cc", "-std=c11", "-Wall", "-Werror", *includes, "host.c", "-o", "host", f"-L{libdir}",
          "-lloramixer", f"-Wl,-rpath,{libdir}"], workdir, env)
     out = run(["./host"], workdir, env).stdout
     assert out.splitlines()[0] == "12+30=42", out
@@ -88,6 +89,23 @@ def test_python_examples_run(workdir, index):
     out = run([sys.executable, "-c", code], workdir, env).stdout
     if 'b"12+30="' in code and "print(bytes(answer)" in code:
         assert out.splitlines()[0] == "42", out
+
+
+PYTHON_README = (ROOT / "python" / "README.md").read_text()
+# python/README.md's self-contained examples (the training one needs data files of your own).
+PYTHON_README_BLOCKS = [code for code in re.findall(r"^```python\n(.*?)^```$", PYTHON_README, re.M | re.S)
+                        if code.startswith("import loramixer") and ".jsonl" not in code]
+
+
+@pytest.mark.parametrize("index", range(len(PYTHON_README_BLOCKS)))
+def test_python_readme_examples_run(workdir, index):
+    _, env = environment()
+    out = run([sys.executable, "-c", PYTHON_README_BLOCKS[index]], workdir, env).stdout
+    assert out.splitlines()[0] == "42", out
+
+
+def test_python_readme_has_a_runnable_example():
+    assert PYTHON_README_BLOCKS and "Tests/Fixtures" not in PYTHON_README
 
 
 SHELL = blocks("sh", lambda c: re.search(r"^lmx ", c, re.M) and not any(word in c for word in NOT_RUN))
