@@ -41,7 +41,7 @@ from ctypes import (
 from pathlib import Path
 from typing import Any, List, Optional, Sequence, Tuple
 
-from .errors import ABIError, InvalidArgumentError, LibraryNotFoundError, error_for_status
+from .errors import ABIError, InvalidArgumentError, LibraryNotFoundError, LoraMixerIOError, error_for_status
 
 __all__ = [
     "HEADER_VERSION_MAJOR",
@@ -466,6 +466,24 @@ def encode_path(path: "os.PathLike[str] | str | bytes", what: str = "path") -> b
     raw = os.fsencode(path)
     if b"\0" in raw:
         raise InvalidArgumentError(f"{what} {path!r} contains a NUL character")
+    return raw
+
+
+def existing_path(path: "os.PathLike[str] | str | bytes", what: str, folder: bool) -> bytes:
+    """``encode_path`` for a folder or file that must exist: a missing one is a LoraMixerIOError
+    that says it does not exist (rather than what the library found missing inside it), as ``lmx``
+    reports it."""
+    raw = encode_path(path, what)
+    kind = "folder" if folder else "file"
+    shown = os.fsdecode(raw)
+    if not raw:
+        return raw  # the library refuses an empty path as an invalid argument
+    if not os.path.exists(raw):
+        raise LoraMixerIOError(f"{what}: {kind} {shown} does not exist")
+    if folder and not os.path.isdir(raw):
+        raise LoraMixerIOError(f"{what}: {shown} is a file, not a folder")
+    if not folder and os.path.isdir(raw):
+        raise LoraMixerIOError(f"{what}: {shown} is a folder, not a file")
     return raw
 
 

@@ -199,7 +199,7 @@ class Mixer(OwnedHandle):
         index = c_int32(-1)
         with self._modifying():
             capi.lib().lmx_mixer_add_peft(self._require(), capi.encode_text(name, "name"),
-                                          capi.encode_path(path), byref(index))
+                                          capi.existing_path(path, "add_peft", folder=True), byref(index))
         return index.value
 
     def add_lora(self, name: str, tensors: Mapping[Tuple[int, ModuleLike], Tuple[Any, Any]], *,
@@ -407,7 +407,7 @@ class Mixer(OwnedHandle):
         router. Add every expert it names first. Sessions created afterwards default to learned
         routing. Raises LoraMixerIOError, FormatError, ShapeError, NotFoundError."""
         with self._modifying():
-            capi.lib().lmx_mixer_load_router(self._require(), capi.encode_path(path))
+            capi.lib().lmx_mixer_load_router(self._require(), capi.existing_path(path, "load_router", folder=False))
 
     # -------------------------------------------------------------------------------- training
     def train(self, data: PathLike, *, eval: Optional[PathLike] = None, out: Optional[PathLike] = None,
@@ -507,8 +507,8 @@ class Mixer(OwnedHandle):
         params.resume = 1 if resume else 0
         params.n_threads = _c_int(n_threads, "n_threads", _INT32)
         params.eval_max_tokens = _c_int(eval_max_tokens, "eval_max_tokens", _INT32)
-        data_path = capi.encode_path(data, "data")
-        eval_path = None if eval is None else capi.encode_path(eval, "eval")
+        data_path = capi.existing_path(data, "train data", folder=False)
+        eval_path = None if eval is None else capi.existing_path(eval, "train eval", folder=False)
         out_dir = None if out is None else capi.encode_path(out, "out")
         if progress is not None and not callable(progress):
             raise TypeError("progress must be callable as progress(TrainProgress) -> False to cancel")

@@ -48,7 +48,7 @@ class Model(OwnedHandle):
         out = c_void_p()
         self.path: str = os.fspath(path)
         self.load_mode: LoadMode = mode  # type: ignore[assignment]
-        lib.lmx_model_load(capi.encode_path(path), byref(params), byref(out))
+        lib.lmx_model_load(capi.existing_path(path, "Model", folder=True), byref(params), byref(out))
         self._own(out.value, lib.lmx_model_free)
         info = capi.lmx_model_info()
         info.struct_size = ctypes.sizeof(capi.lmx_model_info)

@@ -468,8 +468,8 @@ def test_train_bad_arguments(llama_model, data, tmp_path):
         (tmp_path / name).write_text(text)
     cases = [
         # (data, keywords, class, fragments, from the library)
-        (tmp_path / "missing.jsonl", {}, lmx.LoraMixerIOError, ("missing.jsonl",), True),
-        (data, dict(eval=tmp_path / "missing.jsonl"), lmx.LoraMixerIOError, ("missing.jsonl",), True),
+        (tmp_path / "missing.jsonl", {}, lmx.LoraMixerIOError, ("missing.jsonl does not exist",), False),
+        (data, dict(eval=tmp_path / "missing.jsonl"), lmx.LoraMixerIOError, ("missing.jsonl does not exist",), False),
         ("", {}, lmx.InvalidArgumentError, ("data_path", "empty"), True),
         (tmp_path / "bad_json.jsonl", {}, lmx.FormatError, ("bad_json.jsonl:2", "JSON"), True),
         (tmp_path / "range.jsonl", {}, lmx.InvalidArgumentError, ("range.jsonl:3", "128", "0..<128"), True),
