@@ -198,6 +198,12 @@ struct TrainCommand: ParsableCommand {
         for name in experts.map(\.name) + newExperts where !seen.insert(name).inserted {
             throw ValidationError("expert '\(name)' is given twice in --expert/--new-expert")
         }
+        if routing == "label" && regime == "joint" && router == nil {
+            // Label routing in the joint regime trains no router: router settings would be ignored.
+            for (flag, given) in [("--top-k", topK != nil), ("--temperature", temperature != nil)] where given {
+                throw ValidationError("\(flag) applies to a router, and --routing label --regime joint trains none")
+            }
+        }
         // The rules of TrainingOptions.validate(), said with the flags as typed.
         func check(_ condition: Bool, _ message: @autoclosure () -> String) throws {
             if !condition { throw ValidationError(message()) }

@@ -127,6 +127,8 @@ TRAIN_USAGE = {
     "duplicate expert": (["--regime", "joint", "--new-expert", "e0"], "expert 'e0' is given twice"),
     "--router-input with --router": (["--router", F / "router.safetensors", "--router-input", "context"],
                                      "--router-input applies to a new router; --router FILE"),
+    "--top-k with joint label routing": (["--regime", "joint", "--routing", "label", "--top-k", "2"],
+                                         "--top-k applies to a router, and --routing label --regime joint trains none"),
     "--router-input with label routing": (["--regime", "joint", "--routing", "label", "--router-input", "context"],
                                           "--router-input applies to a new router, and --routing label"),
 }
