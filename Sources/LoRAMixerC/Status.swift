@@ -12,7 +12,7 @@ func withStatus(_ function: String = #function, _ body: () throws -> Void) -> lm
         return error.kind.cStatus
     } catch {
         LastError.set("\(entryName(function)): \(error)")
-        return lmx_status(LMX_ERR_INVALID_ARGUMENT)
+        return LoRAMixerError.Kind.io.cStatus  // not the core's own: a system or library failure
     }
 }
 

@@ -692,6 +692,24 @@ static void test_train_errors(lmx_model *model) {
                    "state.safetensors");
     }
 
+    /* Failures of the file system, not of the arguments: LMX_ERR_IO naming the path. (A read-only
+     * folder would not do: the tests may run as root.) */
+    {
+        char blocker[1200], under[1300];
+        tmp_path(blocker, sizeof blocker, "a_file");
+        write_or_die(blocker, "not a folder\n");
+        snprintf(under, sizeof under, "%s/out", blocker);
+        EXPECT_ERR("mixer_train: out_dir below a regular file", lmx_mixer_train(mixer, data, NULL, under, &ok, NULL, NULL),
+                   LMX_ERR_IO, "a_file", "not a folder");
+        case_dir(dir, sizeof dir, "experts_blocked");
+        snprintf(under, sizeof under, "%s/experts", dir);
+        write_or_die(under, "in the way\n");
+        p = ok; p.regime = LMX_TRAIN_JOINT;
+        EXPECT_ERR("mixer_train: joint, out_dir/experts is a regular file (PEFT folders cannot be created)",
+                   lmx_mixer_train(mixer, data, NULL, dir, &p, NULL, NULL), LMX_ERR_IO, "experts_blocked/experts",
+                   "not a folder");
+    }
+
     /* Mixers training cannot use. */
     {
         lmx_mixer *empty = NULL;

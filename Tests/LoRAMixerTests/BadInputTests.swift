@@ -16,6 +16,25 @@ final class BadInputTests: XCTestCase {
         try? FileManager.default.removeItem(atPath: directory)
     }
 
+    /// Failures of the file system are `.io` (LMX_ERR_IO) naming the path, never `.invalidArgument`:
+    /// a PEFT folder that cannot be created, a router file in a folder that does not exist, a
+    /// plugin path that is a folder's entry that does not exist.
+    func testFileSystemFailuresAreIOErrorsNamingThePath() throws {
+        let mixer = try Fixtures.mixer("llama_f32")
+        let blocker = (directory as NSString).appendingPathComponent("a_file")
+        XCTAssertTrue(FileManager.default.createFile(atPath: blocker, contents: Data("in the way\n".utf8)))
+        let expert = try XCTUnwrap(mixer.experts.first as? LoRAExpert)
+        assertThrows(.io, containing: ["a_file", "not a folder"]) {
+            try expert.writePEFT(to: blocker + "/e0", baseModel: "base", config: mixer.model.config)
+        }
+        let router = try XCTUnwrap(mixer.router)
+        let missing = (directory as NSString).appendingPathComponent("missing/router.safetensors")
+        assertThrows(.io, containing: [missing, "No such file"]) { try router.write(to: missing) }
+        assertThrows(.io, containing: ["a_file/plugin.so", "Not a directory"]) {
+            try mixer.loadPlugin(path: blocker + "/plugin.so")
+        }
+    }
+
     /// A copy of a fixture model folder whose config.json is edited by `edit`.
     private func modelCopy(editing edit: (inout [String: Any]) -> Void) throws -> String {
         let target = (directory as NSString).appendingPathComponent("model")

@@ -17,15 +17,18 @@
 #include "good/fixed_numbers.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 enum { N_TOKENS = 12, VOCAB = 128, LAYERS = 2, N_LOGITS = N_TOKENS * VOCAB };
 
-static const char *fixtures, *build;
+static const char *fixtures, *build, *self_path;
 static char llama[1024], plugins[1100], logs[1100];
 static lmx_model *model;
 static int32_t *tokens;
@@ -515,6 +518,201 @@ static void test_policy(lmx_mixer *mixer) {
 }
 
 /* ------------------------------------------------------------------------------------------------
+ * 3b. The pin holds the loaded file: the library hashes and loads one open file, so replacing the
+ *     file at the path (between loads, or while a load runs) never gets unpinned code loaded; a
+ *     path without '/' names a file in the current folder, never one on the library search path.
+ * ---------------------------------------------------------------------------------------------- */
+
+#define SCALER_ID "org.loramixer.example.custom-scaler"
+
+/* The id of the mixer's last plugin into out ("" if there is none). */
+static void last_plugin_id(const lmx_mixer *mixer, char *out, size_t size) {
+    out[0] = 0;
+    size_t n = n_plugins(mixer);
+    if (n == 0 || n == (size_t)-1 || lmx_mixer_plugin_string(mixer, n - 1, LMX_PLUGIN_ID, out, size, NULL) != LMX_OK)
+        out[0] = 0;
+}
+
+/* Puts the file `from` at `target` in one step: a hard link under a temporary name, renamed over. */
+static int replace_with(const char *from, const char *target, const char *tmp) {
+    unlink(tmp);
+    return link(from, tmp) == 0 && rename(tmp, target) == 0;
+}
+
+typedef struct {
+    const char *a, *b, *target;
+    char tmp[1500];
+    atomic_int stop;
+    long swaps, errors;
+} swapper;
+
+/* Renames A and B over the target in turn until told to stop (at most 2,000,000 times). */
+static void *swap_loop(void *arg) {
+    swapper *s = arg;
+    for (long i = 0; i < 2000000 && !atomic_load(&s->stop); i++) {
+        if (!replace_with((i & 1) ? s->b : s->a, s->target, s->tmp)) {
+            s->errors++;
+            break;
+        }
+        s->swaps++;
+    }
+    return NULL;
+}
+
+static void test_pin_race(lmx_mixer *mixer) {
+    char dir[1300], a[1400], b[1400], target[1400], tmp[1400], link_path[1400], digest[65], id[256];
+    snprintf(dir, sizeof dir, "%s/pin_race", build);
+    mkdir(dir, 0755);
+    chmod(dir, 0755);
+    char source_a[1300], source_b[1300];
+    plugin_path(source_a, sizeof source_a, "custom_scaler");
+    plugin_path(source_b, sizeof source_b, "lifecycle");
+    snprintf(a, sizeof a, "%s/a.so", dir);
+    snprintf(b, sizeof b, "%s/b.so", dir);
+    snprintf(target, sizeof target, "%s/plugin.so", dir);
+    snprintf(tmp, sizeof tmp, "%s/.plugin.so.tmp", dir);
+    snprintf(link_path, sizeof link_path, "%s/link.so", dir);
+    copy_file(source_a, a);
+    copy_file(source_b, b);
+    chmod(a, 0755);
+    chmod(b, 0755);
+    size_t len = 0;
+    unsigned char *data = read_file(a, &len);
+    if (!data) {
+        fail("pin race", "cannot read %s", a);
+        return;
+    }
+    sha256_hex(data, len, digest);
+    free(data);
+    const char *pin_a[] = {digest};
+    size_t e0 = n_experts(mixer), p0 = n_plugins(mixer);
+
+    /* Swapped between two loads: A's bytes load, B's are refused at the same path. */
+    replace_with(a, target, tmp);
+    if (EXPECT_OK("pin: A at the path, pinned to A", load_with(mixer, target, pin_a, 1, 0))) {
+        last_plugin_id(mixer, id, sizeof id);
+        if (strcmp(id, SCALER_ID) == 0) pass("pin: the loaded plugin is A (" SCALER_ID ")");
+        else fail("pin: the loaded plugin", "id '%s', want " SCALER_ID, id);
+        unload_scaler(mixer, "pin: A");
+    }
+    replace_with(b, target, tmp);
+    EXPECT_ERR("pin: B renamed over the path, pinned to A", load_with(mixer, target, pin_a, 1, 0), LMX_ERR_PLUGIN,
+               "plugin.so", "SHA-256", "not among");
+    expect_unchanged("pin: B refused", mixer, e0, p0);
+    replace_with(a, target, tmp);
+    if (EXPECT_OK("pin: A renamed back", load_with(mixer, target, pin_a, 1, 0))) unload_scaler(mixer, "pin: A back");
+
+    /* Through a symlink: the file it points to when opened is the one hashed and loaded. */
+    unlink(link_path);
+    if (symlink("a.so", link_path) == 0 && EXPECT_OK("pin: a symlink to A", load_with(mixer, link_path, pin_a, 1, 0)))
+        unload_scaler(mixer, "pin: symlink to A");
+    unlink(link_path);
+    if (symlink("b.so", link_path) == 0)
+        EXPECT_ERR("pin: the symlink repointed to B", load_with(mixer, link_path, pin_a, 1, 0), LMX_ERR_PLUGIN,
+                   "link.so", "SHA-256", "not among");
+
+    /* Renamed over while loading: a thread swaps A and B at the path without pause while this one
+     * loads it pinned to A. Every load must be A (by its id) or refused by the pin; none may be B. */
+    swapper s = {.a = a, .b = b, .target = target};
+    snprintf(s.tmp, sizeof s.tmp, "%s/.swap.tmp", dir);
+    atomic_init(&s.stop, 0);
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, swap_loop, &s) != 0) {
+        fail("pin race", "pthread_create failed");
+        return;
+    }
+    enum { LOADS = 100 };
+    int loaded_a = 0, refused = 0, wrong = 0, other = 0;
+    char wrong_id[256] = "", other_error[512] = "";
+    for (int i = 0; i < LOADS; i++) {
+        lmx_status st = load_with(mixer, target, pin_a, 1, 0);
+        if (st == LMX_OK) {
+            last_plugin_id(mixer, id, sizeof id);
+            if (strcmp(id, SCALER_ID) == 0) loaded_a++;
+            else if (wrong++ == 0) snprintf(wrong_id, sizeof wrong_id, "%s", id);
+            lmx_mixer_unload_plugin(mixer, id);
+        } else if (st == LMX_ERR_PLUGIN && strstr(lmx_last_error(), "not among")) {
+            refused++;
+        } else if (other++ == 0) {
+            snprintf(other_error, sizeof other_error, "%s: %s", status_name(st), lmx_last_error());
+        }
+    }
+    atomic_store(&s.stop, 1);
+    pthread_join(thread, NULL);
+    char name[512];
+    snprintf(name, sizeof name, "pin: %d loads while the path is swapped (%ld swaps): A loaded %d times, B refused %d times, "
+             "never anything else", LOADS, s.swaps, loaded_a, refused);
+    if (wrong == 0 && other == 0 && s.errors == 0 && loaded_a + refused == LOADS) pass(name);
+    else fail("pin: loads during swaps", "%d loaded another plugin (first: '%s'), %d failed otherwise (first: %s), "
+              "%ld swap errors", wrong, wrong_id, other, other_error, s.errors);
+    expect_unchanged("pin: after the swaps", mixer, e0, p0);
+}
+
+/* The child half of test_bare_name, run as `plugin_test FIXTURES BUILD --bare-name DIR` with DIR's
+ * sibling bare_libpath on LD_LIBRARY_PATH. Exits 0 when every check passed. */
+static int bare_name_child(const char *dir) {
+    lmx_mixer *mixer = NULL;
+    char id[256];
+    if (!EXPECT_OK("bare name (child): model_load", lmx_model_load(llama, NULL, &model)) ||
+        !EXPECT_OK("bare name (child): mixer_create", lmx_mixer_create(model, &mixer)))
+        return 1;
+    if (chdir(dir) != 0) {
+        fail("bare name (child)", "cannot enter %s", dir);
+        return 1;
+    }
+    if (EXPECT_OK("bare name: 'bare_plugin.so' loads", lmx_mixer_load_plugin(mixer, "bare_plugin.so", NULL, NULL))) {
+        last_plugin_id(mixer, id, sizeof id);
+        if (strcmp(id, SCALER_ID) == 0)
+            pass("bare name: 'bare_plugin.so' is the one in the current folder, not the one on LD_LIBRARY_PATH");
+        else fail("bare name: which file", "loaded '%s', want " SCALER_ID " (the current folder's)", id);
+    }
+    EXPECT_ERR("bare name: a name only on LD_LIBRARY_PATH is not found", lmx_mixer_load_plugin(mixer, "only_on_path.so",
+               NULL, NULL), LMX_ERR_IO, "only_on_path.so", "no such file");
+    lmx_mixer_free(mixer);
+    lmx_model_free(model);
+    return tests_failed ? 1 : 0;
+}
+
+static void test_bare_name(void) {
+    char cwd_dir[1300], lib_dir[1300], from[1300], to[1400], env[8200];
+    snprintf(cwd_dir, sizeof cwd_dir, "%s/bare_cwd", build);
+    snprintf(lib_dir, sizeof lib_dir, "%s/bare_libpath", build);
+    mkdir(cwd_dir, 0755);
+    mkdir(lib_dir, 0755);
+    chmod(cwd_dir, 0755);
+    chmod(lib_dir, 0755);
+    plugin_path(from, sizeof from, "custom_scaler");
+    snprintf(to, sizeof to, "%s/bare_plugin.so", cwd_dir);
+    copy_file(from, to);
+    chmod(to, 0755);
+    plugin_path(from, sizeof from, "lifecycle");
+    snprintf(to, sizeof to, "%s/bare_plugin.so", lib_dir);
+    copy_file(from, to);
+    chmod(to, 0755);
+    snprintf(to, sizeof to, "%s/only_on_path.so", lib_dir);
+    copy_file(from, to);
+    chmod(to, 0755);
+
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        const char *old = getenv("LD_LIBRARY_PATH");
+        /* The child changes folder: the decoy's folder goes on the path as an absolute one. */
+        char cwd[2048] = "";
+        if (lib_dir[0] != '/' && !getcwd(cwd, sizeof cwd)) _exit(126);
+        snprintf(env, sizeof env, "%s%s%s%s%s", cwd, *cwd ? "/" : "", lib_dir, old && *old ? ":" : "", old ? old : "");
+        setenv("LD_LIBRARY_PATH", env, 1);
+        execl(self_path, self_path, fixtures, build, "--bare-name", cwd_dir, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid) fail("bare name", "cannot run the child process");
+    else if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        pass("bare name: the child with a decoy on LD_LIBRARY_PATH passed its checks");
+    else fail("bare name", "the child (LD_LIBRARY_PATH=%s, cwd %s) failed: status 0x%x", lib_dir, cwd_dir, status);
+}
+
+/* ------------------------------------------------------------------------------------------------
  * 4. Unload and lifetime: sessions keep experts and code; shutdown after the last user
  * ---------------------------------------------------------------------------------------------- */
 
@@ -977,11 +1175,19 @@ static void test_plugin_after_router(void) {
 /* ------------------------------------------------------------------------------------------------ */
 
 int main(int argc, char **argv) {
+    if (argc == 5 && strcmp(argv[3], "--bare-name") == 0) {
+        fixtures = argv[1];
+        build = argv[2];
+        snprintf(llama, sizeof llama, "%s/llama_f32", fixtures);
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        return bare_name_child(argv[4]);
+    }
     if (argc != 3) {
         fprintf(stderr, "usage: %s FIXTURES_DIR BUILD_DIR\n", argv[0]);
         return 2;
     }
     install_crash_handler();
+    self_path = argv[0]; /* test_bare_name runs this program again (not /proc/self/exe: under valgrind that is valgrind) */
     setvbuf(stdout, NULL, _IOLBF, 0); /* plugin log lines go to stderr: keep whole lines apart */
     fixtures = argv[1];
     build = argv[2];
@@ -1011,10 +1217,12 @@ int main(int argc, char **argv) {
         test_loader_failures(mixer);
         test_registration_failures(mixer);
         test_policy(mixer);
+        test_pin_race(mixer);
         test_host_keeps_working(mixer);
     }
     lmx_mixer_free(mixer);
 
+    test_bare_name();
     test_lifecycle();
     test_custom_matches_lora();
     test_memory_lora();

@@ -95,6 +95,11 @@ void lmxk_pool_run(lmxk_pool *pool, int chunks, lmxk_task task, void *context);
 /* Stops and joins the workers. NULL is a no-op. */
 void lmxk_pool_free(lmxk_pool *pool);
 
+/* The CPUs this process may run on (its affinity mask); 0 if unknown. */
+int lmxk_cpu_count(void);
+/* The name the dynamic loader knows a dlopen() handle by (its link_map's l_name); NULL if unknown. */
+const char *lmxk_dl_name(void *handle);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 
 /// Routes a forward pass through a session's experts: at each layer's input it decides the gates
 /// (once per token, reused by every projection of the layer), then adds each expert's low-rank

@@ -1,16 +1,16 @@
-import Foundation
+import Glibc
 
 extension LoRAExpert {
     /// Loads a PEFT LoRA folder (`adapter_config.json` + `adapter_model.safetensors`) for `config`,
     /// checking every tensor against the model's shapes.
     public convenience init(peftDirectory directory: String, name: String, config: ModelConfig) throws {
-        let configPath = (directory as NSString).appendingPathComponent("adapter_config.json")
-        let weightsPath = (directory as NSString).appendingPathComponent("adapter_model.safetensors")
-        guard FileManager.default.fileExists(atPath: configPath) else {
+        let configPath = SystemFiles.join(directory, "adapter_config.json")
+        let weightsPath = SystemFiles.join(directory, "adapter_model.safetensors")
+        guard SystemFiles.exists(configPath) else {
             throw LoRAMixerError.io("\(directory): no adapter_config.json (expected a PEFT LoRA folder)")
         }
-        guard FileManager.default.fileExists(atPath: weightsPath) else {
-            let hasBin = FileManager.default.fileExists(atPath: (directory as NSString).appendingPathComponent("adapter_model.bin"))
+        guard SystemFiles.exists(weightsPath) else {
+            let hasBin = SystemFiles.exists(SystemFiles.join(directory, "adapter_model.bin"))
             throw LoRAMixerError.io("\(directory): no adapter_model.safetensors"
                 + (hasBin ? " (adapter_model.bin is a pickle; convert it to safetensors)" : ""))
         }

@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 
 extension LoRAExpert {
     /// Writes the expert as a PEFT LoRA folder that PEFT and `LoRAExpert(peftDirectory:)` load:
@@ -7,7 +7,7 @@ extension LoRAExpert {
     /// slot's, other modules get `rank_pattern` / `alpha_pattern` entries (alpha = scale x r), and
     /// `target_modules` names exactly the adapted modules.
     public func writePEFT(to directory: String, baseModel: String, config: ModelConfig) throws {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try AtomicFile.createDirectories(directory)
         var tensors: [(name: String, shape: [Int], data: [Float])] = []
         var keys: [(key: String, lora: LoRAWeights)] = []
         for (layer, modules) in slots.enumerated() {
@@ -21,7 +21,7 @@ extension LoRAExpert {
         }
         guard let first = keys.first?.lora else { throw LoRAMixerError.state("expert '\(name)' has no LoRA tensors to write") }
         func alpha(_ lora: LoRAWeights) -> Double { Double(lora.scale) * Double(lora.rank) }
-        func escaped(_ key: String) -> String { key.replacingOccurrences(of: ".", with: "\\.") }
+        func escaped(_ key: String) -> String { key.replacing(".", with: "\\.") }
         var rankPattern = JSONObject(), alphaPattern = JSONObject()
         for (key, lora) in keys {
             if lora.rank != first.rank { rankPattern[escaped(key)] = JSONValue(lora.rank) }
@@ -50,9 +50,9 @@ extension LoRAExpert {
         config["use_dora"] = .bool(false)
         config["use_rslora"] = .bool(false)
         try SafeTensorsWriter.write(tensors, metadata: ["format": "pt"],
-                                    to: (directory as NSString).appendingPathComponent("adapter_model.safetensors"))
+                                    to: SystemFiles.join(directory, "adapter_model.safetensors"))
         try AtomicFile.write(JSONValue.object(config).serialized() + "\n",
-                             to: (directory as NSString).appendingPathComponent("adapter_config.json"))
+                             to: SystemFiles.join(directory, "adapter_config.json"))
     }
 
     /// A new expert for training, initialised as PEFT does by default: A ~ U(-1/sqrt(in), 1/sqrt(in))

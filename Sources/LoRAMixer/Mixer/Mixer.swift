@@ -1,10 +1,10 @@
-import Foundation
+import Glibc
 
 /// A model plus named experts and an optional router. Sessions take a snapshot of it, so adding
 /// experts later never changes a running session.
 public final class Mixer: @unchecked Sendable {
     public let model: LanguageModel
-    private let lock = NSLock()
+    private let lock = Lock()
     private var _experts: [any Expert] = []
     private var _router: Router?
     private var _plugins: [LoadedPlugin] = []

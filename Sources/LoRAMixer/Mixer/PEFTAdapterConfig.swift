@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 
 /// The parts of PEFT's `adapter_config.json` that decide a LoRA's shape and scale. Reading is
 /// lenient (so tools can describe any LoRA config); `checkSupported()` says whether loramixer can
@@ -13,10 +13,7 @@ public struct PEFTAdapterConfig: Sendable {
     private let unsupported: String?
 
     public init(contentsOf path: String) throws {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw LoRAMixerError.io("\(path): cannot read file")
-        }
-        try self.init(json: JSONParser.parse([UInt8](data), context: path), source: path)
+        try self.init(json: JSONParser.parse(SystemFiles.read(path), context: path), source: path)
     }
 
     public init(json: JSONValue, source: String) throws {

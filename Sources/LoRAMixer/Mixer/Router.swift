@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 
 /// A learned router (docs/ARCHITECTURE.md#method): per layer, z = W h (+ W_c c) + b over the experts,
 /// p = softmax(z / temperature), top-K of p. Rows follow `expertNames`.

@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 
 /// Next-token choice: greedy, or temperature sampling restricted by top-k and top-p, from a
 /// seeded generator so that equal seeds give equal samples.

@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 
 /// One sequence being evaluated over a snapshot of a mixer: its KV cache or recurrent state, routing settings,
 /// the router's running context and the routing trace. Use from one thread at a time.
@@ -31,7 +31,7 @@ public final class Session {
         guard (1...config.maxPositions).contains(length) else {
             throw LoRAMixerError.invalidArgument("n_ctx \(length) must be in 1...\(config.maxPositions) (max_position_embeddings)")
         }
-        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let cores = SystemFiles.processorCount
         if let threads, !(1...1024).contains(threads) {
             throw LoRAMixerError.invalidArgument("n_threads \(threads) must be in 1...1024 (0 = the \(cores) cores available)")
         }

@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 
 /// A loaded decoder (llama family or Mamba): validated config and weights. Immutable, so one instance serves
 /// any number of sessions on any number of threads.
@@ -18,8 +18,8 @@ public final class LanguageModel: @unchecked Sendable {
     let unitWeight: [Float]
 
     public convenience init(directory: String, mode: LoadMode = .mapped) throws {
-        let configPath = (directory as NSString).appendingPathComponent("config.json")
-        guard FileManager.default.fileExists(atPath: configPath) else {
+        let configPath = SystemFiles.join(directory, "config.json")
+        guard SystemFiles.exists(configPath) else {
             throw LoRAMixerError.io("\(directory): no config.json (expected a Hugging Face model folder)")
         }
         let config = try ModelConfig(contentsOf: configPath)

@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 
 /// One Mamba block's weights (`backbone.layers.{i}`): the pre-norm and the mixer around the
 /// selective scan. `negativeA` is -exp(A_log), computed once at load as transformers does per call.

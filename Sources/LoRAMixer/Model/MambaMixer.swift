@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 
 /// The activations of a Mamba mixer over `rows` tokens: reused by every layer of an inference
 /// pass, kept per layer by the trainer for its backward pass.

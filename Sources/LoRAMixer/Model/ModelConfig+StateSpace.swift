@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 
 /// The selective state-space settings of a Mamba or FalconMamba `config.json`.
 public struct StateSpaceConfig: Sendable, Equatable {

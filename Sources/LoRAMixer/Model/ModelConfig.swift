@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 
 /// The decoder families this library runs. Each maps to Hugging Face architecture names.
 public enum ModelFamily: String, Sendable {
@@ -120,10 +120,7 @@ extension ModelConfig {
     }
 
     public init(contentsOf path: String) throws {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw LoRAMixerError.io("\(path): cannot read file")
-        }
-        try self.init(json: JSONParser.parse([UInt8](data), context: path), source: path)
+        try self.init(json: JSONParser.parse(SystemFiles.read(path), context: path), source: path)
     }
 
     private static func slidingWindows(fields: ConfigFields, family: ModelFamily, layerCount: Int) throws -> [Int?] {

@@ -1,5 +1,5 @@
 internal import CLoRAMixer
-import Foundation
+import Glibc
 
 /// The `lmx_host_api` table handed to a plugin's init. Each entry resolves the registrar pointer
 /// back to its `PluginStaging`, validates, converts and stages; failures become a status plus a
@@ -103,6 +103,9 @@ enum PluginHostTable {
             } catch let error as LoRAMixerError {
                 staging.recordFailure(LoRAMixerError(error.kind, "\(function): \(error.message)"))
                 throw error
+            } catch {
+                staging.recordFailure(.io("\(function): \(error)"))
+                throw error
             }
         }
     }
@@ -124,7 +127,7 @@ enum PluginHostTable {
         } catch let error as LoRAMixerError {
             return error.kind.cStatus
         } catch {
-            return lmx_status(LMX_ERR_INVALID_ARGUMENT)
+            return LoRAMixerError.Kind.io.cStatus  // not the core's own: a system or library failure
         }
     }
 

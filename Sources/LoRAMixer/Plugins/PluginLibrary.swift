@@ -1,5 +1,6 @@
+internal import CKernels
 internal import CLoRAMixer
-import Foundation
+import Glibc
 
 /// A loaded plugin shared library. Everything a plugin registered holds it, so the library stays
 /// open while any of its experts is alive; the last release calls the plugin's shutdown (when its
@@ -16,14 +17,29 @@ public final class PluginLibrary: @unchecked Sendable {
     var initialized = false
     let initialize: @convention(c) (UnsafePointer<lmx_host_api>?, OpaquePointer?, UnsafePointer<CChar>?) -> lmx_status
 
-    /// Opens `path` and validates its descriptor, after `policy` accepted the file.
+    /// The plugin file, open from before the policy check until after `dlclose`: the library is
+    /// loaded from it (`/proc/self/fd/N`), so what was checked is what runs, and while it is open
+    /// no other file can be loaded under the same `/proc/self/fd/N` name.
+    private let file: Int32
+
+    /// Opens `path` once, checks that open file against `policy`, loads that same file and
+    /// validates its descriptor. A `path` without `/` names a file in the current directory: it
+    /// is never looked up on the library search path.
     init(path: String, policy: PluginPolicy) throws {
-        try policy.check(path: path)
-        guard let handle = dlopen(path, RTLD_NOW | RTLD_LOCAL) else {
-            throw LoRAMixerError.plugin("\(path): cannot load as a shared library: \(Self.dlerrorText())")
+        // O_NONBLOCK: opening a FIFO must not hang (it is then refused as not a regular file).
+        let opened = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard opened >= 0 else { throw posixError("\(path): cannot open plugin file") }
+        do {
+            try policy.check(descriptor: opened, path: path)
+        } catch {
+            close(opened)
+            throw error
         }
+        let (handle, file) = try Self.load(descriptor: opened, path: path)
+        self.file = file
         func fail(_ error: LoRAMixerError) -> LoRAMixerError {
             dlclose(handle)
+            close(file)
             return error
         }
         guard let symbol = dlsym(handle, "lmx_plugin_entry") else {
@@ -62,6 +78,50 @@ public final class PluginLibrary: @unchecked Sendable {
     deinit {
         if initialized { shutdown?() }
         dlclose(handle)
+        close(file)
+    }
+
+    /// `dlopen("/proc/self/fd/N")` of the open file. The dynamic loader first matches a name
+    /// against the libraries already loaded, so if a library loaded earlier under this very name
+    /// is still resident (one that could not be unloaded, from a file since closed), the file is
+    /// moved to another descriptor number first. Takes `descriptor` over: returns the handle and
+    /// the one descriptor left open, or throws with every descriptor closed.
+    private static func load(descriptor: Int32, path: String) throws -> (UnsafeMutableRawPointer, Int32) {
+        var current = descriptor
+        var superseded: [Int32] = []
+        defer { superseded.forEach { close($0) } }
+        for _ in 0..<16 {
+            let name = "/proc/self/fd/\(current)"
+            if let resident = dlopen(name, RTLD_LAZY | RTLD_NOLOAD) {
+                // Found by name (stale: refused) or by device and inode (this very file, loaded already).
+                let stale = loadedName(resident) == name
+                dlclose(resident)
+                if stale {
+                    let moved = fcntl(current, F_DUPFD_CLOEXEC, current + 1)
+                    guard moved >= 0 else {
+                        let failure = posixError("\(path): cannot duplicate the plugin file descriptor")
+                        close(current)
+                        throw failure
+                    }
+                    superseded.append(current)
+                    current = moved
+                    continue
+                }
+            }
+            guard let handle = dlopen(name, RTLD_NOW | RTLD_LOCAL) else {
+                let failure = LoRAMixerError.plugin("\(path): cannot load as a shared library: \(dlerrorText())")
+                close(current)
+                throw failure
+            }
+            return (handle, current)
+        }
+        close(current)
+        throw LoRAMixerError.plugin("\(path): cannot load: every descriptor tried is the name of another resident library")
+    }
+
+    /// The name the dynamic loader knows a loaded library by (`link_map.l_name`).
+    private static func loadedName(_ handle: UnsafeMutableRawPointer) -> String? {
+        lmxk_dl_name(handle).map { String(cString: $0) }
     }
 
     private static func dlerrorText() -> String {

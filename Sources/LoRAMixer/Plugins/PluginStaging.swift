@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 
 /// What one plugin's init registered, held apart from the mixer until init returns OK. Also the
 /// object behind the C `lmx_plugin_registrar *` a plugin receives.
@@ -48,6 +48,6 @@ final class PluginStaging {
     func log(level: UInt32, _ message: String) {
         let names = ["debug", "info", "warning", "error"]
         let name = Int(level) < names.count ? names[Int(level)] : "level \(level)"
-        FileHandle.standardError.write(Data("[loramixer plugin \(library.id)] \(name): \(message)\n".utf8))
+        fputs("[loramixer plugin \(library.id)] \(name): \(message)\n", stderr)
     }
 }

@@ -1,4 +1,3 @@
-import Foundation
 import Glibc
 
 /// Writes files so that a reader, a crash or a kill never sees a half-written one: the bytes go
@@ -65,9 +64,9 @@ enum AtomicFile {
     /// Removes temporary files a killed writer left in `directory` (`.NAME.tmp-PID-RANDOM` whose
     /// process is gone); files of a live process are left alone.
     static func removeStaleTemporaries(in directory: String) {
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
+        guard let names = SystemFiles.names(in: directory) else { return }
         for name in names where name.hasPrefix(".") {
-            guard let marker = name.range(of: ".tmp-", options: .backwards),
+            guard let marker = name.ranges(of: ".tmp-").last,
                   let pid = name[marker.upperBound...].split(separator: "-").first.flatMap({ Int32($0) }),
                   kill(pid, 0) != 0 && errno == ESRCH else { continue }
             unlink(directory + "/" + name)

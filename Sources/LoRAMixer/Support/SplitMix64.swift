@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 
 /// SplitMix64: a small, fast generator that gives the same sequence on every platform, so seeded
 /// sampling, initialisation and shuffling repeat exactly. `state` can be saved and restored.

@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 
 /// AdamW as torch.optim.AdamW computes it (decoupled weight decay, bias-corrected moments), with
 /// global-norm gradient clipping and a linear-warmup + cosine learning-rate schedule.

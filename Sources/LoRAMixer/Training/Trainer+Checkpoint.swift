@@ -1,5 +1,5 @@
 import Crypto
-import Foundation
+import Glibc
 
 extension Trainer {
     static let checkpointFile = "checkpoint/state.safetensors"
@@ -8,16 +8,16 @@ extension Trainer {
     /// report.json), then the checkpoint (parameters, Adam moments, step), each file atomically, so
     /// a kill at any moment leaves every file whole: the previous version or the new one.
     func saveCheckpoint(to output: String) throws {
-        try AtomicFile.createDirectories((output as NSString).appendingPathComponent("checkpoint"))
+        try AtomicFile.createDirectories(SystemFiles.join(output, "checkpoint"))
         var files: [String] = []
         if let router = mixture.makeRouter(source: output) {
-            try router.write(to: (output as NSString).appendingPathComponent("router.safetensors"))
+            try router.write(to: SystemFiles.join(output, "router.safetensors"))
             files.append("router.safetensors")
         }
         if options.regime == .joint {
             for expert in try mixture.makeExperts() {
                 let folder = "experts/\(expert.name)"
-                try expert.writePEFT(to: (output as NSString).appendingPathComponent(folder), baseModel: model.directory, config: model.config)
+                try expert.writePEFT(to: SystemFiles.join(output, folder), baseModel: model.directory, config: model.config)
                 files.append(folder)
             }
         }
@@ -35,11 +35,11 @@ extension Trainer {
                 tensors.append(("adam_updates.\(parameter.name)", [1], [Float(optimizer.updates[index])]))
             }
         }
-        try AtomicFile.write(reportJSON().serialized() + "\n", to: (output as NSString).appendingPathComponent("report.json"))
+        try AtomicFile.write(reportJSON().serialized() + "\n", to: SystemFiles.join(output, "report.json"))
         try SafeTensorsWriter.write(tensors, metadata: [
             "format": "loramixer.checkpoint", "version": "1", "step": String(completedSteps),
             "total_steps": String(totalSteps), "run": runFingerprint,
-        ], to: (output as NSString).appendingPathComponent(Self.checkpointFile))
+        ], to: SystemFiles.join(output, Self.checkpointFile))
     }
 
     /// Creates the output folder (failing before any training if it cannot be) and removes
@@ -47,15 +47,15 @@ extension Trainer {
     static func prepare(output: String, experts: [String]) throws {
         try AtomicFile.createDirectories(output)
         for folder in ["", "checkpoint"] + experts.map({ "experts/\($0)" }) {
-            AtomicFile.removeStaleTemporaries(in: (output as NSString).appendingPathComponent(folder))
+            AtomicFile.removeStaleTemporaries(in: SystemFiles.join(output, folder))
         }
     }
 
     /// Continues from `output`'s checkpoint if there is one; it must come from the same run (same
     /// options, data, experts and router shapes), or this throws saying so.
     func restoreCheckpoint(from output: String) throws {
-        let path = (output as NSString).appendingPathComponent(Self.checkpointFile)
-        guard FileManager.default.fileExists(atPath: path) else { return }
+        let path = SystemFiles.join(output, Self.checkpointFile)
+        guard SystemFiles.exists(path) else { return }
         let file = try SafeTensorsFile(path: path, mode: .copied)
         guard file.metadata["format"] == "loramixer.checkpoint", file.metadata["version"] == "1",
               let step = file.metadata["step"].flatMap(Int.init), (0...totalSteps).contains(step) else {
@@ -85,15 +85,15 @@ extension Trainer {
         }
         completedSteps = step
         report.resumedFromStep = step
-        report.steps = Self.loggedSteps(reportAt: (output as NSString).appendingPathComponent("report.json"), upTo: step,
+        report.steps = Self.loggedSteps(reportAt: SystemFiles.join(output, "report.json"), upTo: step,
                                         totalSteps: totalSteps)
     }
 
     /// The step records of an earlier segment of the run (report.json), so the report of a resumed
     /// run still covers every step; a missing or unreadable report just starts the log afresh.
     static func loggedSteps(reportAt path: String, upTo step: Int, totalSteps: Int) -> [TrainingProgress] {
-        guard let data = FileManager.default.contents(atPath: path),
-              let steps = (try? JSONParser.parse([UInt8](data), context: path))?.object?["steps"]?.array else { return [] }
+        guard let data = try? SystemFiles.read(path),
+              let steps = (try? JSONParser.parse(data, context: path))?.object?["steps"]?.array else { return [] }
         return steps.compactMap { $0.object.flatMap { TrainingProgress(json: $0, totalSteps: totalSteps) } }.filter { $0.step <= step }
     }
 
@@ -110,7 +110,7 @@ extension Trainer {
             feed("\(example.tokens) \(example.targets.map { $0 ? 1 : 0 }) \(example.task ?? "")")
         }
         for parameter in mixture.parameters { feed("\(parameter.name) \(parameter.shape) \(parameter.trainable)") }
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        return SystemFiles.hex(hasher.finalize())
     }
 
     func reportJSON() -> JSONValue {

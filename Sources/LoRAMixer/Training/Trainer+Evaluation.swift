@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 
 extension Trainer {
     /// Per task label (examples without one count as "(none)"): the mean cross-entropy on the

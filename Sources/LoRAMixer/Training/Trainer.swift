@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 
 /// Trains a mixer's router, or its router and experts together, on examples (docs/ARCHITECTURE.md#method).
 /// Writes the router file, PEFT folders for trained experts, checkpoints and `report.json` to the
@@ -50,7 +50,7 @@ public final class Trainer {
         }
         self.labels = labels
         totalSteps = options.steps ?? options.epochs * ((examples.count + options.batchSize - 1) / options.batchSize)
-        pool = ThreadPool(threads: options.threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        pool = ThreadPool(threads: options.threads ?? SystemFiles.processorCount)
         optimizer = AdamW(options: options, parameters: mixture.parameters, totalSteps: totalSteps)
         let sensitive = Set(options.sensitiveExperts.map { "experts.\($0)." })
         reference = Dictionary(uniqueKeysWithValues: mixture.parameters.enumerated().compactMap { index, parameter in
@@ -129,14 +129,15 @@ public final class Trainer {
     /// `.cancelled` is thrown), writes the outputs and evaluates. Resumable: a later Trainer with
     /// `resume: true` on the same output folder continues from the last checkpoint.
     public func run(progress: (TrainingProgress) -> Bool = { _ in true }) throws -> TrainingReport {
-        let start = Date()
+        let clock = ContinuousClock()
+        let start = clock.now
         var tokens = 0
         while completedSteps < totalSteps {
             let n = completedSteps
             let (losses, statistics, norm, lr, batchTokens) = try step(n)
             completedSteps += 1
             tokens += batchTokens
-            let elapsed = Date().timeIntervalSince(start)
+            let elapsed = SystemFiles.seconds(start.duration(to: clock.now))
             let done = completedSteps - (report.resumedFromStep ?? 0)
             let layers = max(statistics.load.count, 1)
             let load = (0..<mixture.expertNames.count).map { j in statistics.load.reduce(Float(0)) { $0 + $1[j] } / Float(layers) }

@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 
 /// One training example: token ids, which of them are targets (the loss is on predicting them),
 /// and an optional task label.
@@ -30,9 +30,7 @@ public struct TrainingExample: Sendable, Equatable {
     /// give ids instead: `{"tokens": [...]}` or `{"prompt_tokens": [...], "completion_tokens": [...]}`.
     /// Blank lines are skipped; errors name the file and line.
     public static func load(path: String, vocabSize: Int, maxLength: Int) throws -> [TrainingExample] {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw LoRAMixerError.io("\(path): cannot read file")
-        }
+        let data = try SystemFiles.read(path)
         var examples: [TrainingExample] = []
         for (index, line) in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
             let where_ = "\(path):\(index + 1)"

@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 
 extension TrainingGraph {
     /// The batch's loss terms and routing statistics; adds the gradient of the total loss into

@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 
 extension TrainingGraph {
     /// Backward of a Mamba block x_out = x_in + mixer(h), from d x_out (`dx`) to d h, the gradient

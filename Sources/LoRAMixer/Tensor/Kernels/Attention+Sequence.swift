@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 
 // Causal attention over one whole sequence held in memory (training), keeping the probabilities
 // for the backward pass. Same maths as `attentionForward`, which reads a KV cache instead:

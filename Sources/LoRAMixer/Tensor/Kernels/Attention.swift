@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 
 /// Causal multi-head attention with grouped KV heads over a KV cache:
 ///   out[t, h] = sum_p softmax_p(q[t, h] . K[p, g(h)] / sqrt(D)) V[p, g(h)],

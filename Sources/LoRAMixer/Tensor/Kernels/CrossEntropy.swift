@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 
 /// Next-token cross-entropy and its gradient for the rows of `logits` that have a target:
 ///   loss = sum_r -log softmax(logits[r])[targets[r]] * weight;  dLogits[r] = (softmax - onehot) * weight

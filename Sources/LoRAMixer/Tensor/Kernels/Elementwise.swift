@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 
 /// RMSNorm as in Llama: y = x / sqrt(mean(x^2) + eps) * weight
 ///   x, y: [T, d] (may alias), weight: [d]

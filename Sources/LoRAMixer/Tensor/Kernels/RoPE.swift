@@ -1,4 +1,4 @@
-import Foundation
+import Glibc
 
 /// Rotary position embedding, transformers' "rotate half" layout: for pair i < D/2,
 ///   out[i]       = x[i] * cos(p * f_i) - x[i + D/2] * sin(p * f_i)

@@ -1,5 +1,5 @@
 internal import CKernels
-import Foundation
+import Glibc
 
 /// Mamba's causal depthwise convolution, channels split across `pool`:
 ///   out[t, c] = bias[c] + sum_k w[c, k] x[t - (K - 1) + k, c], earlier inputs from `history`
