@@ -211,7 +211,7 @@ static void test_model_load(void) {
 
     /* Missing things. */
     join(dir, sizeof dir, tmp, "no_such_model");
-    load_fails("model_load: missing folder", dir, LMX_ERR_IO, "no_such_model", NULL, NULL);
+    load_fails("model_load: missing folder", dir, LMX_ERR_IO, "no_such_model", "model folder does not exist", NULL);
     case_dir(dir, sizeof dir, "empty_folder");
     load_fails("model_load: folder without config.json", dir, LMX_ERR_IO, "config.json", NULL, NULL);
     model_case(dir, sizeof dir, "no_weights", NULL);
@@ -519,7 +519,7 @@ static void test_adapters(lmx_model *model) {
     EXPECT_ERR("mixer_add_peft: NULL dir", lmx_mixer_add_peft(mixer, "x", NULL, NULL), LMX_ERR_INVALID_ARGUMENT, "dir");
 
     join(dir, sizeof dir, tmp, "no_adapter_here");
-    add_fails("mixer_add_peft: missing folder", mixer, "x", dir, LMX_ERR_IO, "no_adapter_here", NULL);
+    add_fails("mixer_add_peft: missing folder", mixer, "x", dir, LMX_ERR_IO, "no_adapter_here", "adapter folder does not exist");
     adapter_case(dir, sizeof dir, "adapter_without_weights", NULL, NULL, 0);
     add_fails("mixer_add_peft: no adapter_model.safetensors", mixer, "x", dir, LMX_ERR_IO, "adapter_model.safetensors",
               NULL);

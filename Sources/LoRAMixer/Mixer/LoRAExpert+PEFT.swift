@@ -4,6 +4,7 @@ extension LoRAExpert {
     /// Loads a PEFT LoRA folder (`adapter_config.json` + `adapter_model.safetensors`) for `config`,
     /// checking every tensor against the model's shapes.
     public convenience init(peftDirectory directory: String, name: String, config: ModelConfig) throws {
+        try SystemFiles.requireFolder(directory, "PEFT adapter folder")
         let configPath = SystemFiles.join(directory, "adapter_config.json")
         let weightsPath = SystemFiles.join(directory, "adapter_model.safetensors")
         guard SystemFiles.exists(configPath) else {

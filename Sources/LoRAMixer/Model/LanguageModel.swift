@@ -18,6 +18,7 @@ public final class LanguageModel: @unchecked Sendable {
     let unitWeight: [Float]
 
     public convenience init(directory: String, mode: LoadMode = .mapped) throws {
+        try SystemFiles.requireFolder(directory, "model folder")
         let configPath = SystemFiles.join(directory, "config.json")
         guard SystemFiles.exists(configPath) else {
             throw LoRAMixerError.io("\(directory): no config.json (expected a Hugging Face model folder)")

@@ -23,6 +23,18 @@ enum SystemFiles {
         return stat(path, &status) == 0
     }
 
+    /// Checks that `directory` is an existing folder, so that a wrong path is reported as such
+    /// rather than as a file missing inside it. `what` names the folder's role ("model folder").
+    static func requireFolder(_ directory: String, _ what: String) throws {
+        var status = stat()
+        guard stat(directory, &status) == 0 else {
+            throw LoRAMixerError.io("\(directory): \(what) does not exist (\(String(cString: strerror(errno))))")
+        }
+        guard status.st_mode & S_IFMT == S_IFDIR else {
+            throw LoRAMixerError.io("\(directory): not a folder (expected a \(what))")
+        }
+    }
+
     /// The whole file, read into memory.
     static func read(_ path: String) throws -> [UInt8] {
         let file = try FileBytes(path: path, mode: .copied, minimumSize: 0)
