@@ -134,7 +134,8 @@ LMX_API lmx_model_params lmx_model_params_default(void);
  * Threads: any thread.
  * Errors: LMX_ERR_INVALID_ARGUMENT (NULL, unknown load_mode), LMX_ERR_ABI (params->struct_size
  * below LMX_MODEL_PARAMS_MIN_SIZE), LMX_ERR_IO (missing or unreadable file), LMX_ERR_FORMAT (corrupt
- * file, unknown architecture), LMX_ERR_SHAPE (a tensor of the wrong shape), LMX_ERR_OUT_OF_MEMORY. */
+ * file, unknown architecture), LMX_ERR_SHAPE (a tensor of the wrong shape), LMX_ERR_NOT_FOUND (a
+ * required tensor is missing), LMX_ERR_OUT_OF_MEMORY. */
 LMX_API lmx_status lmx_model_load(const char *path, const lmx_model_params *params, lmx_model **out);
 
 /* Release the caller's reference to a model. Mixers and sessions created from it keep it alive

@@ -82,7 +82,7 @@ extension TrainingOptions {
                               ("steps", p.steps), ("checkpoint_every", p.checkpoint_every), ("n_threads", p.n_threads),
                               ("batch_size", p.batch_size), ("epochs", p.epochs), ("eval_max_tokens", p.eval_max_tokens)]
             where value > UInt32(Int32.max) {
-            throw LoRAMixerError.invalidArgument("lmx_train_params.\(name) \(value) must be in 0...\(Int32.max) (a negative value cast to uint32_t?)")
+            throw LoRAMixerError.invalidArgument("lmx_train_params.\(name) \(value) (\(Int32(bitPattern: value)) as a signed int) must be in 0...\(Int32.max)")
         }
         routerInput = p.router_context != 0 ? .context : .token
         softSteps = Int(p.soft_steps)
