@@ -920,6 +920,7 @@ static void test_router_from_memory(void) {
         {"topk", LMX_ERR_INVALID_ARGUMENT, "top_k", "0"},
         {"temp", LMX_ERR_INVALID_ARGUMENT, "temperature", "0"},
         {"names", LMX_ERR_NOT_FOUND, "zz", "e2"},
+        {"small", LMX_ERR_ABI, "lmx_router_desc", "struct_size"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char what[128];
