@@ -32,12 +32,14 @@ extern "C" {
 #define LMX_HAS_FIELD(type, ptr, member) ((size_t)(ptr)->struct_size >= LMX_SIZE_THROUGH(type, member))
 
 /* ---------------------------------------------------------------------------------------------
- * Integer types (one rule while the version is 0.x): counts, lengths, capacities and indices that
- * functions take or write are size_t, and so are array lengths stored next to their pointer in a
- * struct; other struct fields that count or number model things (layer, module, rank, n_ctx,
- * top_k, steps, thread counts) are uint32_t; token ids and the trace's expert ids are int32_t
- * (values, where -1 marks an empty trace slot); booleans, including callback answers, are
- * uint32_t (0 = false, nonzero = true); enum values are uint32_t; statuses are lmx_status.
+ * Integer types (one rule while the version is 0.x):
+ *  - size_t: counts, lengths, capacities and indices of the API's own collections (expert and
+ *    plugin indices, token and buffer counts), as arguments, outputs and array lengths in structs;
+ *  - uint32_t: numbers of model things and small settings (layer, rank, n_ctx, top_k, steps,
+ *    thread counts, features), enum values (LMX_MODULE_*, LMX_DTYPE_*, ...), and booleans,
+ *    including callback answers (0 = false, nonzero = true);
+ *  - int32_t: token ids and the trace's expert ids (values; -1 marks an empty trace slot);
+ *  - lmx_status for statuses.
  * ------------------------------------------------------------------------------------------- */
 
 /* ---------------------------------------------------------------------------------------------
