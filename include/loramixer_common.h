@@ -13,6 +13,36 @@ extern "C" {
 #endif
 
 /* ---------------------------------------------------------------------------------------------
+ * Growing structs. Every struct the caller fills begins with `uint32_t struct_size` (the plugin
+ * descriptor: after abi_version); new fields are only ever appended. The library accepts any
+ * struct_size from the struct's minimum size (LMX_<STRUCT>_MIN_SIZE: the end of the fields the
+ * struct had in its first version) upward: it copies min(struct_size, its own sizeof) bytes over
+ * the defaults, so a caller built against an older, shorter header gets the defaults for fields
+ * appended since, and fields a newer header appended are ignored. Below the minimum the call fails
+ * with LMX_ERR_ABI naming the struct. Structs the library fills (lmx_model_info,
+ * lmx_plugin_model_info, lmx_session_params from lmx_session_get_params) are written only up to
+ * the caller's struct_size (at least 4: struct_size itself). Structs the library hands over
+ * (lmx_host_api, lmx_train_progress) carry the library's size: read a field only if struct_size
+ * reaches its end (LMX_HAS_FIELD).
+ * ------------------------------------------------------------------------------------------- */
+
+/* Bytes from the start of `type` to the end of `member`. */
+#define LMX_SIZE_THROUGH(type, member) (offsetof(type, member) + sizeof(((type *)0)->member))
+/* Nonzero if the struct at `ptr` (with a struct_size field) is large enough to hold `member`. */
+#define LMX_HAS_FIELD(type, ptr, member) ((size_t)(ptr)->struct_size >= LMX_SIZE_THROUGH(type, member))
+
+/* ---------------------------------------------------------------------------------------------
+ * Integer types (one rule while the version is 0.x):
+ *  - size_t: counts, lengths, capacities and indices of the API's own collections (expert and
+ *    plugin indices, token and buffer counts), as arguments, outputs and array lengths in structs;
+ *  - uint32_t: numbers of model things and small settings (layer, rank, n_ctx, top_k, steps,
+ *    thread counts, features), enum values (LMX_MODULE_*, LMX_DTYPE_*, ...), and booleans,
+ *    including callback answers (0 = false, nonzero = true);
+ *  - int32_t: token ids and the trace's expert ids (values; -1 marks an empty trace slot);
+ *  - lmx_status for statuses.
+ * ------------------------------------------------------------------------------------------- */
+
+/* ---------------------------------------------------------------------------------------------
  * Status codes. Values are fixed forever; new codes are only ever added at the end.
  * ------------------------------------------------------------------------------------------- */
 typedef int32_t lmx_status;
@@ -28,8 +58,16 @@ enum {
     LMX_ERR_OUT_OF_MEMORY = -7,    /* an allocation failed or a size would overflow */
     LMX_ERR_STATE = -8,            /* the object is not in a state that allows the call */
     LMX_ERR_NOT_FOUND = -9,        /* a named expert, tensor, module or plugin does not exist */
-    LMX_ERR_CANCELLED = -10        /* the host cancelled the operation (reserved: long operations
-                                      such as training report it when a callback cancels) */
+    LMX_ERR_CANCELLED = -10        /* the host cancelled the operation: a training progress callback
+                                      or a session's abort callback asked to stop */
+};
+
+/* Log levels of plugin messages (lmx_host_api.log) and of the host's log callback. */
+enum {
+    LMX_LOG_DEBUG = 0,
+    LMX_LOG_INFO = 1,
+    LMX_LOG_WARNING = 2,
+    LMX_LOG_ERROR = 3
 };
 
 /* Projection modules that experts can adapt. Values are fixed forever. A model has either the
@@ -84,13 +122,17 @@ typedef struct lmx_lora_desc {
     void (*release)(void *user_data);/* NULL: copy; else borrow and release when done */
     void *user_data;                 /* passed to release */
 } lmx_lora_desc;
+/* Version 0 ended at n_tensors: a shorter desc copies its tensors (release NULL). */
+#define LMX_LORA_DESC_MIN_SIZE LMX_SIZE_THROUGH(lmx_lora_desc, n_tensors)
 
 /* A custom expert's forward: for `n_rows` input rows of one (layer, module), ADD the expert's
  * delta into `output` (the library passes it zeroed and then multiplies it by each row's gate, so
  * write the ungated delta). input is [n_rows x in_features], output [n_rows x out_features],
  * row-major f32, valid only during the call. Return LMX_OK, or an error status to fail the
- * evaluation (the session is left unchanged, the caller gets LMX_ERR_PLUGIN). Called from the
- * thread evaluating a session; several sessions may call it at once, so it must be thread-safe. */
+ * evaluation (the session is left unchanged, the caller gets LMX_ERR_PLUGIN).
+ * Ownership: input and output are the library's, valid during the call only.
+ * Threads: called from the thread evaluating a session; several sessions may call it at once, so
+ * it must be thread-safe. */
 typedef lmx_status (*lmx_expert_forward_fn)(void *user_data, uint32_t layer, uint32_t module,
                                             const float *input, float *output, size_t n_rows,
                                             size_t in_features, size_t out_features);
@@ -111,6 +153,7 @@ typedef struct lmx_custom_expert_desc {
     void (*destroy)(void *user_data);/* optional */
     void *user_data;
 } lmx_custom_expert_desc;
+#define LMX_CUSTOM_EXPERT_DESC_MIN_SIZE LMX_SIZE_THROUGH(lmx_custom_expert_desc, user_data)
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,5 @@
 import CLoRAMixer
-import LoRAMixer
+@_spi(CABI) import LoRAMixer
 
 /// Argument checks shared by the entry points; each throws `invalidArgument` naming the argument.
 enum Arguments {
@@ -39,11 +39,16 @@ enum Arguments {
     }
 
     /// A params struct from the caller, or the defaults for NULL. Its leading struct_size must
-    /// cover this version of the struct.
-    static func params<T>(_ pointer: UnsafePointer<T>?, _ name: String, default makeDefault: () -> T) throws -> T {
+    /// reach `minimum` (the end of the struct's version-0 fields: LMX_*_MIN_SIZE in the header),
+    /// else LMX_ERR_ABI naming the struct; then min(struct_size, sizeof) bytes are copied over the
+    /// defaults, so a host built against an older, shorter header gets defaults for fields
+    /// appended since, and a newer host's extra fields are ignored.
+    static func params<T>(_ pointer: UnsafePointer<T>?, _ name: String, minimum: Int,
+                          default makeDefault: () -> T) throws -> T {
         guard let pointer else { return makeDefault() }
-        _ = try structSize(UnsafeRawPointer(pointer).load(as: UInt32.self), minimum: MemoryLayout<T>.size, name)
-        return pointer.pointee
+        let raw = UnsafeRawPointer(pointer)
+        return try CInterop.readStruct(raw, declaredSize: raw.load(as: UInt32.self), minimum: minimum,
+                                       defaults: makeDefault(), name)
     }
 
     /// The struct_size a caller put in a params struct: at least `minimum` (the size of the first
@@ -53,6 +58,16 @@ enum Arguments {
             throw LoRAMixerError(.abi, "\(name).struct_size is \(size), expected at least \(minimum); set it to sizeof(\(name))")
         }
         return Int(size)
+    }
+
+    /// Version-0 sizes of the params structs (the end of the fields each had when first declared;
+    /// loramixer.h names them LMX_*_MIN_SIZE).
+    enum MinimumSize {
+        static let modelParams = MemoryLayout<lmx_model_params>.offset(of: \.load_mode)! + 4
+        static let sessionParams = MemoryLayout<lmx_session_params>.offset(of: \.trace)! + 4
+        static let generateParams = MemoryLayout<lmx_generate_params>.offset(of: \.user_data)! + MemoryLayout<UnsafeRawPointer>.size
+        static let pluginParams = MemoryLayout<lmx_plugin_params>.offset(of: \.allow_writable)! + 4
+        static let trainParams = MemoryLayout<lmx_train_params>.offset(of: \.eval_max_tokens)! + 4
     }
 
     /// A caller buffer's capacity: a `size_t` above Int.max means "more than enough".

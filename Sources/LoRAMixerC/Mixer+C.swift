@@ -18,35 +18,35 @@ public func lmx_mixer_free(_ mixer: OpaquePointer?) {
 
 @_cdecl("lmx_mixer_add_peft")
 public func lmx_mixer_add_peft(_ mixer: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ dir: UnsafePointer<CChar>?,
-                               _ outIndex: UnsafeMutablePointer<Int32>?) -> lmx_status {
+                               _ outIndex: UnsafeMutablePointer<Int>?) -> lmx_status {
     withStatus {
         let mixer = try Handles.resolve(mixer, .mixer, as: Mixer.self, "mixer")
         let index = try mixer.addPEFT(name: Arguments.string(name, "name"), directory: Arguments.string(dir, "dir"))
-        outIndex?.pointee = Int32(index)
+        outIndex?.pointee = index
     }
 }
 
 @_cdecl("lmx_mixer_add_lora")
 public func lmx_mixer_add_lora(_ mixer: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ desc: UnsafePointer<lmx_lora_desc>?,
-                               _ outIndex: UnsafeMutablePointer<Int32>?) -> lmx_status {
+                               _ outIndex: UnsafeMutablePointer<Int>?) -> lmx_status {
     withStatus {
         let mixer = try Handles.resolve(mixer, .mixer, as: Mixer.self, "mixer")
         let name = try Arguments.string(name, "name")
         let desc = try Arguments.required(desc, "desc")
         let index = try CInterop.addLoRAExpert(to: mixer, name: name, desc: desc)
-        outIndex?.pointee = Int32(index)
+        outIndex?.pointee = index
     }
 }
 
 @_cdecl("lmx_mixer_add_custom")
 public func lmx_mixer_add_custom(_ mixer: OpaquePointer?, _ name: UnsafePointer<CChar>?,
-                                 _ desc: UnsafePointer<lmx_custom_expert_desc>?, _ outIndex: UnsafeMutablePointer<Int32>?) -> lmx_status {
+                                 _ desc: UnsafePointer<lmx_custom_expert_desc>?, _ outIndex: UnsafeMutablePointer<Int>?) -> lmx_status {
     withStatus {
         let mixer = try Handles.resolve(mixer, .mixer, as: Mixer.self, "mixer")
         let name = try Arguments.string(name, "name")
         let desc = try Arguments.required(desc, "desc")
         let index = try CInterop.addCustomExpert(to: mixer, name: name, desc: desc)
-        outIndex?.pointee = Int32(index)
+        outIndex?.pointee = index
     }
 }
 

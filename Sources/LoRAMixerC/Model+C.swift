@@ -13,7 +13,7 @@ public func lmx_model_load(_ path: UnsafePointer<CChar>?, _ params: UnsafePointe
         let out = try Arguments.required(out, "out")
         out.pointee = nil
         let path = try Arguments.string(path, "path")
-        let params = try Arguments.params(params, "lmx_model_params", default: lmx_model_params_default)
+        let params = try Arguments.params(params, "lmx_model_params", minimum: Arguments.MinimumSize.modelParams, default: lmx_model_params_default)
         let mode: LoadMode
         switch Int(params.load_mode) {
         case Int(LMX_LOAD_MMAP): mode = .mapped
@@ -34,10 +34,11 @@ public func lmx_model_get_info(_ model: OpaquePointer?, _ out: UnsafeMutablePoin
     withStatus {
         let model = try Handles.resolve(model, .model, as: LanguageModel.self, "model")
         let out = try Arguments.required(out, "out")
-        let size = try Arguments.structSize(out.pointee.struct_size, minimum: MemoryLayout<UInt32>.size, "lmx_model_info")
+        let declared = UnsafeRawPointer(out).load(as: UInt32.self)
+        let size = try Arguments.structSize(declared, minimum: MemoryLayout<UInt32>.size, "lmx_model_info")
         let c = model.config
         var info = lmx_model_info()
-        info.struct_size = out.pointee.struct_size
+        info.struct_size = declared
         info.n_vocab = UInt32(c.vocabSize)
         info.n_layers = UInt32(c.layerCount)
         info.d_model = UInt32(c.hiddenSize)

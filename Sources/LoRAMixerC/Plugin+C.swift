@@ -13,7 +13,7 @@ public func lmx_mixer_load_plugin(_ mixer: OpaquePointer?, _ path: UnsafePointer
     withStatus {
         let mixer = try Handles.resolve(mixer, .mixer, as: Mixer.self, "mixer")
         let path = try Arguments.string(path, "path")
-        let params = try Arguments.params(params, "lmx_plugin_params", default: lmx_plugin_params_default)
+        let params = try Arguments.params(params, "lmx_plugin_params", minimum: Arguments.MinimumSize.pluginParams, default: lmx_plugin_params_default)
         let config = try params.config.map { pointer in
             guard let config = String(validatingCString: pointer) else {
                 throw LoRAMixerError.invalidArgument("params.config is not valid UTF-8")

@@ -13,7 +13,7 @@ public func lmx_session_create(_ mixer: OpaquePointer?, _ params: UnsafePointer<
         let out = try Arguments.required(out, "out")
         out.pointee = nil
         let mixer = try Handles.resolve(mixer, .mixer, as: Mixer.self, "mixer")
-        let params = try Arguments.params(params, "lmx_session_params", default: lmx_session_params_default)
+        let params = try Arguments.params(params, "lmx_session_params", minimum: Arguments.MinimumSize.sessionParams, default: lmx_session_params_default)
         let session = try mixer.makeSession(contextLength: params.n_ctx == 0 ? nil : Int(params.n_ctx), trace: params.trace != 0,
                                             threads: params.n_threads == 0 ? nil : Int(params.n_threads))
         out.pointee = Handles.make(session, .session)
@@ -130,7 +130,7 @@ public func lmx_session_generate(_ session: OpaquePointer?, _ prompt: UnsafePoin
         let capacity = Arguments.capacity(outCapacity)
         if promptCount > 0, promptCount <= Int.max / 2 { try session.checkRoom(for: promptCount) }
         let prompt = try Arguments.array(prompt, count: promptCount, limit: session.contextLength, "prompt", allowEmpty: true)
-        let params = try Arguments.params(params, "lmx_generate_params", default: lmx_generate_params_default)
+        let params = try Arguments.params(params, "lmx_generate_params", minimum: Arguments.MinimumSize.generateParams, default: lmx_generate_params_default)
         let stops = try Arguments.array(params.stop_tokens, count: params.n_stop_tokens, limit: session.model.config.vocabSize,
                                         "params.stop_tokens", allowEmpty: true)
         let options = Session.GenerationOptions(
@@ -187,5 +187,78 @@ public func lmx_session_trace_copy(_ session: OpaquePointer?, _ expertIDs: Unsaf
         }
         expertIDs.update(from: trace.expertIDs, count: trace.expertIDs.count)
         gates.update(from: trace.gates, count: trace.gates.count)
+    }
+}
+
+@_cdecl("lmx_session_get_params")
+public func lmx_session_get_params(_ session: OpaquePointer?, _ out: UnsafeMutablePointer<lmx_session_params>?) -> lmx_status {
+    withStatus {
+        let session = try resolveSession(session)
+        let out = try Arguments.required(out, "out")
+        let declared = UnsafeRawPointer(out).load(as: UInt32.self)
+        let size = try Arguments.structSize(declared, minimum: MemoryLayout<UInt32>.size, "lmx_session_params")
+        var params = lmx_session_params(struct_size: declared, n_ctx: UInt32(session.contextLength),
+                                        trace: session.trace == nil ? 0 : 1, n_threads: UInt32(session.threads))
+        withUnsafeBytes(of: &params) { source in
+            UnsafeMutableRawPointer(out).copyMemory(from: source.baseAddress!, byteCount: min(size, source.count))
+        }
+    }
+}
+
+@_cdecl("lmx_session_get_routing")
+public func lmx_session_get_routing(_ session: OpaquePointer?, _ outMode: UnsafeMutablePointer<UInt32>?) -> lmx_status {
+    withStatus {
+        let session = try resolveSession(session)
+        let out = try Arguments.required(outMode, "out_mode")
+        let mode: Int = switch session.routing {
+        case .none: LMX_ROUTING_NONE
+        case .learned: LMX_ROUTING_LEARNED
+        case .soft: LMX_ROUTING_SOFT
+        case .fixed: LMX_ROUTING_FIXED
+        case .uniform: LMX_ROUTING_UNIFORM
+        }
+        out.pointee = UInt32(mode)
+    }
+}
+
+@_cdecl("lmx_session_get_fixed_weights")
+public func lmx_session_get_fixed_weights(_ session: OpaquePointer?, _ weights: UnsafeMutablePointer<Float>?, _ capacity: Int,
+                                          _ count: UnsafeMutablePointer<Int>?) -> lmx_status {
+    withStatus {
+        let session = try resolveSession(session)
+        let count = try Arguments.required(count, "n_weights")
+        let values = session.fixedWeights ?? []
+        count.pointee = values.count
+        guard !values.isEmpty, Arguments.capacity(capacity) > 0 || weights != nil else { return }
+        guard let weights else { throw LoRAMixerError.invalidArgument("'weights' must not be NULL when capacity is \(capacity)") }
+        guard Arguments.capacity(capacity) >= values.count else {
+            throw LoRAMixerError.shape("'capacity' is \(capacity) floats, but the session has \(values.count) fixed weights")
+        }
+        weights.update(from: values, count: values.count)
+    }
+}
+
+@_cdecl("lmx_session_get_top_k")
+public func lmx_session_get_top_k(_ session: OpaquePointer?, _ outTopK: UnsafeMutablePointer<UInt32>?) -> lmx_status {
+    withStatus {
+        let session = try resolveSession(session)
+        try Arguments.required(outTopK, "out_top_k").pointee = UInt32(session.effectiveTopK)
+    }
+}
+
+@_cdecl("lmx_session_get_temperature")
+public func lmx_session_get_temperature(_ session: OpaquePointer?, _ outTemperature: UnsafeMutablePointer<Float>?) -> lmx_status {
+    withStatus {
+        let session = try resolveSession(session)
+        try Arguments.required(outTemperature, "out_temperature").pointee = session.effectiveTemperature
+    }
+}
+
+@_cdecl("lmx_session_set_abort_callback")
+public func lmx_session_set_abort_callback(_ session: OpaquePointer?, _ callback: lmx_abort_callback?,
+                                           _ userData: UnsafeMutableRawPointer?) -> lmx_status {
+    withStatus {
+        let session = try resolveSession(session)
+        session.abortCheck = callback.map { callback in { callback(userData) != 0 } }
     }
 }

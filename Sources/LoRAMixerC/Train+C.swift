@@ -3,7 +3,7 @@ import LoRAMixer
 
 @_cdecl("lmx_mixer_add_untrained_lora")
 public func lmx_mixer_add_untrained_lora(_ mixer: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ rank: UInt32, _ loraAlpha: Float,
-                                         _ moduleMask: UInt32, _ seed: UInt64, _ outIndex: UnsafeMutablePointer<Int32>?) -> lmx_status {
+                                         _ moduleMask: UInt32, _ seed: UInt64, _ outIndex: UnsafeMutablePointer<Int>?) -> lmx_status {
     withStatus {
         let mixer = try Handles.resolve(mixer, .mixer, as: Mixer.self, "mixer")
         let name = try Arguments.string(name, "name")
@@ -14,7 +14,7 @@ public func lmx_mixer_add_untrained_lora(_ mixer: OpaquePointer?, _ name: Unsafe
         let expert = try LoRAExpert(untrainedFor: mixer.model.config, name: name, rank: Int(rank), alpha: Double(loraAlpha),
                                     modules: modules, seed: seed)
         let index = try mixer.add(expert)
-        outIndex?.pointee = Int32(index)
+        outIndex?.pointee = index
     }
 }
 
@@ -26,9 +26,9 @@ public func lmx_train_params_default() -> lmx_train_params {
         routing: UInt32(LMX_TRAIN_ROUTING_TOPK), router_context: 0, soft_steps: 0, top_k: 0, temperature: 0,
         alpha: d.alpha, lambda: d.lambda, beta: d.beta, sensitive: nil, learning_rate: d.learningRate,
         min_learning_rate: d.minLearningRate, warmup_steps: 0, weight_decay: d.weightDecay, adam_beta1: d.beta1,
-        adam_beta2: d.beta2, adam_epsilon: d.epsilon, clip_norm: d.clipNorm, batch_size: Int32(d.batchSize),
-        epochs: Int32(d.epochs), steps: 0, seed: d.seed, checkpoint_every: 0, resume: 0, n_threads: 0,
-        eval_max_tokens: Int32(d.evalMaxTokens))
+        adam_beta2: d.beta2, adam_epsilon: d.epsilon, clip_norm: d.clipNorm, batch_size: UInt32(d.batchSize),
+        epochs: UInt32(d.epochs), steps: 0, seed: d.seed, checkpoint_every: 0, resume: 0, n_threads: 0,
+        eval_max_tokens: UInt32(d.evalMaxTokens))
 }
 
 @_cdecl("lmx_mixer_train")
@@ -40,7 +40,7 @@ public func lmx_mixer_train(_ mixer: OpaquePointer?, _ dataPath: UnsafePointer<C
         let data = try Arguments.string(dataPath, "data_path")
         let evaluation = try evalPath.map { _ in try Arguments.string(evalPath, "eval_path") }
         let output = try outDir.map { _ in try Arguments.string(outDir, "out_dir") }
-        let params = try Arguments.params(params, "lmx_train_params", default: lmx_train_params_default)
+        let params = try Arguments.params(params, "lmx_train_params", minimum: Arguments.MinimumSize.trainParams, default: lmx_train_params_default)
         let options = try TrainingOptions(params)
         _ = try mixer.train(options: options, dataPath: data, evaluationPath: evaluation, output: output,
                             resume: params.resume != 0) { step in
@@ -48,8 +48,8 @@ public func lmx_mixer_train(_ mixer: OpaquePointer?, _ dataPath: UnsafePointer<C
             return step.expertLoad.withUnsafeBufferPointer { load in
                 step.layerEntropy.withUnsafeBufferPointer { entropy in
                     var report = lmx_train_progress(
-                        struct_size: UInt32(MemoryLayout<lmx_train_progress>.size), step: Int32(step.step),
-                        total_steps: Int32(step.totalSteps), epoch: Int32(step.epoch), loss: step.loss,
+                        struct_size: UInt32(MemoryLayout<lmx_train_progress>.size), step: UInt32(clamping: step.step),
+                        total_steps: UInt32(clamping: step.totalSteps), epoch: UInt32(clamping: step.epoch), loss: step.loss,
                         cross_entropy: step.crossEntropy, balance: step.balance, entropy_term: step.entropyTerm,
                         preserve: step.preserve, learning_rate: step.learningRate, grad_norm: step.gradientNorm,
                         tokens_per_s: step.tokensPerSecond, elapsed_s: step.elapsedSeconds, eta_s: step.etaSeconds,
@@ -79,8 +79,10 @@ extension TrainingOptions {
         default: throw LoRAMixerError.invalidArgument("lmx_train_params.routing \(p.routing) is not an LMX_TRAIN_ROUTING_* value (0...2)")
         }
         for (name, value) in [("soft_steps", p.soft_steps), ("top_k", p.top_k), ("warmup_steps", p.warmup_steps),
-                              ("steps", p.steps), ("checkpoint_every", p.checkpoint_every), ("n_threads", p.n_threads)] where value < 0 {
-            throw LoRAMixerError.invalidArgument("lmx_train_params.\(name) \(value) must be >= 0")
+                              ("steps", p.steps), ("checkpoint_every", p.checkpoint_every), ("n_threads", p.n_threads),
+                              ("batch_size", p.batch_size), ("epochs", p.epochs), ("eval_max_tokens", p.eval_max_tokens)]
+            where value > UInt32(Int32.max) {
+            throw LoRAMixerError.invalidArgument("lmx_train_params.\(name) \(value) (\(Int32(bitPattern: value)) as a signed int) must be in 0...\(Int32.max)")
         }
         routerInput = p.router_context != 0 ? .context : .token
         softSteps = Int(p.soft_steps)

@@ -486,7 +486,7 @@ static void adapter_case(char *dir, size_t size, const char *name, const char *c
 
 static void add_fails(const char *what, lmx_mixer *mixer, const char *name, const char *dir, lmx_status want,
                       const char *k1, const char *k2) {
-    int32_t index = -7;
+    size_t index = 777;
     current_check = what;
     lmx_status st = lmx_mixer_add_peft(mixer, name, dir, &index);
     expect_status(what, st, want, k1, k2, (const char *)0);
@@ -604,10 +604,10 @@ static void test_adapters(lmx_model *model) {
               "adapter_model.safetensors", NULL);
 
     /* Names. */
-    int32_t index = -1;
+    size_t index = 777;
     if (EXPECT_OK("mixer_add_peft: e0", lmx_mixer_add_peft(mixer, "e0", e0, &index))) {
         if (index == 0) pass("mixer_add_peft: first expert gets index 0");
-        else fail("mixer_add_peft: first expert gets index 0", "got %d", index);
+        else fail("mixer_add_peft: first expert gets index 0", "got %zu", index);
     }
     add_fails("mixer_add_peft: duplicate name e0", mixer, "e0", e0, LMX_ERR_INVALID_ARGUMENT, "e0", NULL);
     {
@@ -706,7 +706,7 @@ static void test_adapters(lmx_model *model) {
                    "tensors");
         index = -1;
         if (EXPECT_OK("mixer_add_lora: zero F32 q_proj expert", lmx_mixer_add_lora(mixer, "m", &d, &index)) && index != 2)
-            fail("mixer_add_lora: third expert gets index 2", "got %d", index);
+            fail("mixer_add_lora: third expert gets index 2", "got %zu", index);
         /* out_index is optional ("if `out_index` is not NULL it receives the expert's index"). */
         size_t before = 0, after = 0;
         lmx_mixer_expert_count(mixer, &before);
@@ -1377,14 +1377,14 @@ static void test_custom_matches_lora(void) {
     lmx_lora_tensor tensors[LAYERS * HAND_MODULES];
     lmx_lora_desc ld = hand_desc(tensors, hand_tensors(&h, tensors, -1), NULL, NULL);
     lmx_custom_expert_desc cd = hand_custom_desc(&h, NULL, 0);
-    int32_t index = -1;
+    size_t index = 777;
     if (!EXPECT_OK("custom vs lora: model_load", lmx_model_load(llama, NULL, &model)) ||
         !EXPECT_OK("custom vs lora: mixer_create", lmx_mixer_create(model, &mixer)) ||
         !EXPECT_OK("custom vs lora: add_lora (q, o, down_proj of both layers)", lmx_mixer_add_lora(mixer, "lora", &ld, &index)))
         goto out;
     if (EXPECT_OK("custom vs lora: add_custom computing the same LoRA", lmx_mixer_add_custom(mixer, "custom", &cd, &index)) &&
         index != 1)
-        fail("mixer_add_custom: second expert gets index 1", "got %d", index);
+        fail("mixer_add_custom: second expert gets index 1", "got %zu", index);
     if (index != 1 || !EXPECT_OK("custom vs lora: session_create", lmx_session_create(mixer, NULL, &s))) goto out;
 
     const float w_lora[2] = {1, 0}, w_custom[2] = {0, 1}, w_half[2] = {0.5f, 0.5f};
@@ -1623,7 +1623,7 @@ static void test_custom_expert_args(lmx_model *model) {
                                       .n_layers = 0, .forward = noop_forward, .destroy = count_destroy,
                                       .user_data = &destroyed};
     lmx_custom_expert_desc x;
-    int32_t index = -7;
+    size_t index = 777;
 
     EXPECT_ERR("add_custom: NULL mixer", lmx_mixer_add_custom(NULL, "c", &d, &index), LMX_ERR_INVALID_ARGUMENT, "mixer");
     EXPECT_ERR("add_custom: a model handle as the mixer", lmx_mixer_add_custom((lmx_mixer *)(void *)model, "c", &d, &index),
@@ -1714,15 +1714,15 @@ static void test_custom_expert_args(lmx_model *model) {
     EXPECT_ERR("add_custom: struct_size without user_data", lmx_mixer_add_custom(mixer, "c", &x, &index), LMX_ERR_ABI,
                "struct_size");
     size_t count = 99;
-    if (index == -7 && destroyed == 0 && lmx_mixer_expert_count(mixer, &count) == LMX_OK && count == 0)
+    if (index == 777 && destroyed == 0 && lmx_mixer_expert_count(mixer, &count) == LMX_OK && count == 0)
         pass("add_custom: refused descriptors add nothing, leave out_index alone, never call destroy");
-    else fail("add_custom: refused descriptors", "out_index %d, destroy ran %d times, expert count %zu", index, destroyed,
+    else fail("add_custom: refused descriptors", "out_index %zu, destroy ran %d times, expert count %zu", index, destroyed,
               count);
 
     /* Accepted: out_index, NULL out_index (regression: it used to skip the add), newer struct. */
     index = -1;
     if (EXPECT_OK("add_custom: o_proj 96 -> 64", lmx_mixer_add_custom(mixer, "c", &d, &index)) && index != 0)
-        fail("add_custom: first expert gets index 0", "got %d", index);
+        fail("add_custom: first expert gets index 0", "got %zu", index);
     {
         size_t before = 0, after = 0;
         lmx_mixer_expert_count(mixer, &before);
@@ -2020,9 +2020,9 @@ static void test_happy_path(void) {
         snprintf(rel, sizeof rel, "llama_f32/adapters/e%d", i);
         snprintf(what, sizeof what, "happy: mixer_add_peft %s", name);
         fixture(dir, sizeof dir, rel);
-        int32_t index = -1;
-        if (EXPECT_OK(what, lmx_mixer_add_peft(mixer, name, dir, &index)) && index != i)
-            fail(what, "index %d, want %d", index, i);
+        size_t index = 777;
+        if (EXPECT_OK(what, lmx_mixer_add_peft(mixer, name, dir, &index)) && index != (size_t)i)
+            fail(what, "index %zu, want %d", index, i);
     }
     fixture(path, sizeof path, "llama_f32/router.safetensors");
     EXPECT_OK("happy: mixer_load_router", lmx_mixer_load_router(mixer, path));
@@ -2352,7 +2352,7 @@ static void test_lifecycle_loop(void) {
     else fail("lifecycle loop: model files unmapped", "%d mappings of llama_f32/model.safetensors remain", maps);
 }
 
-static int32_t count_and_stop(int32_t token, void *user_data) {
+static uint32_t count_and_stop(int32_t token, void *user_data) {
     (void)token;
     int *calls = user_data;
     return ++*calls >= 2; /* stop after the second token */

@@ -314,7 +314,7 @@ static void test_llama(void) {
     }
     lmx_mixer *mixer = NULL;
     if (EXPECT_OK("llama_f32: mixer_create", lmx_mixer_create(model, &mixer))) {
-        int32_t index = -7;
+        size_t index = 777;
         EXPECT_ERR("llama_f32: add_untrained_lora with module_mask in_proj (0x80)",
                    lmx_mixer_add_untrained_lora(mixer, "u", 4, 8, 1u << LMX_MODULE_IN_PROJ, 0, &index),
                    LMX_ERR_INVALID_ARGUMENT, "module_mask", "in_proj", "LlamaForCausalLM", "q_proj");
@@ -337,8 +337,8 @@ static void test_llama(void) {
                    lmx_mixer_add_peft(mixer, "e0", mamba_e0, &index), LMX_ERR_FORMAT, "backbone.layers.0.mixer.",
                    "LlamaForCausalLM", "base_model.model.model.layers");
         size_t count = 99;
-        check(lmx_mixer_expert_count(mixer, &count) == LMX_OK && count == 0 && index == -7,
-              "llama_f32: the refused calls added nothing and left out_index alone", "count %zu, index %d", count, index);
+        check(lmx_mixer_expert_count(mixer, &count) == LMX_OK && count == 0 && index == 777,
+              "llama_f32: the refused calls added nothing and left out_index alone", "count %zu, index %zu", count, index);
     }
     lmx_mixer_free(mixer);
     lmx_model_free(model);
@@ -382,11 +382,11 @@ static void test_parity(const fixture_t *fx, lmx_model *model) {
         snprintf(name, sizeof name, "e%d", i);
         snprintf(rel, sizeof rel, "adapters/e%d", i);
         join(dir, sizeof dir, fx->dir, rel);
-        int32_t index = -1;
+        size_t index = 777;
         snprintf(what, sizeof what, "%s: mixer_add_peft %s", fx->name, rel);
         if (EXPECT_OK(what, lmx_mixer_add_peft(mixer, name, dir, &index))) {
             snprintf(what, sizeof what, "%s: %s got index %d", fx->name, name, i);
-            check(index == i, what, "index %d", index);
+            check(index == (size_t)i, what, "index %zu", index);
         }
     }
     char path[1200];
@@ -452,7 +452,7 @@ static void test_foreign_adapters(const fixture_t *fx, lmx_model *model) {
     char what[512], dir[1200];
     lmx_mixer *m = NULL;
     if (!QUIET_OK(fx->name, lmx_mixer_create(model, &m))) return;
-    int32_t index = -7;
+    size_t index = 777;
     join(dir, sizeof dir, fixtures, "llama_f32/adapters/e0");
     snprintf(what, sizeof what, "%s: add_peft of llama_f32's e0 (q_proj ... under model.layers)", fx->name);
     EXPECT_ERR(what, lmx_mixer_add_peft(m, "e0", dir, &index), LMX_ERR_FORMAT, "base_model.model.model.layers", fx->arch,
@@ -465,7 +465,7 @@ static void test_foreign_adapters(const fixture_t *fx, lmx_model *model) {
                "backbone.layers.", "has shape", "expected");
     size_t count = 99;
     snprintf(what, sizeof what, "%s: the refused adapters added nothing, out_index untouched", fx->name);
-    check(lmx_mixer_expert_count(m, &count) == LMX_OK && count == 0 && index == -7, what, "count %zu, index %d", count,
+    check(lmx_mixer_expert_count(m, &count) == LMX_OK && count == 0 && index == 777, what, "count %zu, index %zu", count,
           index);
     lmx_mixer_free(m);
 }
@@ -495,7 +495,7 @@ static lmx_status failing_forward(void *user_data, uint32_t layer, uint32_t modu
     return LMX_OK;
 }
 
-static int32_t count_tokens(int32_t token, void *user_data) {
+static uint32_t count_tokens(int32_t token, void *user_data) {
     (void)token;
     ++*(int *)user_data;
     return 0;
@@ -848,7 +848,7 @@ static void test_memory_lora(const fixture_t *fx, lmx_model *model, const lora_w
     /* Refusals. */
     lmx_mixer *m = NULL;
     if (QUIET_OK(fx->name, lmx_mixer_create(model, &m))) {
-        int32_t index = -7;
+        size_t index = 777;
         for (int k = 0; k < N_SSM; k++) {
             uint32_t in, of;
             ssm_shape(fx, k, &in, &of);
@@ -888,7 +888,7 @@ static void test_memory_lora(const fixture_t *fx, lmx_model *model, const lora_w
         EXPECT_ERR(what, lmx_mixer_add_lora(m, "m", &d, &index), LMX_ERR_SHAPE, "layer 2", "in_proj");
         size_t count = 99;
         snprintf(what, sizeof what, "%s: refused add_lora calls added nothing, out_index untouched", fx->name);
-        check(lmx_mixer_expert_count(m, &count) == LMX_OK && count == 0 && index == -7, what, "count %zu, index %d", count,
+        check(lmx_mixer_expert_count(m, &count) == LMX_OK && count == 0 && index == 777, what, "count %zu, index %zu", count,
               index);
     }
     lmx_mixer_free(m);
@@ -1016,7 +1016,7 @@ static void test_custom(const fixture_t *fx, lmx_model *model, const lora_weight
     if (QUIET_OK(fx->name, lmx_mixer_create(model, &m))) {
         custom_expert r = {.fx = fx, .w = w, .kind = 0, .which = 0x9};
         custom_decl cd;
-        int32_t index = -7;
+        size_t index = 777;
         custom_declare(&cd, &r);
         cd.modules[0] = LMX_MODULE_Q_PROJ;
         snprintf(what, sizeof what, "%s: add_custom declaring q_proj", fx->name);
@@ -1041,8 +1041,8 @@ static void test_custom(const fixture_t *fx, lmx_model *model, const lora_weight
         EXPECT_ERR(what, lmx_mixer_add_custom(m, "c", &cd.d, &index), LMX_ERR_SHAPE, "out_proj", "48");
         size_t count = 99;
         snprintf(what, sizeof what, "%s: refused add_custom calls added nothing, never called destroy", fx->name);
-        check(lmx_mixer_expert_count(m, &count) == LMX_OK && count == 0 && index == -7 && r.destroyed == 0 && r.calls == 0,
-              what, "count %zu, index %d, destroyed %d, calls %d", count, index, r.destroyed, r.calls);
+        check(lmx_mixer_expert_count(m, &count) == LMX_OK && count == 0 && index == 777 && r.destroyed == 0 && r.calls == 0,
+              what, "count %zu, index %zu, destroyed %d, calls %d", count, index, r.destroyed, r.calls);
     }
     lmx_mixer_free(m);
     free(x);
@@ -1058,12 +1058,12 @@ static void test_untrained(const fixture_t *fx, lmx_model *model) {
     lmx_mixer *m = NULL;
     float *x = malloc(N_LOGITS * sizeof(float)), *base = malloc(N_LOGITS * sizeof(float));
     if (!QUIET_OK(fx->name, lmx_mixer_create(model, &m))) goto done;
-    int32_t index = -7;
+    size_t index = 777;
     snprintf(what, sizeof what, "%s: add_untrained_lora 'u' rank 4 alpha 8, module_mask 0x780 (the four Mamba bits)",
              fx->name);
     if (EXPECT_OK(what, lmx_mixer_add_untrained_lora(m, "u", 4, 8, MAMBA_MASK, 7, &index))) {
         snprintf(what, sizeof what, "%s: 'u' got index 0", fx->name);
-        check(index == 0, what, "index %d", index);
+        check(index == 0, what, "index %zu", index);
     }
     for (int k = 0; k < N_SSM; k++) {
         char name[16];
@@ -1082,7 +1082,7 @@ static void test_untrained(const fixture_t *fx, lmx_model *model) {
     snprintf(what, sizeof what, "%s: all five untrained experts (fixed weight 1 each) = routing NONE", fx->name);
     if (mixer_logits(what, m, fx->tokens, w_all, 5, x)) expect_close(what, x, base, 1e-6);
 
-    index = -7;
+    index = 777;
     snprintf(what, sizeof what, "%s: add_untrained_lora with module_mask q_proj (0x1)", fx->name);
     EXPECT_ERR(what, lmx_mixer_add_untrained_lora(m, "q", 4, 8, 1u << LMX_MODULE_Q_PROJ, 0, &index),
                LMX_ERR_INVALID_ARGUMENT, "module_mask", "q_proj", fx->arch, "in_proj, x_proj, dt_proj, out_proj");
@@ -1098,7 +1098,7 @@ static void test_untrained(const fixture_t *fx, lmx_model *model) {
     size_t count = 0;
     snprintf(what, sizeof what, "%s: refused add_untrained_lora calls added nothing (5 experts), out_index untouched",
              fx->name);
-    check(lmx_mixer_expert_count(m, &count) == LMX_OK && count == 5 && index == -7, what, "count %zu, index %d", count,
+    check(lmx_mixer_expert_count(m, &count) == LMX_OK && count == 5 && index == 777, what, "count %zu, index %zu", count,
           index);
 done:
     lmx_mixer_free(m);
@@ -1115,10 +1115,10 @@ typedef struct {
     int32_t last_step, total;
 } progress_log;
 
-static int32_t on_progress(const lmx_train_progress *p, void *user_data) {
+static uint32_t on_progress(const lmx_train_progress *p, void *user_data) {
     progress_log *g = user_data;
     g->calls++;
-    if (p->struct_size != sizeof(lmx_train_progress) || p->step != g->calls || !isfinite(p->loss) ||
+    if (p->struct_size != sizeof(lmx_train_progress) || p->step != (uint32_t)g->calls || !isfinite(p->loss) ||
         !isfinite(p->cross_entropy) || !isfinite(p->grad_norm))
         g->bad++;
     double sum = 0;

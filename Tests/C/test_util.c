@@ -428,8 +428,22 @@ int test_summary(const char *program) {
     return tests_failed ? 1 : 0;
 }
 
+/* With $LMX_STATUS_LOG set, every failing status a check sees is appended there as
+ * "<function>\t<LMX_ERR_*>" (the function from the "lmx_x: ..." prefix of lmx_last_error), for
+ * tools/abi/check_header_docs.py --status-log: each must be among that function's documented Errors. */
+static void log_status(lmx_status got, const char *message) {
+    const char *path = getenv("LMX_STATUS_LOG");
+    if (!path || !path[0] || got == LMX_OK || !message || strncmp(message, "lmx_", 4) != 0) return;
+    size_t n = strcspn(message, ": ");
+    FILE *f = fopen(path, "a");
+    if (!f) return;
+    fprintf(f, "%.*s\t%s\n", (int)n, message, status_name(got));
+    fclose(f);
+}
+
 int expect_status(const char *what, lmx_status got, lmx_status want, ...) {
     const char *message = lmx_last_error();
+    log_status(got, message);
     if (got != want) {
         fail(what, "expected %s (%d), got %s (%d); lmx_last_error: \"%s\"", status_name(want), want,
              status_name(got), got, got != LMX_OK && message ? message : "");

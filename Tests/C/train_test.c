@@ -97,7 +97,7 @@ static void expect_differ(const char *what, const float *a, const float *b, doub
 typedef struct {
     int calls;
     int cancel_at;              /* return nonzero when step == cancel_at (0: never) */
-    int32_t step[MAX_CALLS], total[MAX_CALLS], epoch[MAX_CALLS];
+    int32_t step[MAX_CALLS], total[MAX_CALLS], epoch[MAX_CALLS]; /* small: kept signed for the checks */
     size_t n_experts[MAX_CALLS], n_layers[MAX_CALLS];
     double load_sum[MAX_CALLS];
     float lr[MAX_CALLS];
@@ -110,14 +110,14 @@ typedef struct {
 
 static int is_finite(double x) { return isfinite(x) != 0; }
 
-static int32_t record_progress(const lmx_train_progress *p, void *user_data) {
+static uint32_t record_progress(const lmx_train_progress *p, void *user_data) {
     recorder *r = user_data;
     if (r->calls >= MAX_CALLS) return 1;
     int i = r->calls++;
     if (p->struct_size != sizeof(lmx_train_progress)) r->bad_struct_size++;
-    r->step[i] = p->step;
-    r->total[i] = p->total_steps;
-    r->epoch[i] = p->epoch;
+    r->step[i] = (int32_t)p->step;
+    r->total[i] = (int32_t)p->total_steps;
+    r->epoch[i] = (int32_t)p->epoch;
     r->n_experts[i] = p->n_experts;
     r->n_layers[i] = p->n_layers;
     r->lr[i] = p->learning_rate;
@@ -128,7 +128,7 @@ static int32_t record_progress(const lmx_train_progress *p, void *user_data) {
         r->nonfinite++;
     if ((p->n_experts && !p->expert_load) || (p->n_layers && !p->layer_entropy)) {
         r->null_arrays++;
-        return r->cancel_at && p->step == r->cancel_at;
+        return r->cancel_at && p->step == (uint32_t)r->cancel_at;
     }
     double sum = 0;
     int bad = 0;
@@ -141,7 +141,7 @@ static int32_t record_progress(const lmx_train_progress *p, void *user_data) {
         if (!is_finite(p->layer_entropy[l]) || p->layer_entropy[l] < 0) bad = 1;
     if (bad) r->nonfinite++;
     r->load_sum[i] = sum;
-    return r->cancel_at && p->step == r->cancel_at;
+    return r->cancel_at && p->step == (uint32_t)r->cancel_at;
 }
 
 /* The calls saw steps first, first+1, ..., last, each with total_steps `total`. */
@@ -326,17 +326,17 @@ static void test_joint_regime(lmx_model *model) {
     float *x = malloc(N_LOGITS * sizeof(float)), *trained[2] = {malloc(N_LOGITS * sizeof(float)), malloc(N_LOGITS * sizeof(float))};
     float *reloaded = malloc(N_LOGITS * sizeof(float));
 
-    int32_t index = -7;
+    size_t index = 777;
     if (EXPECT_OK("joint: add_untrained_lora new0 (rank 4, alpha 8, q_proj | v_proj, seed 1)",
                   lmx_mixer_add_untrained_lora(mixer, "new0", 4, 8.0f, Q_AND_V, 1, &index))) {
         if (index == 1) pass("joint: new0 got index 1");
-        else fail("joint: new0 index", "got %d, want 1", index);
+        else fail("joint: new0 index", "got %zu, want 1", index);
     }
-    index = -7;
+    index = 777;
     if (EXPECT_OK("joint: add_untrained_lora new1 (rank 4, alpha 8, q_proj | v_proj, seed 2)",
                   lmx_mixer_add_untrained_lora(mixer, "new1", 4, 8.0f, Q_AND_V, 2, &index))) {
         if (index == 2) pass("joint: new1 got index 2");
-        else fail("joint: new1 index", "got %d, want 2", index);
+        else fail("joint: new1 index", "got %zu, want 2", index);
     }
     size_t count = 0;
     if (lmx_mixer_expert_count(mixer, &count) != LMX_OK || count != 3) {
@@ -506,7 +506,7 @@ static lmx_status noop_forward(void *user_data, uint32_t layer, uint32_t module,
 static void test_untrained_errors(lmx_model *model) {
     lmx_mixer *mixer = fixture_mixer(model, 1, 0);
     if (!mixer) return;
-    int32_t index = -7;
+    size_t index = 777;
     EXPECT_ERR("add_untrained_lora: NULL mixer", lmx_mixer_add_untrained_lora(NULL, "u", 4, 8, Q_AND_V, 0, &index),
                LMX_ERR_INVALID_ARGUMENT, "mixer");
     EXPECT_ERR("add_untrained_lora: a model handle as the mixer",
@@ -537,14 +537,14 @@ static void test_untrained_errors(lmx_model *model) {
                lmx_mixer_add_untrained_lora(mixer, "u", 4, 8, 1u | 1u << 31, 0, &index), LMX_ERR_INVALID_ARGUMENT,
                "module_mask", "bit 31 is not an LMX_MODULE_* value");
     size_t count = 0;
-    if (lmx_mixer_expert_count(mixer, &count) == LMX_OK && count == 1 && index == -7)
+    if (lmx_mixer_expert_count(mixer, &count) == LMX_OK && count == 1 && index == 777)
         pass("add_untrained_lora: refused calls add nothing and leave out_index alone");
-    else fail("add_untrained_lora: refused calls add nothing", "expert count %zu (want 1), out_index %d (want -7)", count, index);
+    else fail("add_untrained_lora: refused calls add nothing", "expert count %zu (want 1), out_index %zu (want 777)", count, index);
     if (EXPECT_OK("add_untrained_lora: k_proj only (mask 0x2)",
                   lmx_mixer_add_untrained_lora(mixer, "k", 2, 2, 1u << LMX_MODULE_K_PROJ, 0, &index))) {
         if (index == 1 && lmx_mixer_expert_count(mixer, &count) == LMX_OK && count == 2)
             pass("add_untrained_lora: k got index 1, expert count 2");
-        else fail("add_untrained_lora: k added", "out_index %d (want 1), expert count %zu (want 2)", index, count);
+        else fail("add_untrained_lora: k added", "out_index %zu (want 1), expert count %zu (want 2)", index, count);
     }
     /* out_index is optional ("if not NULL"): the expert must be added all the same. */
     if (EXPECT_OK("add_untrained_lora: all seven modules (mask 0x7f), out_index NULL",
@@ -557,14 +557,14 @@ static void test_untrained_errors(lmx_model *model) {
 
     mixer = fixture_mixer(model, 3, 1);
     if (mixer) {
-        index = -7;
+        index = 777;
         EXPECT_ERR("add_untrained_lora: after a router was loaded",
                    lmx_mixer_add_untrained_lora(mixer, "late", 4, 8, Q_AND_V, 0, &index), LMX_ERR_STATE, "router", "late");
         EXPECT_ERR("add_untrained_lora: after a router was loaded, out_index NULL",
                    lmx_mixer_add_untrained_lora(mixer, "late", 4, 8, Q_AND_V, 0, NULL), LMX_ERR_STATE, "router", "late");
-        if (lmx_mixer_expert_count(mixer, &count) == LMX_OK && count == 3 && index == -7)
+        if (lmx_mixer_expert_count(mixer, &count) == LMX_OK && count == 3 && index == 777)
             pass("add_untrained_lora: refused after the router: expert count still 3, out_index untouched");
-        else fail("add_untrained_lora: refused after the router", "expert count %zu (want 3), out_index %d (want -7)", count, index);
+        else fail("add_untrained_lora: refused after the router", "expert count %zu (want 3), out_index %zu (want 777)", count, index);
     }
     lmx_mixer_free(mixer);
 }

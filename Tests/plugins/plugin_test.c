@@ -1118,6 +1118,7 @@ static void test_router_from_memory(void) {
         {"topk", LMX_ERR_INVALID_ARGUMENT, "top_k", "0"},
         {"temp", LMX_ERR_INVALID_ARGUMENT, "temperature", "0"},
         {"names", LMX_ERR_NOT_FOUND, "zz", "e2"},
+        {"small", LMX_ERR_ABI, "lmx_router_desc", "struct_size"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char what[128];
@@ -1174,6 +1175,61 @@ static void test_plugin_after_router(void) {
 
 /* ------------------------------------------------------------------------------------------------ */
 
+/* Plugin log messages reach the host's log callback (level, plugin id, text); NULL restores stderr. */
+typedef struct {
+    int count;
+    char lines[16][320];
+} log_sink;
+
+static void collect_log(uint32_t level, const char *source, const char *message, void *user_data) {
+    log_sink *sink = user_data;
+    if (sink->count < 16)
+        snprintf(sink->lines[sink->count], sizeof sink->lines[0], "%u|%s|%s", level, source ? source : "(null)",
+                 message ? message : "(null)");
+    sink->count++;
+}
+
+static int sink_has(const log_sink *sink, const char *line) {
+    for (int i = 0; i < sink->count && i < 16; i++)
+        if (strcmp(sink->lines[i], line) == 0) return 1;
+    return 0;
+}
+
+/* Plugins built against an older and a newer view of the ABI (good/old_header.c,
+ * good/newer_header.c), with their log messages caught by lmx_set_log_callback. */
+static void test_header_versions_and_log(void) {
+    log_sink sink = {0};
+    lmx_set_log_callback(collect_log, &sink);
+    lmx_mixer *mixer = NULL;
+    char e0[1200];
+    snprintf(e0, sizeof e0, "%s/adapters/e0", llama);
+    if (!EXPECT_OK("versions: mixer_create", lmx_mixer_create(model, &mixer))) goto out;
+    if (EXPECT_OK("old header: plugin built against a version-0 view of the ABI loads", load(mixer, "old_header", NULL)))
+        expect_string(mixer, 0, LMX_PLUGIN_EXPERTS, "EXPERTS", "old-zero");
+    if (sink_has(&sink, "1|org.loramixer.test.old-header|old_header: registered old-zero through a version-0 view of the ABI"))
+        pass("log callback: the old plugin's INFO line, with its id as the source");
+    else fail("log callback: old plugin's INFO line", "%d lines, first '%s'", sink.count, sink.count ? sink.lines[0] : "");
+    if (EXPECT_OK("newer header: plugin with a longer descriptor and table view loads", load(mixer, "newer_header", e0)))
+        expect_string(mixer, 1, LMX_PLUGIN_EXPERTS, "EXPERTS", "newer-peft");
+    if (sink_has(&sink, "2|org.loramixer.test.newer-header|newer_header: the host table has no future_function; not calling it"))
+        pass("newer header: the plugin checked host->struct_size and did not call past the host's table");
+    else fail("newer header: host->struct_size check", "%d log lines", sink.count);
+    int before = sink.count;
+    EXPECT_ERR("log callback: init_error", load(mixer, "init_error", NULL), LMX_ERR_PLUGIN, "frobnicator");
+    if (sink.count == before + 1 && sink_has(&sink, "2|org.loramixer.test.init-error|init_error: about to fail on purpose"))
+        pass("log callback: a failing plugin's WARNING reaches it");
+    else fail("log callback: init_error's WARNING", "%d new lines", sink.count - before);
+    lmx_set_log_callback(NULL, NULL);
+    before = sink.count;
+    EXPECT_ERR("log callback removed: init_error again (its line goes to stderr)", load(mixer, "init_error", NULL),
+               LMX_ERR_PLUGIN, "frobnicator");
+    if (sink.count == before) pass("log callback: NULL restores stderr (the callback sees nothing more)");
+    else fail("log callback: NULL", "%d more lines", sink.count - before);
+out:
+    lmx_set_log_callback(NULL, NULL);
+    lmx_mixer_free(mixer);
+}
+
 int main(int argc, char **argv) {
     if (argc == 5 && strcmp(argv[3], "--bare-name") == 0) {
         fixtures = argv[1];
@@ -1229,6 +1285,7 @@ int main(int argc, char **argv) {
     test_peft_folders();
     test_router_from_memory();
     test_plugin_after_router();
+    test_header_versions_and_log();
 
 out:
     lmx_model_free(model);

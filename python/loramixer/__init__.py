@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from . import capi
 from .capi import HEADER_VERSION_NUMBER, library_path, load_library
+from ._log import log_to_logging, set_log_callback
 from .errors import (ABIError, CancelledError, ClosedError, FormatError, InvalidArgumentError,
                      LibraryNotFoundError, LoraMixerError, LoraMixerIOError, NotFoundError,
                      OutOfMemoryError, PluginError, ShapeError, StateError, error_class)
@@ -40,7 +41,7 @@ __all__ = [
     "Module", "Routing", "Logits", "LoadMode", "DType", "TrainRegime", "TrainRouting",
     "to_bfloat16", "from_bfloat16",
     "version", "version_number", "status_string", "last_error",
-    "load_library", "library_path", "HEADER_VERSION_NUMBER",
+    "load_library", "library_path", "HEADER_VERSION_NUMBER", "set_log_callback", "log_to_logging",
     "LoraMixerError", "InvalidArgumentError", "LoraMixerIOError", "FormatError", "ShapeError",
     "PluginError", "ABIError", "OutOfMemoryError", "StateError", "NotFoundError", "CancelledError",
     "ClosedError", "LibraryNotFoundError", "error_class",

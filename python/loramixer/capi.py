@@ -140,8 +140,12 @@ lmx_destroy_fn = CFUNCTYPE(None, c_void_p)
 #: (pointers arrive as ints: c_void_p, so that numpy views can be made from the addresses)
 lmx_expert_forward_fn = CFUNCTYPE(c_int32, c_void_p, c_uint32, c_uint32, c_void_p, c_void_p,
                                   c_size_t, c_size_t, c_size_t)
-#: int32_t (*)(int32_t token, void *user_data)
-lmx_token_callback = CFUNCTYPE(c_int32, c_int32, c_void_p)
+#: uint32_t (*)(int32_t token, void *user_data)
+lmx_token_callback = CFUNCTYPE(c_uint32, c_int32, c_void_p)
+#: uint32_t (*)(void *user_data): nonzero aborts the evaluation
+lmx_abort_callback = CFUNCTYPE(c_uint32, c_void_p)
+#: void (*)(uint32_t level, const char *source, const char *message, void *user_data)
+lmx_log_callback = CFUNCTYPE(None, c_uint32, c_char_p, c_char_p, c_void_p)
 
 
 class lmx_lora_desc(Structure):
@@ -209,8 +213,8 @@ class lmx_train_params(Structure):
         ("regime", c_uint32),
         ("routing", c_uint32),
         ("router_context", c_uint32),
-        ("soft_steps", c_int32),
-        ("top_k", c_int32),
+        ("soft_steps", c_uint32),
+        ("top_k", c_uint32),
         ("temperature", c_float),
         ("alpha", c_float),
         ("lambda", c_float),
@@ -218,29 +222,29 @@ class lmx_train_params(Structure):
         ("sensitive", c_char_p),
         ("learning_rate", c_float),
         ("min_learning_rate", c_float),
-        ("warmup_steps", c_int32),
+        ("warmup_steps", c_uint32),
         ("weight_decay", c_float),
         ("adam_beta1", c_float),
         ("adam_beta2", c_float),
         ("adam_epsilon", c_float),
         ("clip_norm", c_float),
-        ("batch_size", c_int32),
-        ("epochs", c_int32),
-        ("steps", c_int32),
+        ("batch_size", c_uint32),
+        ("epochs", c_uint32),
+        ("steps", c_uint32),
         ("seed", c_uint64),
-        ("checkpoint_every", c_int32),
-        ("resume", c_int32),
-        ("n_threads", c_int32),
-        ("eval_max_tokens", c_int32),
+        ("checkpoint_every", c_uint32),
+        ("resume", c_uint32),
+        ("n_threads", c_uint32),
+        ("eval_max_tokens", c_uint32),
     ]
 
 
 class lmx_train_progress(Structure):
     _fields_ = [
         ("struct_size", c_uint32),
-        ("step", c_int32),
-        ("total_steps", c_int32),
-        ("epoch", c_int32),
+        ("step", c_uint32),
+        ("total_steps", c_uint32),
+        ("epoch", c_uint32),
         ("loss", c_double),
         ("cross_entropy", c_double),
         ("balance", c_double),
@@ -258,9 +262,9 @@ class lmx_train_progress(Structure):
     ]
 
 
-#: int32_t (*)(const lmx_train_progress *progress, void *user_data); ``lmx_train_progress_fn()``
+#: uint32_t (*)(const lmx_train_progress *progress, void *user_data); ``lmx_train_progress_fn()``
 #: (no argument) is the NULL callback for a raw ``lmx_mixer_train`` call
-lmx_train_progress_fn = CFUNCTYPE(c_int32, POINTER(lmx_train_progress), c_void_p)
+lmx_train_progress_fn = CFUNCTYPE(c_uint32, POINTER(lmx_train_progress), c_void_p)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -278,6 +282,7 @@ FUNCTIONS: dict = {
     "lmx_version_number": (c_uint32, []),
     "lmx_status_string": (c_char_p, [c_int32]),
     "lmx_last_error": (c_char_p, []),
+    "lmx_set_log_callback": (None, [lmx_log_callback, c_void_p]),
     # models
     "lmx_model_params_default": (lmx_model_params, []),
     "lmx_model_load": (_STATUS, [c_char_p, _P(lmx_model_params), _P(c_void_p)]),
@@ -287,9 +292,9 @@ FUNCTIONS: dict = {
     # mixers
     "lmx_mixer_create": (_STATUS, [c_void_p, _P(c_void_p)]),
     "lmx_mixer_free": (None, [c_void_p]),
-    "lmx_mixer_add_peft": (_STATUS, [c_void_p, c_char_p, c_char_p, _P(c_int32)]),
-    "lmx_mixer_add_lora": (_STATUS, [c_void_p, c_char_p, _P(lmx_lora_desc), _P(c_int32)]),
-    "lmx_mixer_add_custom": (_STATUS, [c_void_p, c_char_p, _P(lmx_custom_expert_desc), _P(c_int32)]),
+    "lmx_mixer_add_peft": (_STATUS, [c_void_p, c_char_p, c_char_p, _P(c_size_t)]),
+    "lmx_mixer_add_lora": (_STATUS, [c_void_p, c_char_p, _P(lmx_lora_desc), _P(c_size_t)]),
+    "lmx_mixer_add_custom": (_STATUS, [c_void_p, c_char_p, _P(lmx_custom_expert_desc), _P(c_size_t)]),
     "lmx_mixer_expert_count": (_STATUS, [c_void_p, _P(c_size_t)]),
     "lmx_mixer_expert_name": (_STATUS, [c_void_p, c_size_t, c_void_p, c_size_t, _P(c_size_t)]),
     "lmx_mixer_load_router": (_STATUS, [c_void_p, c_char_p]),
@@ -309,6 +314,12 @@ FUNCTIONS: dict = {
     "lmx_session_set_fixed_weights": (_STATUS, [c_void_p, c_void_p, c_size_t]),
     "lmx_session_set_top_k": (_STATUS, [c_void_p, c_uint32]),
     "lmx_session_set_temperature": (_STATUS, [c_void_p, c_float]),
+    "lmx_session_get_params": (_STATUS, [c_void_p, _P(lmx_session_params)]),
+    "lmx_session_get_routing": (_STATUS, [c_void_p, _P(c_uint32)]),
+    "lmx_session_get_fixed_weights": (_STATUS, [c_void_p, c_void_p, c_size_t, _P(c_size_t)]),
+    "lmx_session_get_top_k": (_STATUS, [c_void_p, _P(c_uint32)]),
+    "lmx_session_get_temperature": (_STATUS, [c_void_p, _P(c_float)]),
+    "lmx_session_set_abort_callback": (_STATUS, [c_void_p, lmx_abort_callback, c_void_p]),
     "lmx_session_eval": (_STATUS, [c_void_p, c_void_p, c_size_t, c_uint32, c_void_p, c_size_t]),
     "lmx_generate_params_default": (lmx_generate_params, []),
     "lmx_session_generate": (_STATUS, [c_void_p, c_void_p, c_size_t, _P(lmx_generate_params), c_void_p,
@@ -317,7 +328,7 @@ FUNCTIONS: dict = {
     "lmx_session_trace_copy": (_STATUS, [c_void_p, c_void_p, c_void_p, c_size_t, c_void_p, c_size_t]),
     # training
     "lmx_mixer_add_untrained_lora": (_STATUS, [c_void_p, c_char_p, c_uint32, c_float, c_uint32, c_uint64,
-                                               _P(c_int32)]),
+                                               _P(c_size_t)]),
     "lmx_train_params_default": (lmx_train_params, []),
     "lmx_mixer_train": (_STATUS, [c_void_p, c_char_p, c_char_p, c_char_p, _P(lmx_train_params),
                                   lmx_train_progress_fn, c_void_p]),

@@ -196,7 +196,7 @@ class Mixer(OwnedHandle):
 
         Raises LoraMixerIOError, FormatError, ShapeError, InvalidArgumentError (e.g. a duplicate
         name)."""
-        index = c_int32(-1)
+        index = c_size_t(0)
         with self._modifying():
             capi.lib().lmx_mixer_add_peft(self._require(), capi.encode_text(name, "name"),
                                           capi.existing_path(path, "add_peft", folder=True), byref(index))
@@ -276,7 +276,7 @@ class Mixer(OwnedHandle):
         desc.use_rslora = 1 if rslora else 0
         desc.tensors = c_tensors
         desc.n_tensors = len(pairs)
-        index = c_int32(-1)
+        index = c_size_t(0)
         with self._modifying():
             capi.lib().lmx_mixer_add_lora(self._require(), capi.encode_text(name, "name"), byref(desc), byref(index))
         del keep  # copied by the library (release is NULL)
@@ -339,7 +339,7 @@ class Mixer(OwnedHandle):
         encoded = capi.encode_text(name, "name")
         key = _callbacks.register(name, fn)
         desc.user_data = key
-        index = c_int32(-1)
+        index = c_size_t(0)
         try:
             with self._modifying():
                 capi.lib().lmx_mixer_add_custom(self._require(), encoded, byref(desc), byref(index))
@@ -371,7 +371,7 @@ class Mixer(OwnedHandle):
         c_alpha = _c_float(lora_alpha, "lora_alpha")
         c_seed = _c_int(seed, "seed", _UINT64)
         encoded = capi.encode_text(name, "name")
-        index = c_int32(-1)
+        index = c_size_t(0)
         with self._modifying():
             capi.lib().lmx_mixer_add_untrained_lora(self._require(), encoded, c_rank, c_alpha, mask, c_seed,
                                                     byref(index))

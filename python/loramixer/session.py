@@ -5,14 +5,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import threading
-from ctypes import byref, c_size_t, c_void_p
+from ctypes import byref, c_float, c_size_t, c_uint32, c_void_p
 from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from . import _callbacks, capi
 from ._handle import OwnedHandle
-from .errors import LMX_ERR_PLUGIN, InvalidArgumentError, LoraMixerError, ShapeError, StateError
+from .errors import LMX_ERR_CANCELLED, LMX_ERR_PLUGIN, InvalidArgumentError, LoraMixerError, ShapeError, StateError
 from .mixer import Mixer
 from .types import Logits, Routing, Trace
 
@@ -96,6 +96,7 @@ class Session(OwnedHandle):
         self._fixed_weights: Optional[np.ndarray] = None
         self._top_k: Optional[int] = None
         self._temperature: Optional[float] = None
+        self._abort: Any = None
 
     @property
     def mixer(self) -> Mixer:
@@ -207,7 +208,7 @@ class Session(OwnedHandle):
         """Re-raise what a Python custom expert raised during the failed call, chained from the
         library's error; else the library's error."""
         original = _callbacks.take_pending()
-        if original is not None and error.status == LMX_ERR_PLUGIN:
+        if original is not None and error.status in (LMX_ERR_PLUGIN, LMX_ERR_CANCELLED):
             raise original.with_traceback(original.__traceback__) from error
         raise error
 
@@ -308,6 +309,85 @@ class Session(OwnedHandle):
         if callback is not None and callback.error is not None:
             raise callback.error
         return [int(t) for t in produced[: n_out.value]]
+
+    # -------------------------------------------------------------------------------- getters
+    # Read from the library (lmx_session_get_*): the settings in effect, whoever set them.
+    @property
+    def routing_in_effect(self) -> Routing:
+        """The routing mode in effect (``lmx_session_get_routing``)."""
+        mode = c_uint32()
+        capi.lib().lmx_session_get_routing(self._require(), byref(mode))
+        return Routing(mode.value)
+
+    @property
+    def top_k_in_effect(self) -> int:
+        """The top-K in effect: the value set, else the router file's, else the expert count."""
+        value = c_uint32()
+        capi.lib().lmx_session_get_top_k(self._require(), byref(value))
+        return int(value.value)
+
+    @property
+    def temperature_in_effect(self) -> float:
+        """The router temperature in effect: the value set, else the router file's, else 1."""
+        value = c_float()
+        capi.lib().lmx_session_get_temperature(self._require(), byref(value))
+        return float(value.value)
+
+    def fixed_weights_in_effect(self) -> Optional[np.ndarray]:
+        """The weights last given for fixed routing, as the library holds them (``None`` if none)."""
+        handle = self._require()
+        n = c_size_t()
+        capi.lib().lmx_session_get_fixed_weights(handle, None, 0, byref(n))
+        if n.value == 0:
+            return None
+        weights = np.empty(n.value, dtype=np.float32)
+        capi.lib().lmx_session_get_fixed_weights(handle, weights.ctypes.data, weights.size, byref(n))
+        return weights
+
+    @property
+    def n_ctx(self) -> int:
+        """Tokens the session can hold (the model's max_positions when created with 0)."""
+        return int(self._params().n_ctx)
+
+    @property
+    def n_threads(self) -> int:
+        """Threads the session's evaluations use (the cores available when created with 0)."""
+        return int(self._params().n_threads)
+
+    @property
+    def traced(self) -> bool:
+        """Whether the session records the routing trace."""
+        return bool(self._params().trace)
+
+    def _params(self) -> "capi.lmx_session_params":
+        params = capi.lmx_session_params()
+        params.struct_size = ctypes.sizeof(params)
+        capi.lib().lmx_session_get_params(self._require(), byref(params))
+        return params
+
+    # -------------------------------------------------------------------------------- abort
+    def set_abort_callback(self, fn: Optional[Callable[[], Any]]) -> None:
+        """Ask ``fn()`` before each layer of every evaluation (eval, generate); a true answer
+        aborts the call with CancelledError and leaves the session as it was before the call.
+        ``None`` removes it. An exception raised by ``fn`` aborts too (and is chained)."""
+        with self._use() as handle:
+            if fn is None:
+                capi.lib().lmx_session_set_abort_callback(handle, capi.lmx_abort_callback(), None)
+                self._abort = None
+                return
+            if not callable(fn):
+                raise TypeError("the abort callback must be callable or None")
+
+            def call(_user: Optional[int]) -> int:
+                try:
+                    return 1 if fn() else 0
+                except BaseException as error:  # noqa: BLE001 - reported after the call
+                    _callbacks._record(error)
+                    return 1
+
+            callback = capi.lmx_abort_callback(call)
+            capi.lib().lmx_session_set_abort_callback(handle, callback, None)
+            self._abort = callback  # keep the trampoline alive while the library holds it
 
     # -------------------------------------------------------------------------------- state
     @property

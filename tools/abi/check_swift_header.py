@@ -269,7 +269,8 @@ def main(argv=None):
             generate_swift_header(root, modules, args.swiftc, swift_header)
         if args.self_test:
             failures = self_test(header, swift_header, args.clang, workdir)
-            print("check_swift_header self-test: %d passed, %d failed" % (len(SELF_TESTS) - failures, failures))
+            print("check_swift_header self-test: each of the %d damaged headers was caught" % len(SELF_TESTS) if not failures
+                  else "check_swift_header self-test: %d of %d damaged headers not caught" % (failures, len(SELF_TESTS)))
             return 1 if failures else 0
         problems, notes, n_header, n_swift = compare(header, swift_header, types_header, args.clang, workdir)
         for note in sorted(notes):

@@ -130,7 +130,9 @@ def self_test_exports(header, workdir, clang):
         print("self-test FAIL [exports]: expected exactly %d problems, got %d:\n%s"
               % (len(expected), len(problems), "\n".join(problems)))
         failures += 1
-    print("exports self-test: %d passed, %d failed" % (len(expected) + 1 - failures, failures))
+    total = len(expected) + 1
+    print("exports self-test: all %d checks behaved as expected" % total if not failures
+          else "exports self-test: %d of %d checks WRONG" % (failures, total))
     return failures
 
 
@@ -163,8 +165,8 @@ def self_test_sweep(header, library, sweep, workdir, clang):
         print("self-test FAIL [sweep stub]: expected exit 1 and '%s'; got exit %d, last line '%s'"
               % (summary, rc, out.strip().splitlines()[-1] if out.strip() else ""))
     else:
-        print("self-test ok   [sweep stub]: the sweep caught the stub library that returns 0/NULL, as it should "
-              "(%d void functions ok, the other %d reported, exit 1)" % (n_void, len(functions) - n_void))
+        print("self-test ok   [sweep stub]: the sweep refused each of the %d non-void functions of a stub library that "
+              "returns 0/NULL, as it should (and accepted the %d void ones)" % (len(functions) - n_void, n_void))
 
     # (2) A header that declares a function the library lacks.
     with open(header) as f:
@@ -185,7 +187,7 @@ def self_test_sweep(header, library, sweep, workdir, clang):
     missing = [l for l in out.splitlines() if l.startswith("FAIL lmx_added_later") and "missing from the library" in l]
     other = [l for l in out.splitlines() if l.startswith("FAIL") and "lmx_added_later" not in l]
     if rc != 0 and missing and not other:
-        print("self-test ok   [sweep added function]: the sweep reported lmx_added_later as missing from the library, as it should")
+        print("self-test ok   [sweep added function]: the sweep reports lmx_added_later as missing from the library")
     else:
         failures += 1
         print("self-test FAIL [sweep added function]: exit %d, missing-line %s, other failures %s"
@@ -225,7 +227,8 @@ def self_test_sweep(header, library, sweep, workdir, clang):
             else:
                 print("self-test ok   [common header function]: not in loramixer.h's description; "
                       "--expect-none reports it for loramixer_common.h and loramixer_plugin.h")
-    print("sweep self-test: %d passed, %d failed" % (checks - failures, failures))
+    print("sweep self-test: all %d checks behaved as expected" % checks if not failures
+          else "sweep self-test: %d of %d checks WRONG" % (failures, checks))
     return failures, checks
 
 

@@ -25,7 +25,7 @@ internal import CLoRAMixer
 
     private static func loraExpertAndRelease(name: String, desc rawDesc: UnsafeRawPointer, config: ModelConfig,
                                              keepAlive: AnyObject?) throws -> (expert: LoRAExpert, release: ReleaseOnDeinit?) {
-        let desc = try load(lmx_lora_desc.self, from: rawDesc, "lmx_lora_desc")
+        let desc = try load(lmx_lora_desc.self, from: rawDesc, minimum: loraDescMinimum, "lmx_lora_desc")
         let owner: ReleaseOnDeinit? = desc.release.map { release in
             let userData = UncheckedSendable(desc.user_data)
             return ReleaseOnDeinit { [keepAlive] in
@@ -71,19 +71,52 @@ internal import CLoRAMixer
         return try LoRAExpert(name: name, alpha: Double(desc.alpha), useRSLoRA: desc.use_rslora != 0, tensors: tensors, config: config)
     }
 
-    /// A descriptor struct, after checking the caller's struct_size covers this version of it.
-    static func load<T>(_ type: T.Type, from raw: UnsafeRawPointer, _ name: String) throws -> T {
-        let declared = raw.load(as: UInt32.self)
-        guard Int(declared) >= MemoryLayout<T>.size else {
-            throw LoRAMixerError(.abi, "\(name).struct_size is \(declared), expected at least \(MemoryLayout<T>.size); set it to sizeof(\(name))")
-        }
-        return raw.load(as: T.self)
+    /// A descriptor struct from caller memory: the caller's `struct_size` (its first field) must
+    /// reach at least `minimum` bytes (the end of the struct's version-0 fields), else LMX_ERR_ABI
+    /// naming the struct; then min(struct_size, sizeof) bytes are copied over a zeroed struct, so
+    /// fields appended after the caller's version read as zero (their defaults) and fields a newer
+    /// caller appended are ignored.
+    static func load<T>(_ type: T.Type, from raw: UnsafeRawPointer, minimum: Int, _ name: String) throws -> T {
+        let zero = zeroed(T.self)
+        defer { zero.deallocate() }
+        return try readStruct(raw, declaredSize: raw.load(as: UInt32.self), minimum: minimum,
+                              defaults: UnsafeRawPointer(zero).load(as: T.self), name)
     }
+
+    /// Copies `min(declaredSize, MemoryLayout<T>.size)` bytes from `raw` over `defaults`, after
+    /// checking `declaredSize >= minimum` (else LMX_ERR_ABI, naming the struct and both sizes).
+    public static func readStruct<T>(_ raw: UnsafeRawPointer, declaredSize: UInt32, minimum: Int, defaults: T,
+                                     _ name: String) throws -> T {
+        guard Int(declaredSize) >= minimum else {
+            throw LoRAMixerError(.abi, "\(name).struct_size is \(declaredSize), below the \(minimum) bytes of its first version (set it to sizeof(\(name)))")
+        }
+        var value = defaults
+        withUnsafeMutableBytes(of: &value) { bytes in
+            bytes.copyMemory(from: UnsafeRawBufferPointer(start: raw, count: min(Int(declaredSize), bytes.count)))
+        }
+        return value
+    }
+
+    /// A zeroed buffer the size of `T` (a C struct: all-zero is its "nothing set" value).
+    private static func zeroed<T>(_ type: T.Type) -> UnsafeMutableRawPointer {
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: MemoryLayout<T>.size, alignment: MemoryLayout<T>.alignment)
+        buffer.initializeMemory(as: UInt8.self, repeating: 0, count: MemoryLayout<T>.size)
+        return buffer
+    }
+
+    /// Version-0 sizes: the end of the last field each struct had when it was first declared
+    /// (loramixer_common.h and loramixer_plugin.h name them LMX_*_MIN_SIZE). Fields after it were
+    /// appended later and read as zero from a shorter struct.
+    static let loraDescMinimum = MemoryLayout<lmx_lora_desc>.offset(of: \.n_tensors)! + MemoryLayout<Int>.size
+    static let customExpertDescMinimum = MemoryLayout<lmx_custom_expert_desc>.size
+    static let routerDescMinimum = MemoryLayout<lmx_router_desc>.offset(of: \.temperature)! + MemoryLayout<Float>.size
+    static let pluginDescriptorMinimum = MemoryLayout<lmx_plugin_descriptor>.offset(of: \.shutdown)! + MemoryLayout<UnsafeRawPointer>.size
 
     /// A custom expert from an `lmx_custom_expert_desc`; `keepAlive` outlives its destroy call.
     public static func customExpert(name: String, desc rawDesc: UnsafeRawPointer, config: ModelConfig,
                                     keepAlive: AnyObject? = nil) throws -> any Expert {
-        try CustomExpert(name: name, desc: load(lmx_custom_expert_desc.self, from: rawDesc, "lmx_custom_expert_desc"),
+        try CustomExpert(name: name, desc: load(lmx_custom_expert_desc.self, from: rawDesc, minimum: customExpertDescMinimum,
+                                                    "lmx_custom_expert_desc"),
                          config: config, keepAlive: keepAlive)
     }
 

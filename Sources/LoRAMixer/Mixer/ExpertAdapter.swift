@@ -16,8 +16,10 @@ struct ExpertAdapter: ProjectionAdapter {
     var contextSums: [[Float]]
     /// Per layer, the gates decided for this pass.
     private(set) var layerGates: [LayerGates] = []
-    /// LoRA deltas cannot fail; custom and plugin experts' callbacks can.
-    var canFail: Bool { mode != .none && experts.contains { !($0 is LoRAExpert) } }
+    /// Asked before every layer; true abandons the pass with LMX_ERR_CANCELLED.
+    var shouldAbort: (() -> Bool)?
+    /// LoRA deltas cannot fail; custom and plugin experts' callbacks can, and so can an abort check.
+    var canFail: Bool { shouldAbort != nil || (mode != .none && experts.contains { !($0 is LoRAExpert) }) }
 
     init(config: ModelConfig, experts: [any Expert], router: Router?, mode: RoutingMode, topK: Int, temperature: Float,
          firstPosition: Int, contextSums: [[Float]]) {
@@ -31,7 +33,10 @@ struct ExpertAdapter: ProjectionAdapter {
         self.contextSums = contextSums
     }
 
-    mutating func beginLayer(_ layer: Int, routerInput h: UnsafePointer<Float>, tokens: Int) {
+    mutating func beginLayer(_ layer: Int, routerInput h: UnsafePointer<Float>, tokens: Int) throws {
+        if let shouldAbort, shouldAbort() {
+            throw LoRAMixerError(.cancelled, "the abort callback stopped the evaluation before layer \(layer); the session is unchanged")
+        }
         let e = experts.count
         var gates = LayerGates(tokens: tokens, experts: e)
         switch mode {

@@ -3,7 +3,7 @@ internal import CLoRAMixer
 extension Router {
     /// A router from an `lmx_router_desc` (a plugin's memory), validated like a router file.
     init(desc rawDesc: UnsafePointer<lmx_router_desc>, config: ModelConfig, source: String) throws {
-        let desc = try CInterop.load(lmx_router_desc.self, from: rawDesc, "lmx_router_desc")
+        let desc = try CInterop.load(lmx_router_desc.self, from: rawDesc, minimum: CInterop.routerDescMinimum, "lmx_router_desc")
         let (e, d) = (desc.n_experts, config.hiddenSize)
         guard (1...(1 << 16)).contains(e), let names = desc.experts else {
             throw LoRAMixerError.invalidArgument("\(source): experts must be non-NULL with n_experts 1...65536, got \(UInt(bitPattern: e))")

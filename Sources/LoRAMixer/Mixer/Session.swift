@@ -17,6 +17,9 @@ public final class Session {
     /// nil = the router file's temperature.
     public private(set) var temperatureOverride: Float?
     public private(set) var trace: RoutingTrace?
+    /// Asked before every layer of every evaluation (prefill, decode, generate); returning true
+    /// cancels the call (LoRAMixerError.cancelled) and leaves the session as it was before it.
+    public var abortCheck: (() -> Bool)?
     private let state: SequenceState
     /// Worker threads for this session's evaluations, started on first use.
     private lazy var pool = ThreadPool(threads: threads)
@@ -114,6 +117,7 @@ public final class Session {
         var adapter = ExpertAdapter(
             config: model.config, experts: experts, router: router, mode: experts.isEmpty ? .none : routing, topK: effectiveTopK,
             temperature: effectiveTemperature, firstPosition: state.count, contextSums: contextSums)
+        adapter.shouldAbort = abortCheck
         let hidden = try model.forward(tokens: tokens, state: state, adapter: &adapter, pool: pool)
         contextSums = adapter.contextSums
         trace?.append(tokens: tokens, perLayer: adapter.layerGates)

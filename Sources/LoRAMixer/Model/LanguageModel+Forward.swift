@@ -39,7 +39,7 @@ extension LanguageModel {
         for (l, layer) in layers.enumerated() {
             // Attention block: h = RMSNorm(x); x += o_proj(attention(q_proj h, k_proj h, v_proj h))
             rmsNormForward(b.h, b.x, weight: layer.inputNorm, eps: c.rmsNormEps, tokens: n, dim: d)
-            adapter.beginLayer(l, routerInput: b.h, tokens: n)
+            try adapter.beginLayer(l, routerInput: b.h, tokens: n)
             try project([.q, .k, .v], input: b.h, outputs: [b.q, b.k, b.v], l, &adapter, n, pool)
             ropeForward(b.q, tokens: n, heads: c.headCount, headDim: c.headDim, firstPosition: firstPosition,
                         inverseFrequencies: inverseFrequencies)

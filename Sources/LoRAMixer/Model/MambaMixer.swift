@@ -96,7 +96,7 @@ extension LanguageModel {
         let a = MixerActivations(rows: n, config: ssm, hiddenSize: d)
         for l in 0..<config.layerCount {
             rmsNormForward(a.h.pointer, x.pointer, weight: mixerLayers[l].norm, eps: config.rmsNormEps, tokens: n, dim: d)
-            adapter.beginLayer(l, routerInput: a.h.pointer, tokens: n)
+            try adapter.beginLayer(l, routerInput: a.h.pointer, tokens: n)
             try mixerForward(layer: l, a, output: mixed.pointer, rows: n, sequences: [0..<n], state: state, pool: pool) {
                 module, input, output in
                 try project([module], input: input, outputs: [output], l, &adapter, n, pool)

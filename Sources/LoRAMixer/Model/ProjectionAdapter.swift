@@ -7,7 +7,8 @@ protocol ProjectionAdapter {
 
     /// Called once per layer, before any projection of it, with the router input
     /// h = RMSNorm_attn(x): [tokens, d_model]. Decides the gates used by every module of the layer.
-    mutating func beginLayer(_ layer: Int, routerInput: UnsafePointer<Float>, tokens: Int)
+    /// Throwing (the host asked to abort) abandons the forward pass.
+    mutating func beginLayer(_ layer: Int, routerInput: UnsafePointer<Float>, tokens: Int) throws
 
     /// Adds this adapter's deltas to the outputs of projections that share one input (q, k, v; or
     /// gate, up; or a single module); throwing abandons the forward pass.

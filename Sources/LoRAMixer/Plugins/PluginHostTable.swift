@@ -16,13 +16,13 @@ enum PluginHostTable {
         table.model_info = { registrar, out in
             PluginHostTable.call(registrar) { staging in
                 guard let out else { throw LoRAMixerError.invalidArgument("'out' must not be NULL") }
-                let size = Int(out.pointee.struct_size)
+                let size = Int(UnsafeRawPointer(out).load(as: UInt32.self))
                 guard size >= MemoryLayout<UInt32>.size else {
                     throw LoRAMixerError(.abi, "lmx_plugin_model_info.struct_size is \(size); set it to sizeof(lmx_plugin_model_info)")
                 }
                 let c = staging.config
                 var info = lmx_plugin_model_info()
-                info.struct_size = out.pointee.struct_size
+                info.struct_size = UInt32(size)
                 (info.n_vocab, info.n_layers, info.d_model) = (UInt32(c.vocabSize), UInt32(c.layerCount), UInt32(c.hiddenSize))
                 (info.n_heads, info.n_kv_heads, info.head_dim) = (UInt32(c.headCount), UInt32(c.kvHeadCount), UInt32(c.headDim))
                 (info.d_ff, info.max_positions) = (UInt32(c.intermediateSize), UInt32(c.maxPositions))

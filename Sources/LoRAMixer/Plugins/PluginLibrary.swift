@@ -55,10 +55,12 @@ public final class PluginLibrary: @unchecked Sendable {
         guard abi >> 16 == hostMajor else {
             throw fail(LoRAMixerError(.abi, "\(path): plugin ABI version \(abi >> 16).\(abi & 0xffff), but this host supports \(hostMajor).x"))
         }
-        guard Int(size) >= MemoryLayout<lmx_plugin_descriptor>.size else {
-            throw fail(LoRAMixerError(.abi, "\(path): plugin descriptor struct_size \(size) is smaller than the \(MemoryLayout<lmx_plugin_descriptor>.size) bytes of ABI \(hostMajor).0"))
+        // Version-0 fields must be there; fields appended later read as zero from an older plugin.
+        guard Int(size) >= CInterop.pluginDescriptorMinimum else {
+            throw fail(LoRAMixerError(.abi, "\(path): plugin descriptor struct_size \(size) is smaller than the \(CInterop.pluginDescriptorMinimum) bytes of ABI \(hostMajor).0 (LMX_PLUGIN_DESCRIPTOR_MIN_SIZE)"))
         }
-        let d = descriptor.pointee
+        let d = try CInterop.readStruct(UnsafeRawPointer(descriptor), declaredSize: size, minimum: 0,
+                                        defaults: lmx_plugin_descriptor(), "lmx_plugin_descriptor")
         guard let initialize = d.`init` else {
             throw fail(.plugin("\(path): the plugin descriptor has no init function"))
         }

@@ -46,8 +46,6 @@ final class PluginStaging {
     }
 
     func log(level: UInt32, _ message: String) {
-        let names = ["debug", "info", "warning", "error"]
-        let name = Int(level) < names.count ? names[Int(level)] : "level \(level)"
-        fputs("[loramixer plugin \(library.id)] \(name): \(message)\n", stderr)
+        LogSink.emit(level: level, source: library.id, message)
     }
 }

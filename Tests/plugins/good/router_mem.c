@@ -7,6 +7,8 @@
  *   mode=topk    top_k 0: LMX_ERR_INVALID_ARGUMENT
  *   mode=temp    temperature 0: LMX_ERR_INVALID_ARGUMENT
  *   mode=names   rows named e0, e1, zz: the load fails when the router is matched to the experts
+ *   mode=small   struct_size LMX_ROUTER_DESC_MIN_SIZE - 1: LMX_ERR_ABI
+ * (every other mode passes struct_size = LMX_ROUTER_DESC_MIN_SIZE, the first version's size)
  * Returns LMX_OK whatever register_router answered, so the load reports that registration's own
  * status and message. */
 #include "../plugin_util.h"
@@ -33,7 +35,8 @@ static lmx_status init(const lmx_host_api *host, lmx_plugin_registrar *reg, cons
         bias_rows[l] = biases[l];
     }
     static const char *const wrong_names[E] = {"e0", "e1", "zz"};
-    lmx_router_desc desc = {.struct_size = sizeof desc, .experts = strcmp(mode, "names") == 0 ? wrong_names : names,
+    uint32_t size = (uint32_t)LMX_ROUTER_DESC_MIN_SIZE - (strcmp(mode, "small") == 0 ? 1u : 0u);
+    lmx_router_desc desc = {.struct_size = size, .experts = strcmp(mode, "names") == 0 ? wrong_names : names,
                             .n_experts = E, .n_layers = strcmp(mode, "layers") == 0 ? 3 : L,
                             .d_model = strcmp(mode, "dmodel") == 0 ? 32 : D, .weights = weight_rows,
                             .biases = bias_rows, .context_weights = NULL, .top_k = strcmp(mode, "topk") == 0 ? 0 : 2,
