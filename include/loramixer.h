@@ -281,12 +281,18 @@ LMX_API lmx_plugin_params lmx_plugin_params_default(void);
  * registers is added at once if init returns OK and every registration succeeded; otherwise
  * nothing is, the library is closed, and the error (with the plugin's own message) is reported.
  * `out_index` (optional) receives its index among lmx_mixer_plugin_count.
+ * The file is opened once: the policy (a regular file; it and its folder not writable by group or
+ * others unless allow_writable; its SHA-256 listed) is checked on that open file, and the library
+ * is loaded from the same descriptor (/proc/self/fd/N, so Linux with /proc mounted), which stays
+ * open while the plugin is loaded: replacing the file at `path` after the check cannot get other
+ * code loaded. A `path` without '/' names a file in the current directory; it is never looked up
+ * on the library search path. dladdr() on plugin code names /proc/self/fd/N.
  * Ownership: `path` and `params` are borrowed for the call; the library stays open while the
  * mixer or a session uses its experts.
  * Threads: not with other uses of the same mixer; init runs on this thread.
  * Errors: LMX_ERR_INVALID_ARGUMENT (NULL, bad handle, duplicate plugin id or expert name),
- * LMX_ERR_IO (missing file), LMX_ERR_PLUGIN (not a shared library, no lmx_plugin_entry, init
- * failed, policy), LMX_ERR_ABI (wrong major version, descriptor or params below their minimum
+ * LMX_ERR_IO (cannot open or read the file), LMX_ERR_PLUGIN (not a regular file, not a shared
+ * library, no lmx_plugin_entry, init failed, policy), LMX_ERR_ABI (wrong major version, descriptor or params below their minimum
  * size), and those of the registrations: LMX_ERR_FORMAT, LMX_ERR_SHAPE, LMX_ERR_NOT_FOUND,
  * LMX_ERR_STATE, LMX_ERR_OUT_OF_MEMORY. */
 LMX_API lmx_status lmx_mixer_load_plugin(lmx_mixer *mixer, const char *path, const lmx_plugin_params *params,
