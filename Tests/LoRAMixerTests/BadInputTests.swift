@@ -49,7 +49,7 @@ final class BadInputTests: XCTestCase {
     }
 
     func testMissingModelFolder() {
-        assertThrows(.io, containing: ["/no/such/model", "config.json"]) {
+        assertThrows(.io, containing: ["/no/such/model", "model folder does not exist"]) {
             _ = try LanguageModel(directory: "/no/such/model")
         }
     }
