@@ -131,7 +131,7 @@ def main(argv=None):
         lib_problems, count = check_library(args.library, version)
         problems += lib_problems
         note = "; %s: SONAME libloramixer.so.%s, %d lmx_* symbols in LORAMIXER_%s" % (
-            os.path.relpath(args.library), version.split(".")[0], count, version.split(".")[0])
+            args.library, version.split(".")[0], count, version.split(".")[0])
     for problem in problems:
         print("version_check: FAIL %s" % problem)
     if problems:
