@@ -8,7 +8,8 @@
 #   3. The installed lmx: `lmx inspect models/tiny-llama` under `env -i`.
 #   4. The README's valgrind command on the host: exit 0, 0 errors; and on the host told to leak:
 #      exit 99 (the suppressions hide nothing of ours).
-#   5. make uninstall leaves the prefix empty; with DESTDIR and a file of someone else's in the
+#   5. The Python package, copied out of the repository, loads PREFIX/lib/libloramixer.so.0 (pkg-config).
+#   6. make uninstall leaves the prefix empty; with DESTDIR and a file of someone else's in the
 #      tree, uninstall removes exactly the manifest's files and keeps the other file.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -80,6 +81,13 @@ grep -q 'ERROR SUMMARY: 0 errors' "$work/valgrind.out" && [ $rc -eq 0 ] \
 set +e; vg ./host "$root/models" "12+30=" --leak; rc=$?; set -e
 [ $rc -eq 99 ] || { tail -n 40 "$work/valgrind.out"; fail "valgrind on the leaking host exited $rc, expected 99"; }
 echo "ok   the same command on the host told to leak: exit 99 ($(grep -o 'ERROR SUMMARY: [0-9]* errors' "$work/valgrind.out"))"
+
+step "the Python package, outside the repository, finds the installed library through pkg-config"
+mkdir -p "$work/site" && cp -r python/loramixer "$work/site/loramixer" && rm -rf "$work/site/loramixer/__pycache__"
+found=$(cd "$work" && env -i PATH="$PATH" PYTHONPATH="$work/site" PKG_CONFIG_PATH="$prefix/lib/pkgconfig" \
+    python3 -c 'import loramixer as l; print(l.library_path(), l.version())') || fail "python could not load the installed library"
+echo "$found"
+[ "$found" = "$prefix/lib/libloramixer.so.0 $version" ] || fail "python loaded '$found', expected $prefix/lib/libloramixer.so.0 $version"
 
 step "make uninstall PREFIX=$prefix"
 $make --no-print-directory uninstall PREFIX="$prefix"
