@@ -1,8 +1,12 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Only lmx_* symbols leave libloramixer.so: the version script hides the Swift core's symbols.
-let exportsMap = "\(Context.packageDirectory)/Sources/LoRAMixerC/exports.map"
+// No unsafeFlags, so that other packages can depend on this one by version. What SwiftPM does not
+// allow here is passed by the Makefile where it builds libloramixer.so (`make release`): -O3 for
+// the C kernels (-Xcc -O3) and, for the library only, the version script
+// Sources/LoRAMixerC/exports.map (only lmx_* symbols leave it, in version node LORAMIXER_0) and
+// the SONAME libloramixer.so.0. A plain `swift build` works too: the kernels at SwiftPM's own
+// optimisation level, the library with every symbol exported and no SONAME.
 
 let package = Package(
     name: "loramixer",
@@ -21,8 +25,7 @@ let package = Package(
         // SIMD kernels and the thread pool, in C: AVX2/FMA/F16C chosen at run time, portable C otherwise.
         .target(
             name: "CKernels",
-            path: "Sources/CKernels",
-            cSettings: [.unsafeFlags(["-O3", "-std=c11"])]
+            path: "Sources/CKernels"
         ),
         .target(
             name: "LoRAMixer",
@@ -33,8 +36,7 @@ let package = Package(
             name: "LoRAMixerC",
             dependencies: ["LoRAMixer", "CLoRAMixer"],
             path: "Sources/LoRAMixerC",
-            exclude: ["exports.map"],
-            linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(exportsMap)"])]
+            exclude: ["exports.map"]
         ),
         .executableTarget(
             name: "lmx",
@@ -47,5 +49,6 @@ let package = Package(
             path: "Tests/LoRAMixerTests"
         ),
     ],
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v5],
+    cLanguageStandard: .c11
 )

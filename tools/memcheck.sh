@@ -8,6 +8,7 @@ libdir=$1; shift
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 objcopy --strip-debug "$libdir/libloramixer.so" "$work/libloramixer.so" || exit 1
+ln -s libloramixer.so "$work/libloramixer.so.0"   # the name a host built against the SONAME asks for
 LD_LIBRARY_PATH="$work" valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99 \
     --log-file="$work/valgrind.log" "$@" > "$work/stdout" 2>&1
 rc=$?

@@ -13,7 +13,11 @@ Where the library is looked for, in order (:func:`candidate_paths`):
 3. the repository's build folders, found from the package's location (a checkout's ``python/``
    folder sits in the repository): ``../.build/release`` and ``../.build/debug`` relative to
    ``python/``;
-4. the system loader's search (``LD_LIBRARY_PATH``, ``ldconfig``) for ``libloramixer.so``.
+4. an installed copy (``make install``): ``libloramixer.so.0`` in the folder
+   ``pkg-config --variable=libdir loramixer`` names (when pkg-config knows loramixer), then in
+   ``/usr/local/lib`` (``make install``'s default prefix);
+5. the system loader's search (``LD_LIBRARY_PATH``, ``ldconfig``) for ``libloramixer.so.0``, then
+   for ``libloramixer.so``.
 
 ctypes releases the GIL during every foreign call, so sessions on different threads run in
 parallel.
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import subprocess
 import threading
 from ctypes import (
     CFUNCTYPE,
@@ -80,6 +85,10 @@ HEADER_VERSION_PATCH = 0
 HEADER_VERSION_NUMBER = HEADER_VERSION_MAJOR * 10000 + HEADER_VERSION_MINOR * 100 + HEADER_VERSION_PATCH
 
 LIBRARY_FILENAME = "libloramixer.so"
+#: The installed library's SONAME (libloramixer.so.MAJOR), the name an installed copy is found by.
+LIBRARY_SONAME = f"{LIBRARY_FILENAME}.{HEADER_VERSION_MAJOR}"
+#: make install's default prefix's library folder.
+DEFAULT_INSTALL_LIBDIR = "/usr/local/lib"
 ENV_VAR = "LORAMIXER_LIBRARY"
 
 # Enumerations of the header (values fixed forever).
@@ -339,13 +348,26 @@ def _package_dir() -> Path:
     return Path(__file__).resolve().parent
 
 
-def candidate_paths(env: Optional[str] = None, package_dir: Optional[Path] = None) -> List[Tuple[str, str]]:
+def pkg_config_libdir() -> Optional[str]:
+    """``pkg-config --variable=libdir loramixer``, or None (no pkg-config, or it does not know loramixer)."""
+    try:
+        proc = subprocess.run(["pkg-config", "--variable=libdir", "loramixer"], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    libdir = proc.stdout.strip()
+    return libdir if proc.returncode == 0 and libdir else None
+
+
+def candidate_paths(env: Optional[str] = None, package_dir: Optional[Path] = None,
+                    installed_libdir: Optional[str] = "") -> List[Tuple[str, str]]:
     """Where the library is looked for, in order, as ``(description, path)`` pairs.
 
     ``env`` defaults to ``$LORAMIXER_LIBRARY`` (pass ``""`` to ignore the variable); when it is set
     it is the only candidate (a folder means its ``libloramixer.so``). ``package_dir`` defaults to
-    this package's folder. The last entry is the bare file name, resolved by the system loader
-    (``LD_LIBRARY_PATH``, ``ldconfig``).
+    this package's folder. ``installed_libdir`` defaults to what pkg-config says (``""``: ask it;
+    None: skip that place). The last two entries are bare file names, resolved by the system
+    loader (``LD_LIBRARY_PATH``, ``ldconfig``).
     """
     if env is None:
         env = os.environ.get(ENV_VAR)
@@ -354,16 +376,30 @@ def candidate_paths(env: Optional[str] = None, package_dir: Optional[Path] = Non
     pkg = Path(package_dir) if package_dir is not None else _package_dir()
     python_dir = pkg.parent              # .../python (a checkout) or site-packages (installed)
     repo = python_dir.parent
-    return [
+    places = [
         ("next to the package", str(pkg / LIBRARY_FILENAME)),
         ("repository release build", str(repo / ".build" / "release" / LIBRARY_FILENAME)),
         ("repository debug build", str(repo / ".build" / "debug" / LIBRARY_FILENAME)),
+    ]
+    if installed_libdir == "":
+        installed_libdir = pkg_config_libdir()
+    if installed_libdir and os.path.normpath(installed_libdir) != DEFAULT_INSTALL_LIBDIR:
+        places.append(("installed (pkg-config --variable=libdir loramixer)",
+                       str(Path(installed_libdir) / LIBRARY_SONAME)))
+    places += [
+        ("installed (make install's default prefix)", str(Path(DEFAULT_INSTALL_LIBDIR) / LIBRARY_SONAME)),
+        ("system loader (LD_LIBRARY_PATH, ldconfig)", LIBRARY_SONAME),
         ("system loader (LD_LIBRARY_PATH, ldconfig)", LIBRARY_FILENAME),
     ]
+    return places
 
 
 def _library_file(path: str) -> str:
-    return str(Path(path) / LIBRARY_FILENAME) if Path(path).is_dir() else str(path)
+    """A file as given; a folder means its libloramixer.so, or its libloramixer.so.0 when it has only that."""
+    if not Path(path).is_dir():
+        return str(path)
+    plain, versioned = Path(path) / LIBRARY_FILENAME, Path(path) / LIBRARY_SONAME
+    return str(versioned if not plain.exists() and versioned.exists() else plain)
 
 
 def _open(explicit: Optional[str] = None) -> Tuple[ctypes.CDLL, str]:
@@ -375,7 +411,8 @@ def _open(explicit: Optional[str] = None) -> Tuple[ctypes.CDLL, str]:
         candidates = candidate_paths()
         hint = (f"unset {ENV_VAR} to search the default places, or point it at a built {LIBRARY_FILENAME}"
                 if os.environ.get(ENV_VAR)
-                else f"build it with `swift build -c release` in the repository, or set {ENV_VAR} to its path")
+                else f"build it with `make release` in the repository, install it with `make install`, "
+                     f"or set {ENV_VAR} to its path")
     for description, path in candidates:
         is_bare = os.sep not in path
         if not is_bare and not os.path.isfile(path):

@@ -78,13 +78,23 @@ def test_struct_layouts_match_the_header(cc, tmp_path):
 
 def test_candidate_paths(tmp_path):
     pkg = tmp_path / "python" / "loramixer"
-    places = capi.candidate_paths(env="", package_dir=pkg)
+    places = capi.candidate_paths(env="", package_dir=pkg, installed_libdir=None)
     assert [p for _, p in places] == [
         str(pkg / "libloramixer.so"),
         str(tmp_path / ".build" / "release" / "libloramixer.so"),
         str(tmp_path / ".build" / "debug" / "libloramixer.so"),
+        "/usr/local/lib/libloramixer.so.0",
+        "libloramixer.so.0",
         "libloramixer.so",
     ]
+    # An installed copy that pkg-config knows comes after the build folders, by its SONAME.
+    places = capi.candidate_paths(env="", package_dir=pkg, installed_libdir="/opt/lmx/lib")
+    assert [p for _, p in places][3:5] == ["/opt/lmx/lib/libloramixer.so.0", "/usr/local/lib/libloramixer.so.0"]
+    # A folder given in $LORAMIXER_LIBRARY that holds only the SONAME file (an install's lib/).
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "libloramixer.so.0").write_bytes(b"")
+    assert capi.candidate_paths(env=str(tmp_path / "lib")) == [
+        ("$LORAMIXER_LIBRARY", str(tmp_path / "lib" / "libloramixer.so.0"))]
     assert capi.candidate_paths(env=str(tmp_path)) == [("$LORAMIXER_LIBRARY", str(tmp_path / "libloramixer.so"))]
     assert capi.candidate_paths(env="/x/lib.so") == [("$LORAMIXER_LIBRARY", "/x/lib.so")]
     # From this checkout, the repository's release build is among the places.
