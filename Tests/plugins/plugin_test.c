@@ -208,6 +208,20 @@ static void sha256_hex(const unsigned char *data, size_t len, char out[65]) {
     for (int i = 0; i < 8; i++) snprintf(out + 8 * i, 9, "%08x", h[i]);
 }
 
+/* SHA-256 of the file at `path` into digest[65]; 0 (and a failed check named `what`) when it
+ * cannot be read. */
+static int file_sha256_hex(const char *path, char digest[65], const char *what) {
+    size_t len = 0;
+    unsigned char *data = read_file(path, &len);
+    if (!data) {
+        fail(what, "cannot read %s", path);
+        return 0;
+    }
+    sha256_hex(data, len, digest);
+    free(data);
+    return 1;
+}
+
 static void test_sha256_self(void) {
     char hex[65];
     sha256_hex((const unsigned char *)"abc", 3, hex);
@@ -468,14 +482,7 @@ static void test_policy(lmx_mixer *mixer) {
     chmod(dir, 0755);
     chmod(open_dir, 0777);
 
-    size_t len = 0;
-    unsigned char *data = read_file(source, &len);
-    if (!data) {
-        fail("policy", "cannot read %s", source);
-        return;
-    }
-    sha256_hex(data, len, digest);
-    free(data);
+    if (!file_sha256_hex(source, digest, "policy")) return;
     for (int i = 0; i < 65; i++) upper[i] = (char)(digest[i] >= 'a' && digest[i] <= 'f' ? digest[i] - 32 : digest[i]);
 
     snprintf(path, sizeof path, "%s/pinned.so", dir);
@@ -576,14 +583,7 @@ static void test_pin_race(lmx_mixer *mixer) {
     copy_file(source_b, b);
     chmod(a, 0755);
     chmod(b, 0755);
-    size_t len = 0;
-    unsigned char *data = read_file(a, &len);
-    if (!data) {
-        fail("pin race", "cannot read %s", a);
-        return;
-    }
-    sha256_hex(data, len, digest);
-    free(data);
+    if (!file_sha256_hex(a, digest, "pin race")) return;
     const char *pin_a[] = {digest};
     size_t e0 = n_experts(mixer), p0 = n_plugins(mixer);
 
