@@ -77,6 +77,6 @@ write_manifest "exact: \"$next\""
 if out=$("$swift" build --package-path "$app" --scratch-path "$tmp/scratch" 2>&1); then
     fail "SwiftPM built a dependency with unsafeFlags required by version: the check proves nothing"
 fi
-grep -i "unsafe" <<<"$out" | head -n 2
+grep -i "unsafe" <<<"$out" | head -n 2 | sed "s/^/    refused as expected: /"
 grep -qi "unsafe" <<<"$out" || { tail -n 10 <<<"$out"; fail "the refusal does not mention unsafe flags"; }
 echo "downstream_test: passed (resolved loramixer $version by version from a file:// URL, built, ran; unsafeFlags refused)"
