@@ -16,7 +16,7 @@ struct TokenList: Sendable {
             throw ArgumentValueError("expected comma-separated token ids, e.g. 1,2,3")
         }
         let ids = try text.split(separator: ",", omittingEmptySubsequences: false).enumerated().map { index, part in
-            let entry = part.trimmingCharacters(in: .whitespaces)
+            let entry = part.trimmingBlanks()
             let at = "at position \(index) (0-based)"
             guard !entry.isEmpty else { throw ArgumentValueError("the entry \(at) is empty") }
             guard let value = Int(entry) else { throw ArgumentValueError("'\(entry)' \(at) is not an integer") }
@@ -52,7 +52,7 @@ struct FixedWeights: Sendable {
     @Sendable static func parse(_ text: String) throws -> FixedWeights {
         var entries: [(name: String, weight: Float)] = []
         for (index, part) in text.split(separator: ",", omittingEmptySubsequences: false).enumerated() {
-            let entry = part.trimmingCharacters(in: .whitespaces)
+            let entry = part.trimmingBlanks()
             guard let equals = entry.firstIndex(of: "=") else {
                 throw ArgumentValueError("'\(entry)' at position \(index) (0-based) is not NAME=WEIGHT")
             }

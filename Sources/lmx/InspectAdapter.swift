@@ -1,4 +1,3 @@
-import Foundation
 import LoRAMixer
 
 extension InspectCommand {
@@ -6,13 +5,13 @@ extension InspectCommand {
     /// rank, alpha and scale each module gets (PEFT's rank/alpha pattern rules), then the tensors.
     static func adapterReport(_ path: String, tensorTable: Bool) throws -> InspectReport {
         let configPath = join(path, "adapter_config.json")
-        guard let data = FileManager.default.contents(atPath: configPath) else {
+        guard let data = readFile(configPath) else {
             throw CLIError("\(configPath): cannot read file")
         }
-        let json = try JSONParser.parse([UInt8](data), context: configPath)
+        let json = try JSONParser.parse(data, context: configPath)
         guard let config = json.object else { throw CLIError("\(configPath): top level is not a JSON object") }
         let weightsPath = join(path, "adapter_model.safetensors")
-        guard FileManager.default.fileExists(atPath: weightsPath) else {
+        guard fileKind(weightsPath) != nil else {
             throw CLIError("\(path): no adapter_model.safetensors")
         }
         let file = try SafeTensorsFile(path: weightsPath)

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Foundation
 import LoRAMixer
 
 /// `lmx inspect PATH`: what a model folder, PEFT adapter folder, router file or safetensors file holds.
@@ -32,15 +31,14 @@ struct InspectCommand: ParsableCommand {
     }
 
     static func report(for path: String, tensorTable: Bool) throws -> InspectReport {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+        guard let kind = fileKind(path) else {
             throw CLIError("\(path) does not exist (no such file or folder)")
         }
-        if isDirectory.boolValue {
-            if FileManager.default.fileExists(atPath: join(path, "config.json")) {
+        if kind == .folder {
+            if fileKind(join(path, "config.json")) != nil {
                 return try modelReport(path, tensorTable: tensorTable)
             }
-            if FileManager.default.fileExists(atPath: join(path, "adapter_config.json")) {
+            if fileKind(join(path, "adapter_config.json")) != nil {
                 return try adapterReport(path, tensorTable: tensorTable)
             }
             throw CLIError("\(path): folder has neither config.json (a model) nor adapter_config.json (a PEFT adapter)")
@@ -55,7 +53,9 @@ struct InspectCommand: ParsableCommand {
         return plainReport(file, tensorTable: tensorTable)
     }
 
+    /// `directory/name`, as `NSString.appendingPathComponent` gave it for these plain names.
     static func join(_ directory: String, _ name: String) -> String {
-        (directory as NSString).appendingPathComponent(name)
+        if directory.isEmpty { return name }
+        return directory.hasSuffix("/") ? directory + name : directory + "/" + name
     }
 }

@@ -1,4 +1,3 @@
-import Foundation
 import LoRAMixer
 
 extension InspectCommand {
@@ -70,11 +69,11 @@ extension InspectCommand {
     /// One file, or shards listed by the index.
     private static func weightFiles(_ path: String) throws -> InspectReport.Field {
         let indexPath = join(path, SafeTensorsCollection.indexFileName)
-        guard let data = FileManager.default.contents(atPath: indexPath) else {
+        guard let data = readFile(indexPath) else {
             return .init(key: "weight_files", json: .array([.string(SafeTensorsCollection.singleFileName)]),
                          text: SafeTensorsCollection.singleFileName)
         }
-        let index = try JSONParser.parse([UInt8](data), context: indexPath)
+        let index = try JSONParser.parse(data, context: indexPath)
         var shards: [String] = []
         for entry in index.object?["weight_map"]?.object?.entries ?? [] {
             if let shard = entry.value.string, !shards.contains(shard) { shards.append(shard) }

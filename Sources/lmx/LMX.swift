@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import Glibc
 import LoRAMixer
 
 /// The `lmx` command line tool: inspect model/adapter/router files, compute logits, and generate
@@ -34,7 +34,7 @@ struct LMX: ParsableCommand {
         if code == .success {
             let text = fullMessage(for: error)
             if !text.isEmpty { print(text) }
-            Foundation.exit(code.rawValue)
+            Glibc.exit(code.rawValue)
         }
         let message: String
         switch error {
@@ -44,15 +44,15 @@ struct LMX: ParsableCommand {
         default: message = self.message(for: error)
         }
         if !message.isEmpty {
-            FileHandle.standardError.write(Data("lmx: error: \(oneLine(message))\n".utf8))
+            writeStandardError("lmx: error: \(oneLine(message))\n")
         }
-        Foundation.exit(code.rawValue)
+        Glibc.exit(code.rawValue)
     }
 
     /// Messages from deeper layers may span lines; the report is always one.
     static func oneLine(_ text: String) -> String {
         text.split(whereSeparator: \.isNewline)
-            .map { $0.trimmingCharacters(in: .whitespaces) }
+            .map { $0.trimmingBlanks() }
             .filter { !$0.isEmpty }
             .joined(separator: " ")
     }
@@ -87,11 +87,10 @@ enum InputPath {
     }
 
     private static func check(_ path: String, _ typed: String, folder: Bool) throws {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+        guard let kind = fileKind(path) else {
             throw CLIError("\(typed): \(folder ? "folder" : "file") \(path) does not exist")
         }
-        if folder && !isDirectory.boolValue { throw CLIError("\(typed): \(path) is a file, not a folder") }
-        if !folder && isDirectory.boolValue { throw CLIError("\(typed): \(path) is a folder, not a file") }
+        if folder && kind != .folder { throw CLIError("\(typed): \(path) is a file, not a folder") }
+        if !folder && kind == .folder { throw CLIError("\(typed): \(path) is a folder, not a file") }
     }
 }

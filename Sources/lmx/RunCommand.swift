@@ -1,5 +1,5 @@
 import ArgumentParser
-import Foundation
+import Glibc
 import LoRAMixer
 
 /// `lmx run`: generation from prompt token ids, with an optional routing trace.

@@ -1,4 +1,3 @@
-import Foundation
 import Glibc
 import LoRAMixer
 
@@ -17,7 +16,7 @@ final class ProgressLine {
 
     func note(_ text: String) {
         guard enabled else { return }
-        FileHandle.standardError.write(Data("\(text)\n".utf8))
+        writeStandardError("\(text)\n")
     }
 
     func update(_ p: TrainingProgress) {
@@ -29,25 +28,25 @@ final class ProgressLine {
         if p.balance != 0 || p.entropyTerm != 0 { line += "  rsl \(format(p.balance + p.entropyTerm, 4))" }
         line += "  \(Int(p.tokensPerSecond)) tok/s  ETA \(duration(p.etaSeconds))"
         if terminal {
-            FileHandle.standardError.write(Data("\r\(line)\u{1B}[K".utf8))
+            writeStandardError("\r\(line)\u{1B}[K")
             drawn = true
         } else if p.step == p.totalSteps || p.step % max(1, total / 20) == 0 || p.step == 1 {
-            FileHandle.standardError.write(Data("\(line)\n".utf8))
+            writeStandardError("\(line)\n")
         }
     }
 
     func finish() {
-        if drawn { FileHandle.standardError.write(Data("\n".utf8)) }
+        if drawn { writeStandardError("\n") }
         drawn = false
     }
 
     private func duration(_ seconds: Double) -> String {
         let s = Int(seconds.rounded())
-        return s >= 3600 ? "\(s / 3600)h\(String(format: "%02d", s % 3600 / 60))m" : s >= 60 ? "\(s / 60)m\(String(format: "%02d", s % 60))s" : "\(s)s"
+        return s >= 3600 ? "\(s / 3600)h\(cFormat("%02ld", s % 3600 / 60))m" : s >= 60 ? "\(s / 60)m\(cFormat("%02ld", s % 60))s" : "\(s)s"
     }
 }
 
-func format(_ value: Double, _ digits: Int) -> String { String(format: "%.\(digits)f", value) }
+func format(_ value: Double, _ digits: Int) -> String { cFormat("%.\(digits)f", value) }
 
 /// The final report of `lmx train`, as plain-text tables.
 enum ReportTable {
@@ -65,7 +64,7 @@ enum ReportTable {
             lines.append(row(["", "loss", "ce", "balance", "entropy", "preserve", "lr", "grad norm"]))
             for (label, p) in [("first", first), ("last", last)] {
                 lines.append(row([label, format(p.loss, 4), format(p.crossEntropy, 4), format(p.balance, 4), format(p.entropyTerm, 4),
-                                  format(p.preserve, 4), String(format: "%.2e", p.learningRate), format(p.gradientNorm, 3)]))
+                                  format(p.preserve, 4), cFormat("%.2e", p.learningRate), format(p.gradientNorm, 3)]))
             }
             if !last.expertLoad.isEmpty {
                 lines.append("")
@@ -92,7 +91,7 @@ enum ReportTable {
 
     private static func row(_ cells: [String]) -> String {
         cells.enumerated().map { index, cell in
-            index == 0 ? cell.padding(toLength: 12, withPad: " ", startingAt: 0) : String(repeating: " ", count: max(0, 12 - cell.count)) + cell
+            index == 0 ? cell.padded(toLength: 12) : String(repeating: " ", count: max(0, 12 - cell.count)) + cell
         }.joined()
     }
 }
