@@ -8,8 +8,10 @@ for Tests/LoRAMixerTests/GGUFTests.swift):
      "tensors": [{"name", "type" (ggml name), "type_id", "dimensions" (file order, ne[0] first),
                   "data_offset" (absolute), "n_bytes"} ...] in file order}
 
-Only the container is exercised: byte contents of quantized tensors are arbitrary. Run from the
-repository root:
+Only the container is exercised: byte contents of quantized tensors are arbitrary. It also
+rewrites its own section (between the gguf-fixtures markers, at the end) of Tests/Fixtures/README.md;
+`tools/make_fixtures.py` regenerates that README without it, so rerun this script after that one.
+Run from the repository root:
 
     python3 -m venv ~/ggufvenv && ~/ggufvenv/bin/pip install gguf numpy
     ~/ggufvenv/bin/python tools/make_gguf_fixtures.py
@@ -23,6 +25,8 @@ import gguf
 from gguf import GGMLQuantizationType as Q, GGUFValueType as V
 
 OUT = Path(__file__).resolve().parents[1] / "Tests" / "Fixtures" / "gguf"
+README = OUT.parent / "README.md"
+BEGIN, END = "<!-- gguf-fixtures:begin -->", "<!-- gguf-fixtures:end -->"
 
 
 def vocab_only(path):
@@ -146,14 +150,56 @@ def oracle(path):
     }
 
 
+def readme_section(sizes):
+    lines = [
+        BEGIN,
+        "## gguf",
+        "",
+        f"Written by `python tools/make_gguf_fixtures.py` with gguf {gguf_version()} and numpy {np.__version__}"
+        " (`python3 -m venv ~/ggufvenv && ~/ggufvenv/bin/pip install gguf numpy`). Each `NAME.gguf` is written"
+        " by `gguf.GGUFWriter`; `NAME.json` beside it is what `gguf.GGUFReader` reads back (version, alignment,"
+        " data offset, every metadata key with its type and value in file order, every tensor's name, ggml type,"
+        " dimensions in ggml order, absolute data offset and byte size): the oracle for"
+        " `Tests/LoRAMixerTests/GGUFTests.swift` and `lmx inspect`. Quantized tensors hold arbitrary bytes.",
+        "",
+        "| file | bytes | contents |",
+        "|---|---|---|",
+        f"| `vocab_only.gguf` | {sizes['vocab_only']} | no tensors: a llama tokenizer (`tokenizer.ggml.tokens` strings incl."
+        " multi-byte UTF-8, `scores` float32, `token_type` int32, `merges`, bos/eos ids, add_bos/add_eos bools,"
+        " `chat_template`), one key of each scalar type at its extreme, arrays of uint64/int16/float64/bool and"
+        " nested arrays (`array[array[int32]]`, `array[array[string]]`) |",
+        f"| `tensors.gguf` | {sizes['tensors']} | F32 [64, 3], F16 [5], Q8_0 [64, 2], Q4_0 [32, 4], Q4_K [256, 1],"
+        " I32 [1] (dims in ggml order); default alignment 32 |",
+        f"| `tensors_align64.gguf` | {sizes['tensors_align64']} | the same with `general.alignment` = 64 |",
+        END,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def gguf_version():
+    from importlib.metadata import version
+    return version("gguf")
+
+
+def update_readme(section):
+    text = README.read_text()
+    if BEGIN in text:
+        i, j = text.index(BEGIN), text.index(END) + len(END)
+        text = text[:i].rstrip("\n") + "\n\n" + text[j:].lstrip("\n")
+    README.write_text(text.rstrip("\n") + "\n\n" + section)
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     cases = {"vocab_only": vocab_only, "tensors": tensors, "tensors_align64": lambda p: tensors(p, alignment=64)}
+    sizes = {}
     for name, make in cases.items():
         path = OUT / f"{name}.gguf"
         make(path)
         (OUT / f"{name}.json").write_text(json.dumps(oracle(path), indent=1, ensure_ascii=False) + "\n")
-        print(f"{path.relative_to(OUT.parents[2])}: {path.stat().st_size} bytes")
+        sizes[name] = path.stat().st_size
+        print(f"{path.relative_to(OUT.parents[2])}: {sizes[name]} bytes")
+    update_readme(readme_section(sizes))
 
 
 if __name__ == "__main__":

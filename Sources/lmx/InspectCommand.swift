@@ -5,18 +5,19 @@ import LoRAMixer
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inspect",
-        abstract: "Describe a model folder, PEFT adapter folder, router file or any .safetensors file.",
+        abstract: "Describe a model folder, PEFT adapter folder, router file, any .safetensors file or a .gguf file.",
         discussion: """
             PATH is recognised as: a folder with config.json (a Hugging Face model: config summary, \
             tensors, totals); a folder with adapter_config.json (a PEFT LoRA adapter: rank, alpha, \
             patterns, targets, per-module ranks and scales, tensors); a safetensors file whose \
             __metadata__ has format=loramixer.router (a router: experts in row order, top_k, \
-            temperature, scope, input, per-layer tensors); any other safetensors file (metadata and \
-            tensors). Only headers and configs are read; no model is needed.
+            temperature, scope, input, per-layer tensors); a GGUF file (a .gguf name or the GGUF magic: \
+            version, metadata in file order with long arrays abbreviated, tensors with ggml type, \
+            dimensions and bytes); any other safetensors file (metadata and tensors). Only headers and configs are read; no model is needed.
             """
     )
 
-    @Argument(help: ArgumentHelp("Model folder, adapter folder, router file or .safetensors file.", valueName: "path"))
+    @Argument(help: ArgumentHelp("Model folder, adapter folder, router file, .safetensors or .gguf file.", valueName: "path"))
     var path: String
 
     @Flag(help: "Print the report as one JSON object instead of text.")
@@ -45,6 +46,9 @@ struct InspectCommand: ParsableCommand {
         }
         if path.hasSuffix(".json") {
             throw CLIError("\(path): a JSON file; inspect takes a model folder, an adapter folder, a router file or a .safetensors file")
+        }
+        if kind == .file, isGGUF(path) {
+            return try ggufReport(path, tensorTable: tensorTable)
         }
         let file = try SafeTensorsFile(path: path)
         if file.metadata["format"] == "loramixer.router" {

@@ -314,6 +314,31 @@ def test_inspect_plain_safetensors(lmx):
     assert names["tokens"]["dtype"] == "I32" and names["tokens"]["shape"] == [12]
 
 
+def test_inspect_gguf(lmx, tmp_path):
+    gguf = FIXTURES / "gguf"
+    out = lmx("inspect", gguf / "vocab_only.gguf").stdout
+    for fact in ["GGUF:", "version:      3", "tokenizer.ggml.tokens", "array[string]", "(12 items)", "\u2581the",
+                 "array[array[int32]]", "[[1, 2], [3], [4, 5, 6]]", "18446744073709551615", "tensors (0"]:
+        assert fact in out, fact
+    out = lmx("inspect", gguf / "tensors_align64.gguf").stdout
+    for fact in ["alignment:    64", "blk.0.attn_q.weight", "Q8_0", "[64, 2]", "Q4_K", "[256, 1]"]:
+        assert fact in out, fact
+    # --json agrees with the GGUFReader oracle written beside the fixture.
+    for name in ["vocab_only", "tensors", "tensors_align64"]:
+        report = json.loads(lmx("inspect", "--json", gguf / f"{name}.gguf").stdout)
+        oracle = json.loads((gguf / f"{name}.json").read_text())
+        assert report["kind"] == "GGUF" and report["version"] == oracle["version"]
+        assert report["data_offset"] == oracle["data_offset"]
+        assert [m["key"] for m in report["metadata"]] == [m["key"] for m in oracle["metadata"]]
+        assert [(t["name"], t["type"], t["dimensions"], t["offset"], t["bytes"]) for t in report["tensors"]] == \
+            [(t["name"], t["type"], t["dimensions"], t["data_offset"], t["n_bytes"]) for t in oracle["tensors"]]
+    # A truncated copy is refused with the reader's message, exit 1.
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes((gguf / "tensors.gguf").read_bytes()[:1000])
+    result = lmx("inspect", cut, check=False)
+    assert result.returncode == 1 and "cut.gguf: tensor 'token_embd.weight'" in result.stderr, result.stderr
+
+
 # --- help ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("command,fact", [
