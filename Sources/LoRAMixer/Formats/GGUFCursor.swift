@@ -38,10 +38,4 @@ struct GGUFCursor {
         let start = try take(count, what())
         return UnsafeRawBufferPointer(rebasing: bytes[start..<(start + count)])
     }
-
-    /// The bytes at `range` (already checked to lie inside the file by the caller; checked again).
-    func view(_ range: Range<Int>) -> UnsafeRawBufferPointer? {
-        guard range.lowerBound >= 0, range.upperBound <= bytes.count else { return nil }
-        return UnsafeRawBufferPointer(rebasing: bytes[range])
-    }
 }

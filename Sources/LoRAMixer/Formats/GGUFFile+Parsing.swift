@@ -135,41 +135,45 @@ extension GGUFFile {
         return text
     }
 
-    static func readValue(_ cursor: inout GGUFCursor, type: GGUFValueType, context: String, depth: Int) throws -> GGUFValue {
+    /// `context` names the value in errors ("metadata 'k'[3]"); built only when one is thrown, as a
+    /// vocabulary array has hundreds of thousands of elements.
+    static func readValue(
+        _ cursor: inout GGUFCursor, type: GGUFValueType, context: @autoclosure () -> String, depth: Int
+    ) throws -> GGUFValue {
         switch type {
-        case .uint8: return .uint8(try cursor.uint8(context))
-        case .int8: return .int8(Int8(bitPattern: try cursor.uint8(context)))
-        case .uint16: return .uint16(try cursor.uint16(context))
-        case .int16: return .int16(Int16(bitPattern: try cursor.uint16(context)))
-        case .uint32: return .uint32(try cursor.uint32(context))
-        case .int32: return .int32(Int32(bitPattern: try cursor.uint32(context)))
-        case .uint64: return .uint64(try cursor.uint64(context))
-        case .int64: return .int64(Int64(bitPattern: try cursor.uint64(context)))
-        case .float32: return .float32(Float(bitPattern: try cursor.uint32(context)))
-        case .float64: return .float64(Double(bitPattern: try cursor.uint64(context)))
+        case .uint8: return .uint8(try cursor.uint8(context()))
+        case .int8: return .int8(Int8(bitPattern: try cursor.uint8(context())))
+        case .uint16: return .uint16(try cursor.uint16(context()))
+        case .int16: return .int16(Int16(bitPattern: try cursor.uint16(context())))
+        case .uint32: return .uint32(try cursor.uint32(context()))
+        case .int32: return .int32(Int32(bitPattern: try cursor.uint32(context())))
+        case .uint64: return .uint64(try cursor.uint64(context()))
+        case .int64: return .int64(Int64(bitPattern: try cursor.uint64(context())))
+        case .float32: return .float32(Float(bitPattern: try cursor.uint32(context())))
+        case .float64: return .float64(Double(bitPattern: try cursor.uint64(context())))
         case .bool:
-            let byte = try cursor.uint8(context)
+            let byte = try cursor.uint8(context())
             guard byte <= 1 else {
-                throw LoRAMixerError.format("\(cursor.path): \(context) is a bool stored as \(byte), expected 0 or 1")
+                throw LoRAMixerError.format("\(cursor.path): \(context()) is a bool stored as \(byte), expected 0 or 1")
             }
             return .bool(byte == 1)
-        case .string: return .string(try readString(&cursor, context))
+        case .string: return .string(try readString(&cursor, context()))
         case .array:
             guard depth < maximumArrayDepth else {
                 throw LoRAMixerError.format(
-                    "\(cursor.path): \(context) nests arrays deeper than the limit of \(maximumArrayDepth)")
+                    "\(cursor.path): \(context()) nests arrays deeper than the limit of \(maximumArrayDepth)")
             }
-            let elementType = try valueType(try cursor.uint32("\(context) array type"), "\(context) array", path: cursor.path)
-            let count = try cursor.uint64("\(context) array count")
+            let elementType = try valueType(try cursor.uint32("\(context()) array type"), "\(context()) array", path: cursor.path)
+            let count = try cursor.uint64("\(context()) array count")
             let bound = cursor.remaining / elementType.minimumEncodedSize
             guard count <= UInt64(bound) else {
                 throw LoRAMixerError.format(
-                    "\(cursor.path): \(context) array count \(count) cannot fit in the \(cursor.remaining) bytes left (\(elementType.name) elements take at least \(elementType.minimumEncodedSize) bytes)")
+                    "\(cursor.path): \(context()) array count \(count) cannot fit in the \(cursor.remaining) bytes left (\(elementType.name) elements take at least \(elementType.minimumEncodedSize) bytes)")
             }
             var elements: [GGUFValue] = []
             elements.reserveCapacity(Int(count))
             for index in 0..<Int(count) {
-                elements.append(try readValue(&cursor, type: elementType, context: "\(context)[\(index)]", depth: depth + 1))
+                elements.append(try readValue(&cursor, type: elementType, context: "\(context())[\(index)]", depth: depth + 1))
             }
             return .array(elementType, elements)
         }
