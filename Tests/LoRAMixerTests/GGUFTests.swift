@@ -237,6 +237,30 @@ final class GGUFTests: XCTestCase {
         try assertRefused(builder, "metadata count 29 cannot fit in the 76 bytes left")
     }
 
+    /// Every single byte of every fixture set to 0x00, 0x80 and 0xff in turn: each copy either
+    /// opens or throws a LoRAMixerError; none traps (counts, lengths, types, offsets all hostile).
+    func testCorruptedBytesNeverCrash() throws {
+        for fixture in Self.fixtures {
+            let path = Fixtures.path("gguf", fixture + ".gguf")
+            var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+            for index in bytes.indices {
+                let original = bytes[index]
+                for value: UInt8 in [0x00, 0x80, 0xff] where value != original {
+                    bytes[index] = value
+                    bytes.withUnsafeBytes { buffer in
+                        do {
+                            _ = try GGUFFile.read(buffer, path: path)
+                        } catch is LoRAMixerError {
+                        } catch {
+                            XCTFail("\(fixture) byte \(index) = \(value): \(error)")
+                        }
+                    }
+                }
+                bytes[index] = original
+            }
+        }
+    }
+
     // MARK: Header
 
     func testMagicVersionAndEndianness() throws {
