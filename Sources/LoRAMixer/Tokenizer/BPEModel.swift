@@ -1,0 +1,158 @@
+/// A byte-level BPE model as `tokenizers` stores it in tokenizer.json's `model`: the vocabulary,
+/// the merges as ranks (earlier merge = lower rank = applied first), `ignore_merges`, and an
+/// optional `unk_token`. Words are split into Unicode scalars, each looked up in the vocabulary,
+/// then the adjacent pair of lowest rank is merged (leftmost first on ties) until none is left.
+final class BPEModel: @unchecked Sendable {
+    let vocabulary: [String: Int32]
+    /// id -> token, for decoding; ids the vocabulary does not use are nil.
+    let tokens: [String?]
+    /// (left id << 32 | right id) -> (rank, merged id).
+    private let merges: [UInt64: (rank: Int32, merged: Int32)]
+    /// Single-scalar tokens, the starting symbols of every word.
+    private let scalarIDs: [UInt32: Int32]
+    private let ignoreMerges: Bool
+    private let unknownID: Int32?
+    private var cache: [String: [Int32]] = [:]
+    private let cacheLock = Lock()
+    static let cacheCapacity = 10_000
+
+    init(json: JSONObject, context: String) throws {
+        let where_ = "\(context): model (BPE)"
+        guard let vocabObject = json["vocab"]?.object else {
+            throw LoRAMixerError.format("\(where_): `vocab` must be an object of token -> id, found \(json["vocab"]?.kindName ?? "nothing")")
+        }
+        var vocabulary: [String: Int32] = [:]
+        vocabulary.reserveCapacity(vocabObject.count)
+        var maxID: Int32 = -1
+        for (token, value) in vocabObject.entries {
+            guard let id = value.int, id >= 0, id < Int(Int32.max) else {
+                throw LoRAMixerError.format("\(where_): vocab entry \(quoted(token)) has id \(value), expected a non-negative 32-bit integer")
+            }
+            vocabulary[token] = Int32(id)
+            maxID = max(maxID, Int32(id))
+        }
+        var tokens = [String?](repeating: nil, count: Int(maxID) + 1)
+        for (token, id) in vocabulary { tokens[Int(id)] = token }
+
+        for key in ["dropout", "continuing_subword_prefix", "end_of_word_suffix"] {
+            if let value = json[key], value != .null {
+                throw LoRAMixerError.format("\(where_): `\(key)` = \(value) is not supported (only null)")
+            }
+        }
+        if json["byte_fallback"]?.bool == true {
+            throw LoRAMixerError.format("\(where_): `byte_fallback` (SentencePiece-style BPE) is not supported yet")
+        }
+        ignoreMerges = json["ignore_merges"]?.bool ?? false
+        switch json["unk_token"] {
+        case nil, .null?:
+            unknownID = nil
+        case .string(let unk)?:
+            guard let id = vocabulary[unk] else {
+                throw LoRAMixerError.format("\(where_): unk_token \(quoted(unk)) is not in the vocabulary")
+            }
+            unknownID = id
+        case let other?:
+            throw LoRAMixerError.format("\(where_): `unk_token` must be a string or null, found \(other.kindName)")
+        }
+
+        guard let mergeList = json["merges"]?.array else {
+            throw LoRAMixerError.format("\(where_): `merges` must be an array, found \(json["merges"]?.kindName ?? "nothing")")
+        }
+        var merges: [UInt64: (rank: Int32, merged: Int32)] = [:]
+        merges.reserveCapacity(mergeList.count)
+        for (rank, entry) in mergeList.enumerated() {
+            let pair: (String, String)
+            switch entry {
+            case .string(let text):
+                let parts = text.split(separator: " ", omittingEmptySubsequences: false)
+                guard parts.count == 2 else {
+                    throw LoRAMixerError.format("\(where_): merge \(rank) \(quoted(text)) is not two tokens separated by one space")
+                }
+                pair = (String(parts[0]), String(parts[1]))
+            case .array(let parts):
+                guard parts.count == 2, let left = parts[0].string, let right = parts[1].string else {
+                    throw LoRAMixerError.format("\(where_): merge \(rank) must be an array of two strings")
+                }
+                pair = (left, right)
+            default:
+                throw LoRAMixerError.format("\(where_): merge \(rank) must be a string \"a b\" or an array [\"a\", \"b\"], found \(entry.kindName)")
+            }
+            for part in [pair.0, pair.1] where vocabulary[part] == nil {
+                throw LoRAMixerError.format("\(where_): merge \(rank) (\(quoted(pair.0)), \(quoted(pair.1))) names \(quoted(part)), which is not in the vocabulary")
+            }
+            guard let left = vocabulary[pair.0], let right = vocabulary[pair.1] else { continue }
+            guard let merged = vocabulary[pair.0 + pair.1] else {
+                throw LoRAMixerError.format("\(where_): merge \(rank) (\(quoted(pair.0)), \(quoted(pair.1))) makes \(quoted(pair.0 + pair.1)), which is not in the vocabulary")
+            }
+            let key = UInt64(UInt32(left)) << 32 | UInt64(UInt32(right))
+            if merges[key] == nil { merges[key] = (Int32(rank), merged) }
+        }
+        var scalarIDs: [UInt32: Int32] = [:]
+        for (token, id) in vocabulary {
+            let scalars = token.unicodeScalars
+            if scalars.count == 1, let scalar = scalars.first { scalarIDs[scalar.value] = id }
+        }
+        self.vocabulary = vocabulary
+        self.tokens = tokens
+        self.merges = merges
+        self.scalarIDs = scalarIDs
+    }
+
+    /// Appends the ids of one pre-tokenized word. A scalar missing from the vocabulary becomes
+    /// `unk_token`, or is dropped when there is none, as `tokenizers` does.
+    func encode(_ word: String, into output: inout [Int32]) {
+        if ignoreMerges, let id = vocabulary[word] {
+            output.append(id)
+            return
+        }
+        if let cached = cacheLock.withLock({ cache[word] }) {
+            output.append(contentsOf: cached)
+            return
+        }
+        var symbols: [Int32] = []
+        symbols.reserveCapacity(word.unicodeScalars.count)
+        for scalar in word.unicodeScalars {
+            if let id = scalarIDs[scalar.value] {
+                symbols.append(id)
+            } else if let unknownID {
+                symbols.append(unknownID)
+            }
+        }
+        merge(&symbols)
+        output.append(contentsOf: symbols)
+        cacheLock.withLock {
+            if cache.count >= Self.cacheCapacity { cache.removeAll(keepingCapacity: true) }
+            cache[word] = symbols
+        }
+    }
+
+    /// Merges the lowest-ranked adjacent pair (the leftmost among equals) until no pair has a
+    /// merge: the same order as `tokenizers`' priority queue.
+    private func merge(_ symbols: inout [Int32]) {
+        while symbols.count > 1 {
+            var best: (rank: Int32, merged: Int32, index: Int)?
+            for index in 0..<(symbols.count - 1) {
+                let key = UInt64(UInt32(symbols[index])) << 32 | UInt64(UInt32(symbols[index + 1]))
+                if let merge = merges[key], merge.rank < (best?.rank ?? Int32.max) {
+                    best = (merge.rank, merge.merged, index)
+                }
+            }
+            guard let best else { return }
+            symbols[best.index] = best.merged
+            symbols.remove(at: best.index + 1)
+        }
+    }
+}
+
+/// A token in double quotes with control characters escaped, for error messages.
+func quoted(_ text: String) -> String {
+    var result = "\""
+    for scalar in text.unicodeScalars {
+        if scalar.value < 0x20 || scalar == "\"" || scalar == "\\" {
+            result += scalar.escaped(asASCII: false)
+        } else {
+            result.unicodeScalars.append(scalar)
+        }
+    }
+    return result + "\""
+}
