@@ -50,11 +50,20 @@ TESTS = [
     "abc123def4567", "\u3000\u3000x", "a\u2028b", "a\u0085b", " \u00a0 x", "\t x", "1\n2", ".\n", " .\n",
     # added tokens beside whitespace, words and each other
     "  <|eot_id|>  ", " <mask> ", "\n<mask>\n", "<mask>  <mask>", "mix<|eot_id|>", "<|eot_id|>mix", "mixmix",
-    "Émix", "mix2", "2mix", "_mix", " mix ", "loramixer<|eot_id|>loramixer", "xloramixerx",
+    "Émix", "mix2", "2mix", "_mix", " mix ", "\ufe0fmix\u2028x", "\u200dmix x", "x mix\u0301 y", "‿mix\tq",
+    "²mix\tq", "Ⅻmix\tq", "Ⓐmix\tq", "-mix\tq", "%mix-\tq", "loramixer<|eot_id|>loramixer", "xloramixerx",
     "<|begin_of_text|> <|eot_id|>\n\n<|begin_of_text|>",
     # the whole training corpus as one text
     "".join(CORPUS[:13]),
 ]
+
+# Seeded random strings over the characters the split patterns treat differently, so every
+# branch of the matchers (and of the added-token matcher) meets its neighbours.
+POOL = (list(" \t\n\r\u00a0\u3000\u2028\u0085") + list("aZsStTdDmMlLrRvVe'\u2019\u017f") + list("0123456789\u0663\u00b2\u216b")
+        + list(".,;!?-_()[]{}<>|/\\\"#$%&*+=@^~`") + list("éüßÅ東京日本한국") + ["😀", "👍🏽", "👨‍👩‍👧‍👦", "\u200d", "\ufe0f"]
+        + ["<|eot_id|>", "<mask>", "mix", "loramixer", "<|", "|>", "  ", "\n\n", "'s", "'LL", "123456"])
+_rng = __import__("random").Random(1234)
+TESTS += ["".join(_rng.choice(POOL) for _ in range(_rng.randint(1, 40))) for _ in range(60)]
 
 
 def added_tokens():
@@ -103,7 +112,7 @@ def build(name, pre_tokenizer, eos, ignore_merges=False):
             partial.append({"ids": ids[:cut], "decoded": tok.decode(ids[:cut], skip_special_tokens=False)})
     with open(os.path.join(folder, "cases.json"), "w", encoding="utf-8") as f:
         json.dump({"vocab_size": tok.get_vocab_size(with_added_tokens=True), "cases": cases,
-                   "partial": partial}, f, ensure_ascii=False)
+                   "partial": partial}, f, ensure_ascii=False, separators=(",", ":"))
 
 
 build("gpt2", pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True), eos=False)

@@ -168,6 +168,11 @@ final class TokenizerTests: XCTestCase {
                 XCTAssertTrue((error as? LoRAMixerError)?.message.hasPrefix("t.json") == true, "\(error)")
             }
         }
+        // ids need not be contiguous; a huge one is not a reason to allocate that much
+        let sparse = #"{"model": {"type": "BPE", "vocab": {"a": 2147483646, "b": 0, "ab": 7}, "merges": [["a", "b"]]}}"#
+        let tokenizer = try Tokenizer(json: Array(sparse.utf8))
+        XCTAssertEqual(try tokenizer.encode("abba", addSpecialTokens: true), [7, 0, 2147483646])
+        XCTAssertEqual(tokenizer.decode([7, 0, 2147483646, 5], skipSpecialTokens: false), "ab b a")
         XCTAssertThrowsError(try Tokenizer(directory: "/nonexistent-folder")) { error in
             XCTAssertTrue("\(error)".contains("/nonexistent-folder/tokenizer.json"), "\(error)")
         }

@@ -94,10 +94,18 @@ struct AddedTokenMatcher: Sendable {
         return segments
     }
 
-    /// Rust's `char::is_alphanumeric`: Alphabetic or a Number category.
+    /// A word character as `tokenizers` decides it for `single_word` (the Unicode `\w` of the
+    /// Rust `regex` crate, checked against `tokenizers`): Alphabetic, a mark (Mn, Mc, Me), a
+    /// decimal digit (Nd), connector punctuation (Pc, e.g. `_`) or Join_Control (ZWJ, ZWNJ).
+    /// So `²` (No) and `-` are not, `Ⅻ` (Nl, Alphabetic) and U+FE0F (Mn) are.
     private static func isWordCharacter(_ scalar: Unicode.Scalar?) -> Bool {
         guard let scalar else { return false }
-        return scalar.properties.isAlphabetic || isNumber(scalar)
+        let properties = scalar.properties
+        if properties.isAlphabetic || properties.isJoinControl { return true }
+        switch properties.generalCategory {
+        case .nonspacingMark, .spacingMark, .enclosingMark, .decimalNumber, .connectorPunctuation: return true
+        default: return false
+        }
     }
 
     private static func decodeScalar(_ bytes: [UInt8], at start: Int) -> (Unicode.Scalar, Int)? {

@@ -4,8 +4,9 @@
 /// then the adjacent pair of lowest rank is merged (leftmost first on ties) until none is left.
 final class BPEModel: @unchecked Sendable {
     let vocabulary: [String: Int32]
-    /// id -> token, for decoding; ids the vocabulary does not use are nil.
-    let tokens: [String?]
+    /// id -> token, for decoding (a dictionary: ids need not be contiguous, and a hostile file
+    /// with one huge id must not make us allocate a table that large).
+    let tokens: [Int32: String]
     /// (left id << 32 | right id) -> (rank, merged id).
     private let merges: [UInt64: (rank: Int32, merged: Int32)]
     /// Single-scalar tokens, the starting symbols of every word.
@@ -23,16 +24,15 @@ final class BPEModel: @unchecked Sendable {
         }
         var vocabulary: [String: Int32] = [:]
         vocabulary.reserveCapacity(vocabObject.count)
-        var maxID: Int32 = -1
         for (token, value) in vocabObject.entries {
             guard let id = value.int, id >= 0, id < Int(Int32.max) else {
                 throw LoRAMixerError.format("\(where_): vocab entry \(quoted(token)) has id \(value), expected a non-negative 32-bit integer")
             }
             vocabulary[token] = Int32(id)
-            maxID = max(maxID, Int32(id))
         }
-        var tokens = [String?](repeating: nil, count: Int(maxID) + 1)
-        for (token, id) in vocabulary { tokens[Int(id)] = token }
+        var tokens: [Int32: String] = [:]
+        tokens.reserveCapacity(vocabulary.count)
+        for (token, id) in vocabulary { tokens[id] = token }
 
         for key in ["dropout", "continuing_subword_prefix", "end_of_word_suffix"] {
             if let value = json[key], value != .null {

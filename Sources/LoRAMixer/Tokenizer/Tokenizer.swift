@@ -102,9 +102,7 @@ public final class Tokenizer: Sendable {
     /// The token's text: an added token's content or the model vocabulary's entry; nil for an
     /// id neither uses.
     public func token(_ id: Int32) -> String? {
-        if let added = addedByID[id] { return added.content }
-        guard id >= 0, Int(id) < model.tokens.count else { return nil }
-        return model.tokens[Int(id)]
+        addedByID[id]?.content ?? model.tokens[id]
     }
 
     /// The bytes one token stands for (which may be part of a UTF-8 character); nil for an
