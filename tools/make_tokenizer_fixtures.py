@@ -51,7 +51,7 @@ TESTS = [
     # added tokens beside whitespace, words and each other
     "  <|eot_id|>  ", " <mask> ", "\n<mask>\n", "<mask>  <mask>", "mix<|eot_id|>", "<|eot_id|>mix", "mixmix",
     "Émix", "mix2", "2mix", "_mix", " mix ", "\ufe0fmix\u2028x", "\u200dmix x", "x mix\u0301 y", "‿mix\tq",
-    "²mix\tq", "Ⅻmix\tq", "Ⓐmix\tq", "-mix\tq", "%mix-\tq", "loramixer<|eot_id|>loramixer", "xloramixerx",
+    "²mix\tq", "Ⅻmix\tq", "Ⓐmix\tq", "-mix\tq", "%mix-\tq", "1 \u200dx", "<|eot_id|> \u0301,", "loramixer<|eot_id|>loramixer", "xloramixerx",
     "<|begin_of_text|> <|eot_id|>\n\n<|begin_of_text|>",
     # the whole training corpus as one text
     "".join(CORPUS[:13]),

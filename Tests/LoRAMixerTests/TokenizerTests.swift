@@ -143,6 +143,10 @@ final class TokenizerTests: XCTestCase {
         assertRefused(json, "pre_tokenizer Metaspace", "not supported")
 
         json = try document()
+        json["pre_tokenizer"] = .null
+        assertRefused(json, "no ByteLevel step")
+
+        json = try document()
         json["pre_tokenizer"] = .object(["type": .string("Whitespace")])
         assertRefused(json, "pre_tokenizer Whitespace", "not supported")
 
@@ -169,7 +173,7 @@ final class TokenizerTests: XCTestCase {
             }
         }
         // ids need not be contiguous; a huge one is not a reason to allocate that much
-        let sparse = #"{"model": {"type": "BPE", "vocab": {"a": 2147483646, "b": 0, "ab": 7}, "merges": [["a", "b"]]}}"#
+        let sparse = #"{"pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "use_regex": false}, "model": {"type": "BPE", "vocab": {"a": 2147483646, "b": 0, "ab": 7}, "merges": [["a", "b"]]}}"#
         let tokenizer = try Tokenizer(json: Array(sparse.utf8))
         XCTAssertEqual(try tokenizer.encode("abba", addSpecialTokens: true), [7, 0, 2147483646])
         XCTAssertEqual(tokenizer.decode([7, 0, 2147483646, 5], skipSpecialTokens: false), "ab b a")

@@ -64,11 +64,12 @@ final class BPEModel: @unchecked Sendable {
             let pair: (String, String)
             switch entry {
             case .string(let text):
-                let parts = text.split(separator: " ", omittingEmptySubsequences: false)
+                // split on the scalar, not on Characters (a space followed by a combining mark is one)
+                let parts = text.unicodeScalars.split(separator: " ", omittingEmptySubsequences: false)
                 guard parts.count == 2 else {
                     throw LoRAMixerError.format("\(where_): merge \(rank) \(quoted(text)) is not two tokens separated by one space")
                 }
-                pair = (String(parts[0]), String(parts[1]))
+                pair = (String(String.UnicodeScalarView(parts[0])), String(String.UnicodeScalarView(parts[1])))
             case .array(let parts):
                 guard parts.count == 2, let left = parts[0].string, let right = parts[1].string else {
                     throw LoRAMixerError.format("\(where_): merge \(rank) must be an array of two strings")

@@ -50,13 +50,25 @@ indirect enum PreTokenizer: Sendable {
         }
     }
 
+    /// Whether a ByteLevel step maps the text to byte-level characters. The model's lookups
+    /// (vocabulary, cache) rely on it: byte-level strings are only equal when their scalars are,
+    /// whereas raw text compares under canonical equivalence ("é" == "e\u{301}" in Swift).
+    var hasByteLevel: Bool {
+        switch self {
+        case .byteLevel: return true
+        case .split, .digits: return false
+        case .sequence(let steps): return steps.contains { $0.hasByteLevel }
+        }
+    }
+
     func apply(_ pieces: [String]) -> [String] {
         switch self {
         case .byteLevel(let addPrefixSpace, let useRegex):
             var result: [String] = []
             result.reserveCapacity(pieces.count)
             for piece in pieces {
-                let text = addPrefixSpace && !piece.hasPrefix(" ") ? " " + piece : piece
+                // bytes, not Characters: " \u{200D}" is one grapheme cluster that starts with a space
+                let text = addPrefixSpace && piece.utf8.first != UInt8(ascii: " ") ? " " + piece : piece
                 if useRegex {
                     for part in SplitPattern.gpt2.split(Substring(text)) { result.append(ByteLevel.encode(part)) }
                 } else {

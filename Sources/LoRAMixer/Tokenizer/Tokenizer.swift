@@ -54,6 +54,9 @@ public final class Tokenizer: Sendable {
         model = try BPEModel(json: modelObject, context: context)
 
         preTokenizer = try root["pre_tokenizer"].flatMap { $0 == .null ? nil : try PreTokenizer(json: $0, context: context) }
+        guard preTokenizer?.hasByteLevel == true else {
+            throw LoRAMixerError.format("\(context): pre_tokenizer has no ByteLevel step; only byte-level BPE is supported so far")
+        }
         postProcessor = try root["post_processor"].flatMap { $0 == .null ? nil : try PostProcessor(json: $0, context: context) }
         decoder = try TokenDecoder(json: root["decoder"] ?? .null, context: context)
 
