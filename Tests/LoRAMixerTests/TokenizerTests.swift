@@ -182,3 +182,16 @@ final class TokenizerTests: XCTestCase {
         }
     }
 }
+
+extension TokenizerTests {
+    /// The ASCII shortcuts of the character classes agree with the Unicode properties.
+    func testASCIIClassesMatchProperties() {
+        for value in UInt32(0)..<128 {
+            let scalar = Unicode.Scalar(UInt8(value))
+            let category = scalar.properties.generalCategory
+            XCTAssertEqual(isLetter(scalar), [.uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter].contains(category), "\(value)")
+            XCTAssertEqual(isNumber(scalar), [.decimalNumber, .letterNumber, .otherNumber].contains(category), "\(value)")
+            XCTAssertEqual(isSpace(scalar), scalar.properties.isWhitespace, "\(value)")
+        }
+    }
+}

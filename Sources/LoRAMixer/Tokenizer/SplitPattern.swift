@@ -121,7 +121,10 @@ enum SplitPattern: Sendable, Equatable {
     }
 }
 
+// ASCII answers without the property tables (most text is ASCII); the rest asks the stdlib.
+
 func isLetter(_ scalar: Unicode.Scalar) -> Bool {
+    if scalar.isASCII { return (scalar.value | 0x20) &- 0x61 < 26 }
     switch scalar.properties.generalCategory {
     case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter: return true
     default: return false
@@ -129,13 +132,18 @@ func isLetter(_ scalar: Unicode.Scalar) -> Bool {
 }
 
 func isNumber(_ scalar: Unicode.Scalar) -> Bool {
+    if scalar.isASCII { return scalar.value &- 0x30 < 10 }
     switch scalar.properties.generalCategory {
     case .decimalNumber, .letterNumber, .otherNumber: return true
     default: return false
     }
 }
 
-func isSpace(_ scalar: Unicode.Scalar) -> Bool { scalar.properties.isWhitespace }
+/// White_Space: in ASCII, tab through carriage return and the space (not U+001C...U+001F).
+func isSpace(_ scalar: Unicode.Scalar) -> Bool {
+    if scalar.isASCII { return scalar.value == 0x20 || scalar.value &- 0x09 < 5 }
+    return scalar.properties.isWhitespace
+}
 
 /// `[^\s\p{L}\p{N}]`
 func isOther(_ scalar: Unicode.Scalar) -> Bool { !isSpace(scalar) && !isLetter(scalar) && !isNumber(scalar) }
