@@ -195,3 +195,21 @@ extension TokenizerTests {
         }
     }
 }
+
+extension TokenizerTests {
+    /// One 200,000-letter word (Llama 3's pattern keeps a letter run whole): the merge loop is
+    /// O(n log n), so this takes milliseconds, and it round-trips.
+    func testLongWordIsFastAndRoundTrips() throws {
+        let tokenizer = try Tokenizer(directory: folder("llama3"))
+        var state: UInt32 = 12345
+        var scalars = String.UnicodeScalarView()
+        for _ in 0..<200_000 {
+            state = state &* 1_103_515_245 &+ 12345
+            scalars.append(Unicode.Scalar(UInt8(97 + (state >> 16) % 26)))
+        }
+        let text = String(scalars)
+        let ids = try tokenizer.encode(text, addSpecialTokens: false)
+        XCTAssertLessThan(ids.count, 200_000)
+        XCTAssertEqual(tokenizer.decode(ids, skipSpecialTokens: false), text)
+    }
+}

@@ -16,6 +16,9 @@ final class BPEModel: @unchecked Sendable {
     private var cache: [String: [Int32]] = [:]
     private let cacheLock = Lock()
     static let cacheCapacity = 10_000
+    /// Words that encode to more tokens than this are not cached (they are rare, and would
+    /// make the cache's memory unbounded).
+    static let cachedWordLimit = 256
 
     init(json: JSONObject, context: String) throws {
         let where_ = "\(context): model (BPE)"
@@ -121,6 +124,7 @@ final class BPEModel: @unchecked Sendable {
         }
         merge(&symbols)
         output.append(contentsOf: symbols)
+        guard symbols.count <= Self.cachedWordLimit else { return }
         cacheLock.withLock {
             if cache.count >= Self.cacheCapacity { cache.removeAll(keepingCapacity: true) }
             cache[word] = symbols
@@ -128,20 +132,85 @@ final class BPEModel: @unchecked Sendable {
     }
 
     /// Merges the lowest-ranked adjacent pair (the leftmost among equals) until no pair has a
-    /// merge: the same order as `tokenizers`' priority queue.
+    /// merge, as `tokenizers` does: a min-heap of candidate merges keyed by (rank, position)
+    /// over a linked list of symbols, so a long word costs O(n log n), not O(n^2). A popped
+    /// candidate is applied only if its pair is still adjacent and still makes the same token.
     private func merge(_ symbols: inout [Int32]) {
-        while symbols.count > 1 {
-            var best: (rank: Int32, merged: Int32, index: Int)?
-            for index in 0..<(symbols.count - 1) {
-                let key = UInt64(UInt32(symbols[index])) << 32 | UInt64(UInt32(symbols[index + 1]))
-                if let merge = merges[key], merge.rank < (best?.rank ?? Int32.max) {
-                    best = (merge.rank, merge.merged, index)
-                }
-            }
-            guard let best else { return }
-            symbols[best.index] = best.merged
-            symbols.remove(at: best.index + 1)
+        let count = symbols.count
+        guard count > 1 else { return }
+        var next = Array(1...count)      // count = none
+        var previous = Array(-1..<(count - 1))
+        var alive = [Bool](repeating: true, count: count)
+        var heap = MergeHeap()
+        func candidate(_ left: Int, _ right: Int) {
+            let key = UInt64(UInt32(symbols[left])) << 32 | UInt64(UInt32(symbols[right]))
+            if let merge = merges[key] { heap.push(.init(rank: merge.rank, position: left, merged: merge.merged)) }
         }
+        for index in 0..<(count - 1) { candidate(index, index + 1) }
+        while let top = heap.pop() {
+            let left = top.position
+            guard alive[left] else { continue }
+            let right = next[left]
+            guard right < count else { continue }
+            let key = UInt64(UInt32(symbols[left])) << 32 | UInt64(UInt32(symbols[right]))
+            guard let current = merges[key], current.merged == top.merged else { continue }
+            symbols[left] = top.merged
+            alive[right] = false
+            next[left] = next[right]
+            if next[right] < count { previous[next[right]] = left }
+            if previous[left] >= 0 { candidate(previous[left], left) }
+            if next[left] < count { candidate(left, next[left]) }
+        }
+        var write = 0
+        for index in 0..<count where alive[index] {
+            symbols[write] = symbols[index]
+            write += 1
+        }
+        symbols.removeLast(count - write)
+    }
+}
+
+/// A binary min-heap of candidate merges ordered by rank, then position.
+private struct MergeHeap {
+    struct Entry {
+        let rank: Int32
+        let position: Int
+        let merged: Int32
+
+        func precedes(_ other: Entry) -> Bool {
+            rank != other.rank ? rank < other.rank : position < other.position
+        }
+    }
+
+    private var entries: [Entry] = []
+
+    mutating func push(_ entry: Entry) {
+        entries.append(entry)
+        var child = entries.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard entries[child].precedes(entries[parent]) else { break }
+            entries.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    mutating func pop() -> Entry? {
+        guard let first = entries.first else { return nil }
+        let last = entries.removeLast()
+        guard !entries.isEmpty else { return first }
+        entries[0] = last
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1
+            guard left < entries.count else { break }
+            var best = left
+            if left + 1 < entries.count, entries[left + 1].precedes(entries[left]) { best = left + 1 }
+            guard entries[best].precedes(entries[parent]) else { break }
+            entries.swapAt(best, parent)
+            parent = best
+        }
+        return first
     }
 }
 
