@@ -21,6 +21,9 @@ struct AddedTokenMatcher: Sendable {
     /// Content lengths present, longest first, per set.
     private let rawLengths: [Int]
     private let normalizedLengths: [Int]
+    /// Bytes some token of each set starts with: most positions are rejected on that alone.
+    private let rawFirstBytes: [Bool]
+    private let normalizedFirstBytes: [Bool]
 
     init(tokens: [AddedToken]) {
         self.tokens = tokens
@@ -33,6 +36,13 @@ struct AddedTokenMatcher: Sendable {
         self.normalized = normalized
         rawLengths = Set(raw.keys.map(\.count)).sorted(by: >)
         normalizedLengths = Set(normalized.keys.map(\.count)).sorted(by: >)
+        func firstBytes(_ table: [[UInt8]: Int]) -> [Bool] {
+            var flags = [Bool](repeating: false, count: 256)
+            for key in table.keys { if let first = key.first { flags[Int(first)] = true } }
+            return flags
+        }
+        rawFirstBytes = firstBytes(raw)
+        normalizedFirstBytes = firstBytes(normalized)
     }
 
     enum Segment {
@@ -42,9 +52,9 @@ struct AddedTokenMatcher: Sendable {
 
     func segments(_ text: String) -> [Segment] {
         var result: [Segment] = []
-        for segment in split(text, raw, rawLengths) {
+        for segment in split(text, raw, rawLengths, rawFirstBytes) {
             if case .text(let piece) = segment {
-                result.append(contentsOf: split(piece, normalized, normalizedLengths))
+                result.append(contentsOf: split(piece, normalized, normalizedLengths, normalizedFirstBytes))
             } else {
                 result.append(segment)
             }
@@ -52,7 +62,7 @@ struct AddedTokenMatcher: Sendable {
         return result
     }
 
-    private func split(_ text: String, _ table: [[UInt8]: Int], _ lengths: [Int]) -> [Segment] {
+    private func split(_ text: String, _ table: [[UInt8]: Int], _ lengths: [Int], _ firstBytes: [Bool]) -> [Segment] {
         let bytes = Array(text.utf8)
         guard !table.isEmpty else { return bytes.isEmpty ? [] : [.text(text)] }
         var segments: [Segment] = []
@@ -61,7 +71,7 @@ struct AddedTokenMatcher: Sendable {
         func piece(_ from: Int, _ to: Int) -> String { String(decoding: bytes[from..<to], as: UTF8.self) }
         while position < bytes.count {
             var found: (index: Int, length: Int)?
-            for length in lengths where position + length <= bytes.count {
+            for length in lengths where firstBytes[Int(bytes[position])] && position + length <= bytes.count {
                 if let index = table[Array(bytes[position..<(position + length)])] {
                     found = (index, length)
                     break
