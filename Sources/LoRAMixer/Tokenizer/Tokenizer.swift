@@ -1,0 +1,134 @@
+/// A Hugging Face tokenizer read from `tokenizer.json`, producing the same ids as the
+/// `tokenizers` library. This part supports byte-level BPE (GPT-2, Llama 3, Qwen2, SmolLM
+/// style): no normalizer; pre-tokenizers ByteLevel, Split (the GPT-2, Llama 3 and Qwen2 regexes),
+/// Digits and Sequence; post-processors ByteLevel, TemplateProcessing and Sequence; decoders
+/// ByteLevel and Sequence; added tokens with lstrip/rstrip/single_word/normalized. Anything else
+/// is refused at load with an error naming the component.
+public final class Tokenizer: Sendable {
+    let model: BPEModel
+    let preTokenizer: PreTokenizer?
+    let postProcessor: PostProcessor?
+    let decoder: TokenDecoder
+    let addedTokens: AddedTokenMatcher
+    /// Added tokens by id, which decoding looks up before the model's vocabulary.
+    let addedByID: [Int32: AddedToken]
+
+    /// The number of distinct ids: the model's vocabulary and the added tokens together (what
+    /// `tokenizers`' `get_vocab_size(with_added_tokens=True)` reports).
+    public let vocabularySize: Int
+    /// The ids of the added tokens marked `special`, in ascending order.
+    public let specialTokenIDs: [Int32]
+    /// Every added token, in the file's order.
+    public var addedTokenList: [AddedToken] { addedTokens.tokens }
+
+    /// Reads `tokenizer.json` from a model folder.
+    public convenience init(directory: String) throws {
+        let path = directory.hasSuffix("/") ? directory + "tokenizer.json" : directory + "/tokenizer.json"
+        let file = try FileBytes(path: path, mode: .copied, minimumSize: 0)
+        try self.init(json: Array(file.bytes), context: path)
+    }
+
+    /// Reads a tokenizer.json document; `context` starts every error message.
+    public init(json bytes: [UInt8], context: String = "tokenizer.json") throws {
+        let document = try JSONParser.parse(bytes, context: context)
+        guard let root = document.object else {
+            throw LoRAMixerError.format("\(context): expected a JSON object, found \(document.kindName)")
+        }
+        for key in ["truncation", "padding"] {
+            if let value = root[key], value != .null {
+                throw LoRAMixerError.format("\(context): `\(key)` is not supported (only null)")
+            }
+        }
+        if let normalizer = root["normalizer"], normalizer != .null {
+            let type = normalizer.object?["type"]?.string ?? normalizer.kindName
+            throw LoRAMixerError.format("\(context): normalizer \(type) is not supported (only null)")
+        }
+
+        guard let modelObject = root["model"]?.object else {
+            throw LoRAMixerError.format("\(context): `model` must be an object, found \(root["model"]?.kindName ?? "nothing")")
+        }
+        let modelType = modelObject["type"]?.string ?? (modelObject["merges"] != nil ? "BPE" : "(no type)")
+        guard modelType == "BPE" else {
+            throw LoRAMixerError.format("\(context): model \(modelType) is not supported (only BPE)")
+        }
+        model = try BPEModel(json: modelObject, context: context)
+
+        preTokenizer = try root["pre_tokenizer"].flatMap { $0 == .null ? nil : try PreTokenizer(json: $0, context: context) }
+        guard preTokenizer?.hasByteLevel == true else {
+            throw LoRAMixerError.format("\(context): pre_tokenizer has no ByteLevel step; only byte-level BPE is supported so far")
+        }
+        postProcessor = try root["post_processor"].flatMap { $0 == .null ? nil : try PostProcessor(json: $0, context: context) }
+        decoder = try TokenDecoder(json: root["decoder"] ?? .null, context: context)
+
+        var added: [AddedToken] = []
+        for (index, entry) in (root["added_tokens"]?.array ?? []).enumerated() {
+            guard let object = entry.object, let content = object["content"]?.string,
+                  let id = object["id"]?.int, id >= 0, id < Int(Int32.max) else {
+                throw LoRAMixerError.format("\(context): added_tokens[\(index)] must have a string `content` and a non-negative 32-bit `id`")
+            }
+            let special = object["special"]?.bool ?? false
+            added.append(AddedToken(
+                id: Int32(id), content: content, special: special,
+                singleWord: object["single_word"]?.bool ?? false,
+                leftStrip: object["lstrip"]?.bool ?? false,
+                rightStrip: object["rstrip"]?.bool ?? false,
+                normalized: object["normalized"]?.bool ?? !special))
+        }
+        addedTokens = AddedTokenMatcher(tokens: added)
+        var byID: [Int32: AddedToken] = [:]
+        for token in added { byID[token.id] = token }
+        addedByID = byID
+        specialTokenIDs = Set(added.filter(\.special).map(\.id)).sorted()
+        var ids = Set(model.vocabulary.values)
+        ids.formUnion(added.map(\.id))
+        vocabularySize = ids.count
+    }
+
+    /// The ids for `text`; with `addSpecialTokens` the post-processor's template (BOS/EOS) is
+    /// applied. Added tokens written in the text are always recognised, as in `tokenizers`.
+    public func encode(_ text: String, addSpecialTokens: Bool) throws -> [Int32] {
+        var ids: [Int32] = []
+        ids.reserveCapacity(text.utf8.count / 3 + 1)
+        for segment in addedTokens.segments(text) {
+            switch segment {
+            case .token(let id):
+                ids.append(id)
+            case .text(let piece):
+                let words = preTokenizer?.apply([piece]) ?? [piece]
+                for word in words where !word.isEmpty { model.encode(word, into: &ids) }
+            }
+        }
+        if addSpecialTokens, let postProcessor { ids = postProcessor.apply(ids) }
+        return ids
+    }
+
+    /// The token's text: an added token's content or the model vocabulary's entry; nil for an
+    /// id neither uses.
+    public func token(_ id: Int32) -> String? {
+        addedByID[id]?.content ?? model.tokens[id]
+    }
+
+    /// The bytes one token stands for (which may be part of a UTF-8 character); nil for an
+    /// unknown id.
+    public func tokenToBytes(_ id: Int32) -> [UInt8]? {
+        token(id).map { decoder.decode([$0]) }
+    }
+
+    /// The bytes `ids` decode to. Unknown ids are skipped, and special tokens too when
+    /// `skipSpecialTokens`, as `tokenizers` does.
+    public func decodeBytes(_ ids: [Int32], skipSpecialTokens: Bool) -> [UInt8] {
+        var tokens: [String] = []
+        tokens.reserveCapacity(ids.count)
+        for id in ids {
+            if skipSpecialTokens, addedByID[id]?.special == true { continue }
+            if let text = token(id) { tokens.append(text) }
+        }
+        return decoder.decode(tokens)
+    }
+
+    /// The text `ids` decode to; bytes that are not valid UTF-8 (a character cut between
+    /// tokens) become U+FFFD, as in `tokenizers`.
+    public func decode(_ ids: [Int32], skipSpecialTokens: Bool) -> String {
+        String(decoding: decodeBytes(ids, skipSpecialTokens: skipSpecialTokens), as: UTF8.self)
+    }
+}
