@@ -135,7 +135,7 @@ SECTION = f"""{BEGIN}
 ## tokenizers/ (gpt2, llama3, qwen2, prefix_digits)
 
 Written by `python tools/make_tokenizer_fixtures.py` (tokenizers {tokenizers.__version__}; only that
-package is needed: `python3 -m venv /tmp/tokvenv && /tmp/tokvenv/bin/pip install tokenizers`). Run it
+package is needed: `python3 -m venv ~/tokvenv && ~/tokvenv/bin/pip install tokenizers`). Run it
 after the other fixture scripts: it replaces the text between the `tokenizer-fixtures` markers.
 Each folder holds a byte-level BPE `tokenizer.json` trained (vocab 700) on the script's small
 multilingual corpus, and `cases.json`: for each of {len(TESTS)} test strings the ids of
