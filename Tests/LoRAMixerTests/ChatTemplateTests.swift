@@ -108,13 +108,14 @@ final class ChatTemplateTests: XCTestCase {
         XCTAssertEqual(try render("{{ {'b': 1, 'a': [1, 'é']} | tojson }}|{{ {'a': 1} | tojson(indent=2) }}"), "{\"b\": 1, \"a\": [1, \"é\"]}|{\n  \"a\": 1\n}")
         XCTAssertEqual(try render("{{ 'a-b-c'.split('-') }}{{ ' a  b '.split() }}{{ ' x '.strip() }}{{ 'xx'.startswith('x') }}{{ 'ab'.endswith(('c', 'b')) }}"), "['a', 'b', 'c']['a', 'b']xTrueTrue")
         XCTAssertEqual(try render("{{ 'aaa'.replace('a', 'b', 2) }}{{ 'a' | replace('a', 'c') }}{{ '5' | int + 1 }}{{ [1, 2] | list | string }}"), "bbac6[1, 2]")
-        XCTAssertEqual(try render("{{ {'a': 1}.get('a') }}{{ {'a': 1}.get('b', 2) }}{{ {'a': 1}.keys() | list }}{{ {'a': 1} | items | list }}"), "12['a'][['a', 1]]")
+        XCTAssertEqual(try render("{{ {'a': 1}.get('a') }}{{ {'a': 1}.get('b', 2) }}{{ {'a': 1}.keys() | list }}{{ {'a': 1} | items | list }}"), "12['a'][('a', 1)]")
         let messages = [Self.message("user", "u1"), Self.message("assistant", "a1"), Self.message("user", "u2")]
         XCTAssertEqual(try render("{{ messages | selectattr('role', 'equalto', 'user') | map(attribute='content') | join(',') }}", messages), "u1,u2")
         XCTAssertEqual(try render("{{ messages | rejectattr('role', 'equalto', 'user') | list | length }}", messages), "1")
     }
 
     func testTests() throws {
+        XCTAssertEqual(try render("{{ (1, 'a') }}{{ (1,) }}{{ () }}{% set a, b = 1, 2 %}{{ b }}{{ (1, 2) | tojson }}{{ [(1, 2)] == [[1, 2]] }}"), "(1, 'a')(1,)()2[1, 2]False")
         XCTAssertEqual(try render("{{ none is none }}{{ 'a' is string }}{{ {} is mapping }}{{ [] is iterable }}{{ 1.5 is number }}{{ [] is sequence }}{{ true is true }}{{ 1 is true }}{{ false is false }}"),
                        "TrueTrueTrueTrueTrueTrueTrueFalseTrue")
         XCTAssertEqual(try render("{{ 4 is divisibleby 2 }}{{ 3 is not even }}{{ x is not defined }}{{ 1 is equalto 1.0 }}"), "TrueTrueTrueTrue")
@@ -153,7 +154,39 @@ final class ChatTemplateTests: XCTestCase {
         assertError("{{ " + String(repeating: "(", count: 5000) + "1" + String(repeating: ")", count: 5000) + " }}", contains: ["deeper than 100 levels"])
         assertError("{{ x" + String(repeating: ".a", count: 5000) + " }}", contains: ["nested deeper than"])
         assertError("{{ 1" + String(repeating: " + 1", count: 5000) + " }}", contains: ["nested deeper than"])
+        assertError("{% set ns = namespace(x=[]) %}{% for i in range(100000) %}{% set ns.x = [ns.x] %}{% endfor %}", contains: ["nested deeper than 128 levels"])
+        assertError("{% set ns = namespace(x=none) %}{% for i in range(100000) %}{% set ns.x = namespace(x=ns.x) %}{% endfor %}", contains: ["namespace() objects"])
+        assertError("{% for i in range(0, 1, -9223372036854775807 - 1) %}{{ i }}{% endfor %}{{ 7 is divisibleby(0) }}", contains: ["divisibleby"])
+        assertError("{% for x in 5 %}{% endfor %}", contains: ["line 1, column 13", "'int' object is not iterable"])
         assertError(String(repeating: "{% if true %}", count: 500) + String(repeating: "{% endif %}", count: 500), contains: ["nesting deeper than"])
+    }
+
+    /// Every fixture template with bytes dropped, duplicated or replaced at seeded random places
+    /// compiles and renders, or throws a LoRAMixerError; it never traps.
+    func testMangledTemplatesThrowOrRender() throws {
+        var generator = SplitMix64(seed: 13)
+        let pieces: [String] = ["{", "}", "%", "-", "(", ")", "[", "]", "'", "\"", ".", "|", ":", "*", "\n", " ", "x", "0", "é"]
+        let messages = [Self.message("user", "hi"), Self.message("assistant", "yo")]
+        for name in Self.fixtureNames {
+            let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("chat_templates", name + ".json")))
+            let source = try XCTUnwrap(try JSONParser.parse([UInt8](data), context: name).object?["chat_template"]?.string)
+            let characters = Array(source)
+            for _ in 0..<60 {
+                var mangled = characters
+                for _ in 0..<3 {
+                    let position = Int(generator.next() % UInt64(mangled.count))
+                    switch generator.next() % 3 {
+                    case 0: mangled.remove(at: position)
+                    case 1: mangled.insert(mangled[position], at: position)
+                    default: mangled[position] = Character(pieces[Int(generator.next() % UInt64(pieces.count))])
+                    }
+                }
+                do {
+                    _ = try ChatTemplate(source: String(mangled)).render(messages: messages, addGenerationPrompt: true)
+                } catch is LoRAMixerError {
+                }
+            }
+        }
     }
 
     func testMessagesMustBeRoleContentObjects() throws {

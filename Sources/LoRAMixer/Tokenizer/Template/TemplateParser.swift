@@ -236,7 +236,7 @@ struct TemplateParser {
             if current.kind == .statementEnd || current.kind == .expressionEnd || isSymbol(")") { break }
             items.append(allowConditional ? try parseExpression() : try parseOr())
         }
-        return try make(.list(items), at: offset)
+        return try make(.tuple(items), at: offset)
     }
 
     mutating func parseExpression() throws -> TemplateExpression {
@@ -388,7 +388,7 @@ struct TemplateParser {
             defer { depth -= 1 }
             if isSymbol(")") {
                 index += 1
-                return try make(.list([]), at: token.offset)
+                return try make(.tuple([]), at: token.offset)
             }
             let inner = try parseTuple(allowConditional: true)
             try expectSymbol(")")

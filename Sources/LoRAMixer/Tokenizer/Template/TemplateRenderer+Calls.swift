@@ -42,11 +42,20 @@ extension TemplateRenderer {
             }
             guard step != 0 else { throw TemplateRenderError("range() arg 3 must not be zero") }
             let span = step > 0 ? Double(stop) - Double(start) : Double(start) - Double(stop)
-            let count = span <= 0 ? 0 : Int((span / Double(abs(step))).rounded(.up))
-            guard count <= Self.maximumIterations else {
-                throw TemplateRenderError("range() of \(count) items exceeds the limit of \(Self.maximumIterations) loop iterations")
+            let count = span <= 0 ? 0.0 : (span / Double(step.magnitude)).rounded(.up)
+            guard count <= Double(Self.maximumIterations) else {
+                throw TemplateRenderError("range() of \(count < 9e18 ? String(Int(count)) : "too many") items exceeds the limit of \(Self.maximumIterations) loop iterations")
             }
-            return .list((0..<count).map { .int(start + $0 * step) })
+            var values: [TemplateValue] = []
+            var current = start
+            while step > 0 ? current < stop : current > stop {
+                values.append(.int(current))
+                let (next, overflow) = current.addingReportingOverflow(step)
+                if overflow { break }
+                current = next
+            }
+            try budget.charge(values.count)
+            return .list(values)
         case "namespace", "dict":
             var attributes = TemplateDict()
             for argument in arguments.positional {
@@ -56,7 +65,9 @@ extension TemplateRenderer {
                 for (key, value) in dict.items { attributes[key] = value }
             }
             for (key, value) in arguments.keyword { attributes[key] = value }
+            try checkNesting(.dict(attributes))
             if function.name == "dict" { return .dict(attributes) }
+            try budget.countNamespace()
             if let bad = attributes.keys.first(where: { $0.hasPrefix("_") }) {
                 throw TemplateRenderError("a namespace attribute cannot start with '_' ('\(bad)')")
             }
@@ -87,7 +98,7 @@ extension TemplateRenderer {
         switch receiver {
         case .dict(let dict):
             switch name {
-            case "items": return .list(dict.items.map { .list([.string($0.0), $0.1]) })
+            case "items": return .list(dict.items.map { .tuple([.string($0.0), $0.1]) })
             case "keys": return .list(dict.keys.map { .string($0) })
             case "values": return .list(dict.values)
             case "get":
@@ -118,7 +129,7 @@ extension TemplateRenderer {
             var candidates: [String] = []
             switch arguments.value(0, name == "startswith" ? "prefix" : "suffix") {
             case .string(let value)?: candidates = [value]
-            case .list(let values)?: candidates = values.compactMap { if case .string(let value) = $0 { return value } else { return nil } }
+            case .list(let values)?, .tuple(let values)?: candidates = values.compactMap { if case .string(let value) = $0 { return value } else { return nil } }
             default: throw TemplateRenderError("\(name)() needs a string or a tuple of strings")
             }
             let scalars = Array(text.unicodeScalars)

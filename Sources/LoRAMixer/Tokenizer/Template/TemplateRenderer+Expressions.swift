@@ -17,7 +17,13 @@ extension TemplateRenderer {
         case .variable(let name):
             return lookup(name) ?? .undefined("'\(name)' is undefined")
         case .list(let items):
-            return .list(try items.map { try evaluate($0) })
+            let value = TemplateValue.list(try items.map { try evaluate($0) })
+            try checkNesting(value)
+            return value
+        case .tuple(let items):
+            let value = TemplateValue.tuple(try items.map { try evaluate($0) })
+            try checkNesting(value)
+            return value
         case .dict(let pairs):
             var dict = TemplateDict()
             for (keyExpression, valueExpression) in pairs {
@@ -26,6 +32,7 @@ extension TemplateRenderer {
                 }
                 dict[key] = try evaluate(valueExpression)
             }
+            try checkNesting(.dict(dict))
             return .dict(dict)
         case .attribute(let target, let name):
             return try attribute(of: try evaluate(target), name)
@@ -103,7 +110,7 @@ extension TemplateRenderer {
         switch (value, key) {
         case (.undefined(let reason), _):
             throw TemplateRenderError(reason)
-        case (.list(let items), .int(let index)):
+        case (.list(let items), .int(let index)), (.tuple(let items), .int(let index)):
             let resolved = index < 0 ? index + items.count : index
             guard resolved >= 0 && resolved < items.count else { return .undefined("list object has no element \(index)") }
             return items[resolved]
@@ -151,6 +158,7 @@ extension TemplateRenderer {
         switch value {
         case .undefined(let reason): throw TemplateRenderError(reason)
         case .list(let items): return .list(try pick(items))
+        case .tuple(let items): return .tuple(try pick(items))
         case .string(let text): return .string(String(try pick(Array(text))))
         default: throw TemplateRenderError("'\(value.typeName)' object is not subscriptable")
         }
@@ -168,7 +176,7 @@ extension TemplateRenderer {
                     throw TemplateRenderError("'in <string>' requires string as left operand, not \(left.typeName)")
                 }
                 contained = needle.isEmpty || haystack.contains(needle)
-            case .list(let items): contained = items.contains { $0.pythonEquals(left) }
+            case .list(let items), .tuple(let items): contained = items.contains { $0.pythonEquals(left) }
             case .dict(let dict):
                 if case .string(let key) = left { contained = dict[key] != nil } else { contained = false }
             case .undefined(let reason): throw TemplateRenderError(reason)

@@ -13,6 +13,12 @@ extension TemplateRenderer {
         "lower", "upper",
     ]
 
+    /// A list or tuple as a list (for arguments that accept either).
+    static func sequence(_ value: TemplateValue) throws -> TemplateValue {
+        if case .tuple(let items) = value { return .list(items) }
+        return value
+    }
+
     func applyFilter(_ name: String, _ value: TemplateValue, _ arguments: TemplateArguments, at offset: Int) throws -> TemplateValue {
         func string(_ value: TemplateValue) -> String { value.pythonString }
         switch name {
@@ -25,7 +31,7 @@ extension TemplateRenderer {
             switch value {
             case .undefined: return .int(0)
             case .string(let text): return .int(text.count)
-            case .list(let items): return .int(items.count)
+            case .list(let items), .tuple(let items): return .int(items.count)
             case .dict(let dict): return .int(dict.count)
             default: throw TemplateRenderError("object of type '\(value.typeName)' has no len()")
             }
@@ -39,7 +45,7 @@ extension TemplateRenderer {
             }
             var itemSeparator = indent == nil ? ", " : ","
             var keySeparator = ": "
-            if case .list(let parts)? = arguments.value(2, "separators"), parts.count == 2,
+            if let separators = arguments.value(2, "separators"), case .list(let parts) = try Self.sequence(separators), parts.count == 2,
                case .string(let item) = parts[0], case .string(let key) = parts[1] {
                 itemSeparator = item
                 keySeparator = key
@@ -74,7 +80,7 @@ extension TemplateRenderer {
         case "items":
             switch value {
             case .undefined: return .list([])
-            case .dict(let dict): return .list(dict.items.map { .list([.string($0.0), $0.1]) })
+            case .dict(let dict): return .list(dict.items.map { .tuple([.string($0.0), $0.1]) })
             default: throw TemplateRenderError("can only get item pairs from a mapping, not \(value.typeName)")
             }
         case "list": return .list(try iterate(value, at: offset))
@@ -161,12 +167,12 @@ extension TemplateRenderer {
         case "false": if case .bool(false) = value { return true } else { return false }
         case "iterable":
             switch value {
-            case .string, .list, .dict: return true
+            case .string, .list, .tuple, .dict: return true
             default: return false
             }
         case "sequence":
             switch value {
-            case .string, .list, .dict: return true
+            case .string, .list, .tuple, .dict: return true
             default: return false
             }
         case "callable": if case .function = value { return true } else { return false }
@@ -183,7 +189,7 @@ extension TemplateRenderer {
             guard case .int(let number) = value else { throw TemplateRenderError("test '\(name)' needs an integer") }
             return (number % 2 == 0) == (name == "even")
         case "divisibleby":
-            guard case .int(let number) = value, case .int(let divisor)? = argument, divisor != 0 else {
+            guard case .int(let number) = value, case .int(let divisor)? = argument, divisor != 0, divisor != -1 || number != Int.min else {
                 throw TemplateRenderError("test 'divisibleby' needs integers and a non-zero divisor")
             }
             return number % divisor == 0

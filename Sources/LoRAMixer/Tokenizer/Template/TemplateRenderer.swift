@@ -10,6 +10,7 @@ struct TemplateRenderer {
     var outputScalars = 0
     var iterations = 0
     var scopes: [[String: TemplateValue]]
+    let budget = TemplateBudget()
 
     init(source: TemplateSource, globals: [String: TemplateValue]) {
         self.source = source
@@ -40,7 +41,30 @@ struct TemplateRenderer {
     /// Checks the size of a string or list about to be built.
     func checkSize(_ count: Int, at offset: Int) throws {
         guard count <= Self.maximumOutputScalars else {
-            throw source.error("a value of \(count) items exceeds the limit of \(Self.maximumOutputScalars)", at: offset)
+            throw TemplateRenderError("a value of \(count) items exceeds the limit of \(Self.maximumOutputScalars)")
+        }
+    }
+
+    /// Refuses a value nested deeper than `TemplateBudget.maximumValueDepth` (printing, comparing
+    /// and releasing it recurse), charging the walk to the work budget.
+    func checkNesting(_ value: TemplateValue, depth: Int = 0) throws {
+        try budget.charge(1)
+        guard depth <= TemplateBudget.maximumValueDepth else {
+            throw TemplateRenderError("a value nested deeper than \(TemplateBudget.maximumValueDepth) levels")
+        }
+        switch value {
+        case .list(let items), .tuple(let items): for item in items { try checkNesting(item, depth: depth + 1) }
+        case .dict(let dict): for item in dict.values { try checkNesting(item, depth: depth + 1) }
+        default: break
+        }
+    }
+
+    /// Runs `body`, attaching `offset` to a `TemplateRenderError` it throws.
+    func located<T>(_ offset: Int, _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as TemplateRenderError {
+            throw source.error(error.reason, at: offset)
         }
     }
 
@@ -95,7 +119,7 @@ struct TemplateRenderer {
         case .names(let names) where names.count == 1:
             assign(names[0], value)
         case .names(let names):
-            let items = try iterate(value, at: offset)
+            let items = try located(offset) { try iterate(value, at: offset) }
             guard items.count == names.count else {
                 throw source.error("cannot unpack \(items.count) values into \(names.count) names", at: offset)
             }
@@ -115,15 +139,16 @@ struct TemplateRenderer {
     func iterate(_ value: TemplateValue, at offset: Int) throws -> [TemplateValue] {
         switch value {
         case .undefined: return []
-        case .list(let items): return items
+        case .list(let items), .tuple(let items): return items
         case .dict(let dict): return dict.keys.map { .string($0) }
         case .string(let text): return text.map { .string(String($0)) }
-        default: throw source.error("'\(value.typeName)' object is not iterable", at: offset)
+        default: throw TemplateRenderError("'\(value.typeName)' object is not iterable")
         }
     }
 
     private mutating func renderLoop(_ loop: TemplateLoop) throws -> Flow {
-        var items = try iterate(try evaluate(loop.iterable), at: loop.iterable.offset)
+        let iterable = try evaluate(loop.iterable)
+        var items = try located(loop.iterable.offset) { try iterate(iterable, at: loop.iterable.offset) }
         scopes.append([:])
         defer { scopes.removeLast() }
         if let filter = loop.filter {
@@ -162,6 +187,7 @@ struct TemplateRenderer {
 
     private mutating func countIteration(at offset: Int) throws {
         iterations += 1
+        try located(offset) { try budget.charge(1) }
         guard iterations <= Self.maximumIterations else {
             throw source.error("loops ran more than \(Self.maximumIterations) iterations in total", at: offset)
         }
@@ -172,10 +198,35 @@ struct TemplateRenderer {
             assign(targets[0], item)
             return
         }
-        let parts = try iterate(item, at: offset)
+        let parts = try located(offset) { try iterate(item, at: offset) }
         guard parts.count == targets.count else {
             throw source.error("cannot unpack \(parts.count) values into \(targets.count) loop variables", at: offset)
         }
         for (name, part) in zip(targets, parts) { assign(name, part) }
+    }
+}
+
+/// Work counters shared by the renderer's non-mutating helpers: total steps and namespaces
+/// created, each capped so that no template can run or allocate without bound.
+final class TemplateBudget {
+    static let maximumWork = 50_000_000
+    static let maximumNamespaces = 1_000
+    static let maximumValueDepth = 128
+
+    private(set) var work = 0
+    private(set) var namespaces = 0
+
+    func charge(_ steps: Int) throws {
+        work += steps
+        guard work <= Self.maximumWork else {
+            throw TemplateRenderError("rendering took more than \(Self.maximumWork) steps")
+        }
+    }
+
+    func countNamespace() throws {
+        namespaces += 1
+        guard namespaces <= Self.maximumNamespaces else {
+            throw TemplateRenderError("more than \(Self.maximumNamespaces) namespace() objects")
+        }
     }
 }

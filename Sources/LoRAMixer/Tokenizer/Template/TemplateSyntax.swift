@@ -5,6 +5,7 @@ final class TemplateExpression {
         case literal(TemplateValue)
         case variable(String)
         case list([TemplateExpression])
+        case tuple([TemplateExpression])
         case dict([(TemplateExpression, TemplateExpression)])
         case attribute(TemplateExpression, String)
         case index(TemplateExpression, TemplateExpression)
@@ -35,7 +36,7 @@ final class TemplateExpression {
     private static func children(of kind: Kind) -> [TemplateExpression] {
         switch kind {
         case .literal, .variable: return []
-        case .list(let items): return items
+        case .list(let items), .tuple(let items): return items
         case .dict(let pairs): return pairs.flatMap { [$0.0, $0.1] }
         case .attribute(let target, _): return [target]
         case .index(let target, let key): return [target, key]

@@ -19,6 +19,8 @@ extension TemplateValue {
         case .double(let value): return Self.pythonFloat(value)
         case .string(let text): return Self.pythonQuoted(text)
         case .list(let items): return "[" + items.map(\.pythonRepr).joined(separator: ", ") + "]"
+        case .tuple(let items):
+            return "(" + items.map(\.pythonRepr).joined(separator: ", ") + (items.count == 1 ? ",)" : ")")
         case .dict(let dict):
             return "{" + dict.items.map { Self.pythonQuoted($0.0) + ": " + $0.1.pythonRepr }.joined(separator: ", ") + "}"
         case .namespace: return "<Namespace>"
@@ -84,7 +86,7 @@ extension TemplateValue {
         case (.undefined, .undefined), (.none, .none): return true
         case (.string(let a), .string(let b)): return a == b
         case (.int(let a), .int(let b)): return a == b
-        case (.list(let a), .list(let b)): return a.count == b.count && zip(a, b).allSatisfy { $0.pythonEquals($1) }
+        case (.list(let a), .list(let b)), (.tuple(let a), .tuple(let b)): return a.count == b.count && zip(a, b).allSatisfy { $0.pythonEquals($1) }
         case (.dict(let a), .dict(let b)):
             return a.count == b.count && a.items.allSatisfy { key, value in b[key].map { value.pythonEquals($0) } ?? false }
         case (.namespace(let a), .namespace(let b)): return a === b
@@ -110,7 +112,7 @@ extension TemplateValue {
             if value.isInfinite { return value > 0 ? "Infinity" : "-Infinity" }
             return Self.pythonFloat(value)
         case .string(let text): return Self.jsonQuoted(text)
-        case .list(let items):
+        case .list(let items), .tuple(let items):
             if items.isEmpty { return "[]" }
             let parts = try items.map {
                 try $0.pythonJSON(indent: indent, itemSeparator: itemSeparator, keySeparator: keySeparator,

@@ -9,6 +9,8 @@ indirect enum TemplateValue {
     case double(Double)
     case string(String)
     case list([TemplateValue])
+    /// A Python tuple (from `(a, b)`, `items()`, `| items`): a list that prints with parentheses.
+    case tuple([TemplateValue])
     case dict(TemplateDict)
     case namespace(TemplateNamespace)
     /// A global function (`range`, `namespace`, `raise_exception`, ...) or a bound method.
@@ -24,6 +26,7 @@ indirect enum TemplateValue {
         case .double: return "float"
         case .string: return "str"
         case .list: return "list"
+        case .tuple: return "tuple"
         case .dict: return "dict"
         case .namespace: return "Namespace"
         case .function: return "function"
@@ -43,7 +46,7 @@ indirect enum TemplateValue {
         case .int(let value): return value != 0
         case .double(let value): return value != 0
         case .string(let value): return !value.isEmpty
-        case .list(let value): return !value.isEmpty
+        case .list(let value), .tuple(let value): return !value.isEmpty
         case .dict(let value): return value.count > 0
         case .namespace, .function: return true
         }
