@@ -97,6 +97,8 @@ final class ChatTemplateTests: XCTestCase {
         XCTAssertEqual(try render("{{ [1, 2, 3, 4][1:] }} {{ [1, 2, 3][::-1] }} {{ 'hello'[1:3] }} {{ 'hello'[-1] }}"), "[2, 3, 4] [3, 2, 1] el o")
         XCTAssertEqual(try render("{{ {'a': 'x', 'b': [true, none, 1.5]} }}"), "{'a': 'x', 'b': [True, None, 1.5]}")
         XCTAssertEqual(try render("{{ 'y' if 1 < 2 and not false else 'n' }}{{ 'a' in 'cat' }}{{ 3 not in [1, 2] }}"), "yTrueTrue")
+        // Strings are sequences of code points, as in Python (the family emoji is 5 of them).
+        XCTAssertEqual(try render("{{ '👩‍👩‍👧é' | length }} {{ '👩‍👩‍👧'[1:2] | length }} {{ 'héllo'[1] }} {{ 'ab' | reverse }} {{ 'éCOLE' | capitalize }}"), "6 1 é ba École")
         XCTAssertEqual(try render("{{ 'it\\'s\\n\\u00e9' }}"), "it's\né")
         XCTAssertEqual(try render("{{ messages[0]['role'] }}{{ messages[0].content }}{{ messages[1] }}", [Self.message("user", "hi")]), "userhi")
         XCTAssertEqual(try render("{{ missing }}{{ missing is defined }}{{ missing | default('d') }}"), "Falsed")

@@ -166,7 +166,7 @@ extension TemplateRenderer {
         case "upper": return .string(text.uppercased())
         case "lower": return .string(text.lowercased())
         case "title": return .string(Self.titleCased(text))
-        case "capitalize": return .string(text.prefix(1).uppercased() + text.dropFirst().lowercased())
+        case "capitalize": return .string(Self.capitalized(text))
         case "replace":
             guard let old = try stringArgument(0, "old"), let new = try stringArgument(1, "new") else {
                 throw TemplateRenderError("replace() needs two strings")
@@ -187,8 +187,8 @@ extension TemplateRenderer {
         case "find", "count":
             guard let needle = try stringArgument(0, "sub") else { throw TemplateRenderError("\(name)() needs a string") }
             let pieces = text.pythonSplit(needle)
-            if name == "count" { return .int(needle.isEmpty ? text.count + 1 : pieces.count - 1) }
-            return .int(pieces.count > 1 || needle.isEmpty ? pieces[0].count : -1)
+            if name == "count" { return .int(needle.isEmpty ? text.unicodeScalars.count + 1 : pieces.count - 1) }
+            return .int(pieces.count > 1 || needle.isEmpty ? pieces[0].unicodeScalars.count : -1)
         default:
             throw TemplateRenderError("unknown method '\(name)' of 'str'")
         }

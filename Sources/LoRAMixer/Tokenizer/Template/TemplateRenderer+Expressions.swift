@@ -115,7 +115,7 @@ extension TemplateRenderer {
             guard resolved >= 0 && resolved < items.count else { return .undefined("list object has no element \(index)") }
             return items[resolved]
         case (.string(let text), .int(let index)):
-            let characters = Array(text)
+            let characters = Array(text.unicodeScalars)
             let resolved = index < 0 ? index + characters.count : index
             guard resolved >= 0 && resolved < characters.count else { return .undefined("str object has no element \(index)") }
             return .string(String(characters[resolved]))
@@ -159,7 +159,7 @@ extension TemplateRenderer {
         case .undefined(let reason): throw TemplateRenderError(reason)
         case .list(let items): return .list(try pick(items))
         case .tuple(let items): return .tuple(try pick(items))
-        case .string(let text): return .string(String(try pick(Array(text))))
+        case .string(let text): return .string(String(String.UnicodeScalarView(try pick(Array(text.unicodeScalars)))))
         default: throw TemplateRenderError("'\(value.typeName)' object is not subscriptable")
         }
     }

@@ -30,7 +30,7 @@ extension TemplateRenderer {
         case "length", "count":
             switch value {
             case .undefined: return .int(0)
-            case .string(let text): return .int(text.count)
+            case .string(let text): return .int(text.unicodeScalars.count)
             case .list(let items), .tuple(let items): return .int(items.count)
             case .dict(let dict): return .int(dict.count)
             default: throw TemplateRenderError("object of type '\(value.typeName)' has no len()")
@@ -59,8 +59,7 @@ extension TemplateRenderer {
         case "upper": return .string(string(value).uppercased())
         case "lower": return .string(string(value).lowercased())
         case "capitalize":
-            let text = string(value)
-            return .string(text.prefix(1).uppercased() + text.dropFirst().lowercased())
+            return .string(Self.capitalized(string(value)))
         case "title": return .string(Self.titleCased(string(value)))
         case "first", "last":
             let items = try iterate(value, at: offset)
@@ -87,7 +86,7 @@ extension TemplateRenderer {
         case "string": return .string(string(value))
         case "safe": return value
         case "reverse":
-            if case .string(let text) = value { return .string(String(text.reversed())) }
+            if case .string(let text) = value { return .string(String(String.UnicodeScalarView(text.unicodeScalars.reversed()))) }
             return .list(try iterate(value, at: offset).reversed())
         case "int":
             let fallback = arguments.value(0, "default") ?? .int(0)
@@ -211,6 +210,12 @@ extension TemplateRenderer {
         if leading { while let first = scalars.first, strippable(first) { scalars.removeFirst() } }
         if trailing { while let last = scalars.last, strippable(last) { scalars.removeLast() } }
         return String(String.UnicodeScalarView(scalars))
+    }
+
+    /// Python's `str.capitalize`: the first code point upper-cased, the rest lower-cased.
+    static func capitalized(_ text: String) -> String {
+        guard let first = text.unicodeScalars.first else { return "" }
+        return String(first).uppercased() + String(String.UnicodeScalarView(text.unicodeScalars.dropFirst())).lowercased()
     }
 
     /// Python's `str.title`: the first letter of each run of letters upper-cased, the rest lower.

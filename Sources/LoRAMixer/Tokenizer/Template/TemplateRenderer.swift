@@ -141,7 +141,7 @@ struct TemplateRenderer {
         case .undefined: return []
         case .list(let items), .tuple(let items): return items
         case .dict(let dict): return dict.keys.map { .string($0) }
-        case .string(let text): return text.map { .string(String($0)) }
+        case .string(let text): return text.unicodeScalars.map { .string(String($0)) }
         default: throw TemplateRenderError("'\(value.typeName)' object is not iterable")
         }
     }
