@@ -341,6 +341,87 @@ def render(template, bos, eos, messages, add_generation_prompt, extra):
     return rendered[0]
 
 
+def whitespace_cases(count=120, seed=13):
+    """Random templates of text, spaces, tabs, newlines and tags with every whitespace-control
+    marker, for the lexer's trim_blocks / lstrip_blocks / `-` / `+` handling."""
+    import random
+    rng = random.Random(seed)
+    pieces = [" ", "  ", "\t", "\n", "\n\n", "a", "b c", " x\n  ", "\r\n",
+              "{% if true %}", "{%- if true %}", "{% if true -%}", "{%+ if true %}", "{%- if true -%}",
+              "{{ 'v' }}", "{{- 'v' }}", "{{ 'v' -}}", "{{- 'v' -}}", "{# c #}", "{#- c #}", "{# c -#}",
+              "{% set x = 1 %}", "{%- set x = 1 -%}", "{% for i in range(2) %}i{% endfor %}"]
+    cases = []
+    for index in range(count):
+        parts = []
+        open_ifs = 0
+        for _ in range(rng.randint(3, 12)):
+            piece = rng.choice(pieces)
+            parts.append(piece)
+            if "if true" in piece:
+                open_ifs += 1
+        for _ in range(open_ifs):
+            parts.append(rng.choice(["{% endif %}", "{%- endif %}", "{% endif -%}", "\n{% endif %}\n", "  {% endif %}"]))
+        template = "".join(parts)
+        if rng.random() < 0.3:
+            template += "\n"
+        expected = render(template, "", "", [], False, {})
+        cases.append({"template": template, "expected": expected})
+    return cases
+
+
+EXPRESSIONS = [
+    "{{ 1.0 }} {{ 0.1 + 0.2 }} {{ 1e20 }} {{ 1e-7 }} {{ 2.5e15 }} {{ -0.0 }} {{ 10 / 4 }} {{ 7 // -2 }} {{ -7 % 3 }} {{ 2 ** -1 }}",
+    "{{ [1, 'a', none, true, 1.5, {'k': 'v'}, ('t',)] }}",
+    "{{ \"it's\" }} {{ ['it\\'s', 'q\"', 'b\\\\s', 'nl\\n'] }}",
+    "{{ {'b': [1, 2], 'a': {'c': none}} | tojson }}|{{ {'b': 1, 'a': 2} | tojson(indent=2, sort_keys=true) }}",
+    "{{ [1, [2, []], {}] | tojson(indent=1) }}|{{ 'é\\n\"\\u0001' | tojson }}|{{ 1.5 | tojson }}|{{ none | tojson }}",
+    "{{ {'a': 1} | tojson(separators=[',', ':']) }}",
+    "{{ '  a b  ' | trim }}|{{ 'xxaxx' | trim('x') }}|{{ ' a '.lstrip() }}|{{ ' a '.rstrip() }}|{{ 'xay'.strip('xy') }}",
+    "{{ 'a,b,,c'.split(',') }} {{ 'a b  c'.split(' ') }} {{ ' a\\tb\\n c '.split() }} {{ 'a,b,c'.split(',', 1) }}",
+    "{{ 'hello world-foo' | title }} {{ 'HELLO wORLD' | capitalize }} {{ 'straße' | upper }} {{ 'ÀB' | lower }}",
+    "{{ [3, 1, 2] | first }} {{ [3, 1, 2] | last }} {{ 'abc' | first }} {{ [1, 2, 3] | join }} {{ ['a', 'b'] | join(', ') }}",
+    "{{ x | default('d') }} {{ none | default('d') }} {{ '' | default('d', true) }} {{ 0 | d('z', boolean=true) }}",
+    "{{ {'a': 1, 'b': 2} | items | list }} {{ 'ab' | list }} {{ 3 | string }} {{ ' 42 ' | int }} {{ 'x' | int }} {{ 3.9 | int }} {{ '2.5' | float }}",
+    "{{ 'aXbXc' | replace('X', '-') }} {{ 'aaa'.replace('a', 'b', 1) }} {{ 'abc'.replace('', '.') }}",
+    "{{ [1, 2, 3][-1] }} {{ [1, 2, 3][5] }}|{{ [1, 2, 3, 4, 5][1:4:2] }} {{ [1, 2, 3][-2:] }} {{ 'abcdef'[::2] }} {{ 'abcdef'[4:1:-1] }} {{ [1, 2][10:] }}",
+    "{{ 'ab' in 'cabd' }} {{ 1 in [1.0] }} {{ 'k' in {'k': 1} }} {{ 'z' not in 'abc' }} {{ '' in 'x' }}",
+    "{{ 1 == 1.0 }} {{ true == 1 }} {{ 'a' < 'b' }} {{ 'B' < 'a' }} {{ [1, 2] == [1, 2] }} {{ none == none }} {{ x == none }} {{ 2 >= 2.0 }}",
+    "{{ 'a' if false }}|{{ 'a' if 0 else 'b' if '' else 'c' }}|{{ 1 and 'x' }}|{{ 0 or '' or 'y' }}|{{ not [] }}",
+    "{{ 1 is number }} {{ true is number }} {{ 'a' is string }} {{ x is undefined }} {{ none is none }} {{ {} is mapping }} {{ 'a' is iterable }} {{ 3 is odd }} {{ 1 is true }} {{ true is boolean }} {{ 1.0 is float }} {{ 1 is integer }}",
+    "{{ 9 is divisibleby 3 }} {{ 2 is lt 3 }} {{ 'a' is in 'abc' }} {{ 'x' is eq 'x' }} {{ 'ABC' is upper }} {{ 5 is ne 5 }}",
+    "{% for a, b in [[1, 2], [3, 4]] %}{{ a + b }}{% endfor %}|{% for k in {'x': 1, 'y': 2} %}{{ k }}{% endfor %}|{% for c in 'hé' %}[{{ c }}]{% endfor %}",
+    "{% for i in range(3) %}{{ loop.revindex }}{{ loop.revindex0 }}{{ loop.previtem }}{{ loop.nextitem }};{% endfor %}",
+    "{% for i in range(5) if i > 1 %}{{ loop.index }}/{{ loop.length }}{{ ',' if not loop.last }}{% endfor %}",
+    "{% for i in [1] %}{% for j in [2, 3] %}{{ loop.index }}{% endfor %}{{ loop.index }}{% endfor %}",
+    "{% set ns = namespace(found=false, items=[]) %}{% for m in [1, 2, 3] %}{% if m == 2 %}{% set ns.found = true %}{% endif %}{% set ns.items = ns.items + [m] %}{% endfor %}{{ ns.found }} {{ ns.items }}",
+    "{% set a, b = 'xy' %}{{ b }}{{ a }} {% set t = 1, 2 %}{{ t }} {% set d = dict(x=1, y='z') %}{{ d }} {{ d.x }} {{ d['y'] }}",
+    "{% set x = 5 %}{% for i in [1] %}{% set x = 6 %}{{ x }}{% endfor %}{{ x }}{% if true %}{% set x = 7 %}{% endif %}{{ x }}",
+    "{{ range(3) | list }} {{ range(1, 10, 3) | list }} {{ range(5, 0, -2) | list }} {{ range(0) | list }}",
+    "{{ [{'r': 'u', 'c': 1}, {'r': 'a', 'c': 2}, {'r': 'u', 'c': 3}] | selectattr('r', 'equalto', 'u') | map(attribute='c') | list }}",
+    "{{ [{'r': 'u'}, {'x': 1}] | selectattr('r', 'defined') | list | length }} {{ [1, 0, 2] | select | list }} {{ [1, 2, 3] | reject('odd') | list }}",
+    "{{ {'a': 1}.get('a') }} {{ {'a': 1}.get('b') }} {{ {'a': 1}.get('b', 'z') }} {{ {'a': 1, 'b': 2}.values() | list }} {{ {'a': 1}.items() | list }}",
+    "{{ 'abc'.startswith('ab') }} {{ 'abc'.endswith(('x', 'c')) }} {{ 'a-b'.upper() }} {{ 'ab'.title() }} {{ ', '.join(['x', 'y']) }} {{ 'banana'.count('an') }} {{ 'banana'.find('n') }} {{ 'banana'.find('z') }}",
+    "{{ [1, 2] + [3] }} {{ 'ab' * 3 }} {{ 2 * [0] }} {{ 'a' ~ 1 ~ 2.5 ~ none ~ true ~ [1] }} {{ -(3) }} {{ +4 }} {{ 2 ** 3 ** 2 }}",
+    "{{ messages }}{{ messages | length }}{{ tools }}{{ documents }}{{ add_generation_prompt }}",
+    "{% set s %}a{{ 1 + 1 }}b{% endset %}[{{ s }}] {{ s | length }}",
+    "{{ 'a\\tb' }}|{{ 'x' 'y' }}|{{ \"\\x41\\u00e9\" }}|{{ '\\\\' }}",
+    "{% for x in [] %}a{% else %}empty{% endfor %} {% for x in [1, 2, 3] %}{% if x == 2 %}{% break %}{% endif %}{{ x }}{% endfor %}",
+    "{{ [] | first }}|{{ [1, [2]] | length }}|{{ 'abc' | reverse }}|{{ [1, 2] | reverse | list }}|{{ -3 | abs }}",
+    "{{ message.role }}|{{ x['y'] is defined }}",
+    "{% if x %}a{% elif 0 %}b{% elif [1] %}c{% else %}d{% endif %}",
+]
+
+
+def expression_cases():
+    cases = []
+    for template in EXPRESSIONS:
+        try:
+            cases.append({"template": template, "expected": render(template, "<s>", "</s>", [], False, {})})
+        except jinja2.exceptions.TemplateError as error:
+            cases.append({"template": template, "error": f"{type(error).__name__}: {error}"})
+    return cases
+
+
 def main():
     out_dir = os.path.join("Tests", "Fixtures", "chat_templates")
     os.makedirs(out_dir, exist_ok=True)
@@ -366,6 +447,12 @@ def main():
         with open(os.path.join(out_dir, name + ".json"), "w", encoding="utf-8") as handle:
             json.dump(document, handle, ensure_ascii=False, indent=1)
             handle.write("\n")
+    with open(os.path.join(out_dir, "whitespace.json"), "w", encoding="utf-8") as handle:
+        json.dump({"cases": whitespace_cases()}, handle, ensure_ascii=False, indent=1)
+        handle.write("\n")
+    with open(os.path.join(out_dir, "expressions.json"), "w", encoding="utf-8") as handle:
+        json.dump({"cases": expression_cases()}, handle, ensure_ascii=False, indent=1)
+        handle.write("\n")
     print(f"transformers {transformers.__version__}, jinja2 {jinja2.__version__}: wrote {len(TEMPLATES)} files")
 
 

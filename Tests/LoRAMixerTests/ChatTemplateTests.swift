@@ -68,6 +68,36 @@ final class ChatTemplateTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(checked, 100)
     }
 
+    /// Random mixes of text and tags with every whitespace marker, against jinja2 as transformers
+    /// configures it (fixture `whitespace.json`).
+    func testWhitespaceFixtures() throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("chat_templates", "whitespace.json")))
+        let cases = try XCTUnwrap(try JSONParser.parse([UInt8](data), context: "whitespace.json").object?["cases"]?.array)
+        XCTAssertGreaterThanOrEqual(cases.count, 100)
+        for value in cases {
+            let template = try XCTUnwrap(value.object?["template"]?.string)
+            let expected = try XCTUnwrap(value.object?["expected"]?.string)
+            XCTAssertEqual(try render(template), expected, template.debugDescription)
+        }
+    }
+
+    /// Literals, operators, filters, tests, methods and loops against jinja2 (fixture
+    /// `expressions.json`); a case jinja2 refuses must throw with the same reason.
+    func testExpressionFixtures() throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("chat_templates", "expressions.json")))
+        let cases = try XCTUnwrap(try JSONParser.parse([UInt8](data), context: "expressions.json").object?["cases"]?.array)
+        XCTAssertGreaterThanOrEqual(cases.count, 30)
+        for value in cases {
+            let template = try XCTUnwrap(value.object?["template"]?.string)
+            if let expected = value.object?["expected"]?.string {
+                XCTAssertEqual(try render(template), expected, template)
+            } else {
+                let reason = try XCTUnwrap(value.object?["error"]?.string).split(separator: ":", maxSplits: 1)[1].dropFirst()
+                assertError(template, contains: [String(reason)])
+            }
+        }
+    }
+
     func testWhitespaceControl() throws {
         XCTAssertEqual(try render("a  {{- 'b' -}}  c"), "abc")
         XCTAssertEqual(try render("a\n  {%- if true -%}\n  b  {%- endif %}\nc"), "abc")

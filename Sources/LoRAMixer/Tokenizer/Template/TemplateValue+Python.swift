@@ -31,6 +31,7 @@ extension TemplateValue {
     static func pythonFloat(_ value: Double) -> String {
         if value.isNaN { return "nan" }
         if value.isInfinite { return value > 0 ? "inf" : "-inf" }
+        if value == 0 { return value.sign == .minus ? "-0.0" : "0.0" }
         if value == value.rounded(), abs(value) < 1e16 {
             return String(Int(value)) + ".0"
         }
