@@ -183,7 +183,7 @@ final class ChatTemplateTests: XCTestCase {
                     contains: ["loops ran more than 1000000 iterations"])
         assertError("{{ 'x' * 1000000000000 }}", contains: ["exceeds the limit"])
         assertError("{% set ns = namespace(s='ab') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}", contains: ["exceeds the limit"])
-        assertError("{{ " + String(repeating: "(", count: 5000) + "1" + String(repeating: ")", count: 5000) + " }}", contains: ["deeper than 100 levels"])
+        assertError("{{ " + String(repeating: "(", count: 5000) + "1" + String(repeating: ")", count: 5000) + " }}", contains: ["deeper than 64 levels"])
         assertError("{{ x" + String(repeating: ".a", count: 5000) + " }}", contains: ["nested deeper than"])
         assertError("{{ 1" + String(repeating: " + 1", count: 5000) + " }}", contains: ["nested deeper than"])
         assertError("{% set ns = namespace(x=[]) %}{% for i in range(100000) %}{% set ns.x = [ns.x] %}{% endfor %}", contains: ["nested deeper than 128 levels"])

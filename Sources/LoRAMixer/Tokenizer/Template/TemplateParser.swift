@@ -3,7 +3,7 @@
 /// construct and its position; nesting deeper than `maximumDepth` is refused so that neither
 /// parsing nor rendering can exhaust the stack.
 struct TemplateParser {
-    static let maximumDepth = 100
+    static let maximumDepth = 64
 
     let source: TemplateSource
     private let tokens: [TemplateToken]
