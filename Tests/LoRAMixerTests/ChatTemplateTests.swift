@@ -182,6 +182,7 @@ final class ChatTemplateTests: XCTestCase {
         assertError("{% for i in range(1000) %}{% for j in range(1000) %}{% for k in range(1000) %}{% endfor %}{% endfor %}{% endfor %}",
                     contains: ["loops ran more than 1000000 iterations"])
         assertError("{{ 'x' * 1000000000000 }}", contains: ["exceeds the limit"])
+        assertError("{% for i in range(20000) %}\n" + String(repeating: "y", count: 1000) + "{% endfor %}", contains: ["line 2, column 1", "output exceeds the limit"])
         assertError("{% set ns = namespace(s='ab') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}", contains: ["exceeds the limit"])
         assertError("{{ " + String(repeating: "(", count: 5000) + "1" + String(repeating: ")", count: 5000) + " }}", contains: ["deeper than 64 levels"])
         assertError("{{ x" + String(repeating: ".a", count: 5000) + " }}", contains: ["nested deeper than"])

@@ -87,7 +87,7 @@ struct TemplateParser {
             case .end:
                 return (nodes, nil)
             case .text(let text):
-                nodes.append(.text(text))
+                nodes.append(.text(text, offset: token.offset))
             case .expressionBegin:
                 let expression = try parseExpression()
                 guard current.kind == .expressionEnd else {

@@ -78,8 +78,8 @@ struct TemplateRenderer {
 
     mutating func render(_ node: TemplateNode) throws -> Flow {
         switch node {
-        case .text(let text):
-            try write(text, at: 0)
+        case .text(let text, let offset):
+            try write(text, at: offset)
         case .output(let expression):
             try write(try evaluate(expression).pythonString, at: expression.offset)
         case .conditional(let branches, let otherwise):

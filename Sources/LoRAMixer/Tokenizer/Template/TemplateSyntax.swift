@@ -65,7 +65,7 @@ enum TemplateSetTarget {
 
 /// A statement or piece of output of the template body.
 indirect enum TemplateNode {
-    case text(String)
+    case text(String, offset: Int)
     case output(TemplateExpression)
     case conditional([(TemplateExpression, [TemplateNode])], otherwise: [TemplateNode])
     case loop(TemplateLoop)
