@@ -33,8 +33,9 @@ extension JSONValue {
     }
 
     /// Escapes what RFC 8259 requires (quote, backslash, control characters) and nothing else,
-    /// so non-ASCII text stays readable in the file.
-    private static func writeString(_ text: String, to output: inout String) {
+    /// so non-ASCII text stays readable in the file. `lowercaseHex` writes `\u001f` as Python's
+    /// json module does (chat templates' `tojson`); files keep the uppercase form.
+    static func writeString(_ text: String, to output: inout String, lowercaseHex: Bool = false) {
         output += "\""
         for scalar in text.unicodeScalars {
             switch scalar {
@@ -46,7 +47,7 @@ extension JSONValue {
             case "\u{08}": output += "\\b"
             case "\u{0C}": output += "\\f"
             case "\u{00}"..."\u{1F}":
-                let hex = String(scalar.value, radix: 16, uppercase: true)
+                let hex = String(scalar.value, radix: 16, uppercase: !lowercaseHex)
                 output += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
             default: output.unicodeScalars.append(scalar)
             }
