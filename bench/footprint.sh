@@ -2,7 +2,7 @@
 # Runtime footprint of libloramixer.so builds: installed size and load time, measured together.
 #
 #   bench/footprint.sh [RUNS] LABEL=LIB [LABEL=LIB ...]
-#   e.g. bench/footprint.sh 30 before=/tmp/lmx-before/.build/release/libloramixer.so \
+#   e.g. bench/footprint.sh 30 before=.build-before/.build/release/libloramixer.so \
 #                              after=.build/release/libloramixer.so
 #
 # Installed size: the library plus every Swift runtime library it needs, i.e. each dependency
