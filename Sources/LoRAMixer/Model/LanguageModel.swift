@@ -16,6 +16,8 @@ public final class LanguageModel: @unchecked Sendable {
     let inverseFrequencies: [Double]
     /// Ones, the weight of FalconMamba's weightless RMS norms; empty otherwise.
     let unitWeight: [Float]
+    /// The folder's tokenizer, read on first use.
+    let tokenizerCache = TokenizerCache()
 
     public convenience init(directory: String, mode: LoadMode = .mapped) throws {
         try SystemFiles.requireFolder(directory, "model folder")

@@ -16,6 +16,9 @@ enum SplitPattern: Sendable, Equatable {
         (#"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#, .qwen2),
     ]
 
+    /// The pattern's text as tokenizer.json writes it.
+    var regex: String { Self.patterns.first { $0.1 == self }!.0 }
+
     init?(regex: String) {
         guard let match = Self.patterns.first(where: { $0.0 == regex }) else { return nil }
         self = match.1

@@ -10,27 +10,48 @@ public final class Tokenizer: Sendable {
     let postProcessor: PostProcessor?
     let decoder: TokenDecoder
     let addedTokens: AddedTokenMatcher
+    /// The added tokens that are not special: what `parseSpecial: false` still recognises.
+    let plainAddedTokens: AddedTokenMatcher
     /// Added tokens by id, which decoding looks up before the model's vocabulary.
     let addedByID: [Int32: AddedToken]
 
     /// The number of distinct ids: the model's vocabulary and the added tokens together (what
     /// `tokenizers`' `get_vocab_size(with_added_tokens=True)` reports).
     public let vocabularySize: Int
+    /// The largest id the tokenizer can produce (nil for an empty vocabulary).
+    public let largestID: Int32?
     /// The ids of the added tokens marked `special`, in ascending order.
     public let specialTokenIDs: [Int32]
     /// Every added token, in the file's order.
     public var addedTokenList: [AddedToken] { addedTokens.tokens }
+    /// BOS/EOS/PAD/UNK and the end-of-turn ids, from the configuration files beside the tokenizer.
+    public let specialTokens: SpecialTokens
+    /// The Jinja chat template, when the configuration has one (compiled when applied, so that a
+    /// template outside the supported subset does not stop the tokenizer from loading).
+    public let chatTemplateSource: String?
 
-    /// Reads `tokenizer.json` from a model folder.
+    /// Reads `tokenizer.json` from a model folder, with the special tokens and chat template of
+    /// its `tokenizer_config.json`, `special_tokens_map.json` and `generation_config.json`.
     public convenience init(directory: String) throws {
-        let path = directory.hasSuffix("/") ? directory + "tokenizer.json" : directory + "/tokenizer.json"
-        let file = try FileBytes(path: path, mode: .copied, minimumSize: 0)
-        try self.init(json: Array(file.bytes), context: path)
+        try SystemFiles.requireFolder(directory, "model folder")
+        let path = SystemFiles.join(directory, "tokenizer.json")
+        guard SystemFiles.exists(path) else {
+            throw LoRAMixerError.io("\(directory): the folder has no tokenizer.json")
+        }
+        try self.init(json: try SystemFiles.read(path), context: path,
+                      configuration: try TokenizerConfiguration(directory: directory))
     }
 
-    /// Reads a tokenizer.json document; `context` starts every error message.
-    public init(json bytes: [UInt8], context: String = "tokenizer.json") throws {
-        let document = try JSONParser.parse(bytes, context: context)
+    /// Reads a tokenizer.json document; `context` starts every error message. `configuration`
+    /// gives the special tokens and chat template that tokenizer.json does not hold.
+    public convenience init(json bytes: [UInt8], context: String = "tokenizer.json",
+                            configuration: TokenizerConfiguration = TokenizerConfiguration()) throws {
+        try self.init(document: try JSONParser.parse(bytes, context: context), context: context,
+                      configuration: configuration)
+    }
+
+    /// A parsed tokenizer.json document (also what a GGUF file's tokenizer metadata is turned into).
+    init(document: JSONValue, context: String, configuration: TokenizerConfiguration) throws {
         guard let root = document.object else {
             throw LoRAMixerError.format("\(context): expected a JSON object, found \(document.kindName)")
         }
@@ -75,6 +96,7 @@ public final class Tokenizer: Sendable {
                 normalized: object["normalized"]?.bool ?? !special))
         }
         addedTokens = AddedTokenMatcher(tokens: added)
+        plainAddedTokens = AddedTokenMatcher(tokens: added.filter { !$0.special })
         var byID: [Int32: AddedToken] = [:]
         for token in added { byID[token.id] = token }
         addedByID = byID
@@ -82,14 +104,52 @@ public final class Tokenizer: Sendable {
         var ids = Set(model.vocabulary.values)
         ids.formUnion(added.map(\.id))
         vocabularySize = ids.count
+        largestID = ids.max()
+        chatTemplateSource = configuration.chatTemplate
+        specialTokens = try Self.resolve(configuration, context: context, added: added) { [model] text in
+            model.vocabulary[text]
+        }
+    }
+
+    /// The configuration's token texts as ids; a text that is neither an added token nor in the
+    /// vocabulary is an error naming it.
+    private static func resolve(_ configuration: TokenizerConfiguration, context: String, added: [AddedToken],
+                                vocabularyID: (String) -> Int32?) throws -> SpecialTokens {
+        var addedIDs: [String: Int32] = [:]
+        for token in added where addedIDs[token.content] == nil { addedIDs[token.content] = token.id }
+        func id(_ text: String?, _ name: String) throws -> Int32? {
+            guard let text else { return nil }
+            if let id = addedIDs[text] ?? vocabularyID(text) { return id }
+            throw LoRAMixerError.format("\(context): the configured \(name) \(quoted(text)) is neither an added token nor in the vocabulary")
+        }
+        var special = SpecialTokens(
+            bos: try id(configuration.bosToken, "bos_token"), eos: try id(configuration.eosToken, "eos_token"),
+            pad: try id(configuration.padToken, "pad_token"), unk: try id(configuration.unkToken, "unk_token"),
+            bosText: configuration.bosToken ?? "", eosText: configuration.eosToken ?? "")
+        var stops = Set(configuration.generationEOS)
+        if let eos = special.eos { stops.insert(eos) }
+        for token in added where token.special && SpecialTokens.endOfTurnTexts.contains(token.content) {
+            stops.insert(token.id)
+        }
+        special.endOfTurn = stops.sorted()
+        return special
+    }
+
+    /// The id of a token given by its text: an added token's content, or a vocabulary entry as
+    /// the file spells it.
+    public func id(forToken text: String) -> Int32? {
+        addedTokens.tokens.first { $0.content == text }?.id ?? model.vocabulary[text]
     }
 
     /// The ids for `text`; with `addSpecialTokens` the post-processor's template (BOS/EOS) is
-    /// applied. Added tokens written in the text are always recognised, as in `tokenizers`.
-    public func encode(_ text: String, addSpecialTokens: Bool) throws -> [Int32] {
+    /// applied. Added tokens written in the text are recognised, as in `tokenizers`; with
+    /// `parseSpecial: false` the special ones are not (their text is tokenized as any other
+    /// text, as `tokenizers` does with `encode_special_tokens`), so that user text cannot forge
+    /// control tokens.
+    public func encode(_ text: String, addSpecialTokens: Bool, parseSpecial: Bool = true) throws -> [Int32] {
         var ids: [Int32] = []
         ids.reserveCapacity(text.utf8.count / 3 + 1)
-        for segment in addedTokens.segments(text) {
+        for segment in (parseSpecial ? addedTokens : plainAddedTokens).segments(text) {
             switch segment {
             case .token(let id):
                 ids.append(id)
@@ -131,4 +191,9 @@ public final class Tokenizer: Sendable {
     public func decode(_ ids: [Int32], skipSpecialTokens: Bool) -> String {
         String(decoding: decodeBytes(ids, skipSpecialTokens: skipSpecialTokens), as: UTF8.self)
     }
+}
+
+extension Tokenizer {
+    /// Whether `id` is a special added token (BOS, EOS, control tokens).
+    public func isSpecial(_ id: Int32) -> Bool { addedByID[id]?.special == true }
 }
