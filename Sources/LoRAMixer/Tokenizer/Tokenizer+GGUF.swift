@@ -172,7 +172,8 @@ extension Tokenizer {
 
     /// The merges of a SentencePiece vocabulary, as transformers' `SentencePieceExtractor`
     /// derives them: every split of a token into two vocabulary entries is a merge, ordered by
-    /// the merged token's score (highest first), ties by vocabulary order. Only normal tokens
+    /// the merged token's score (highest first), ties by the longer left part, then the longer
+    /// right part, then vocabulary order (`generate_merges`' stable sort). Only normal tokens
     /// take part (control, byte and unused entries never merge).
     static func mergesFromScores(tokens: [String], scores: [Float], types: [Int]?) -> [JSONValue] {
         var ids: [String: Int] = [:]
@@ -180,7 +181,7 @@ extension Tokenizer {
         for (id, token) in tokens.enumerated() where ids[token] == nil && (types?[id] ?? GGUFTokenType.normal) == GGUFTokenType.normal {
             ids[token] = id
         }
-        var merges: [(left: String, right: String, score: Float, order: Int)] = []
+        var merges: [(left: String, right: String, score: Float, leftLength: Int, rightLength: Int, order: Int)] = []
         for (id, token) in tokens.enumerated() where ids[token] == id {
             let scalars = Array(token.unicodeScalars)
             guard scalars.count > 1 else { continue }
@@ -191,9 +192,17 @@ extension Tokenizer {
                 if let leftID = ids[left], let rightID = ids[right] { local.append((left, right, leftID, rightID)) }
             }
             local.sort { ($0.leftID, $0.rightID) < ($1.leftID, $1.rightID) }
-            for entry in local { merges.append((entry.left, entry.right, scores[id], merges.count)) }
+            for entry in local {
+                let leftLength = entry.left.unicodeScalars.count
+                merges.append((entry.left, entry.right, scores[id], leftLength, scalars.count - leftLength, merges.count))
+            }
         }
-        merges.sort { $0.score != $1.score ? $0.score > $1.score : $0.order < $1.order }
+        merges.sort {
+            if $0.score != $1.score { return $0.score > $1.score }
+            if $0.leftLength != $1.leftLength { return $0.leftLength > $1.leftLength }
+            if $0.rightLength != $1.rightLength { return $0.rightLength > $1.rightLength }
+            return $0.order < $1.order
+        }
         return merges.map { .array([.string($0.left), .string($0.right)]) }
     }
 }

@@ -1,5 +1,6 @@
 /// What a model folder says about its tokenizer besides `tokenizer.json`: the special tokens and
-/// chat template of `tokenizer_config.json` (falling back to `special_tokens_map.json`) and the
+/// chat template of `tokenizer_config.json` (a special token `special_tokens_map.json` also names
+/// is taken from that file, as transformers does) and the
 /// stop ids of `generation_config.json`. Every file is optional; a file that exists but is not
 /// what it should be is an error naming it.
 public struct TokenizerConfiguration: Sendable, Equatable {
@@ -26,7 +27,8 @@ public struct TokenizerConfiguration: Sendable, Equatable {
     public init(directory: String) throws {
         let tokenNames = ["bos_token", "eos_token", "pad_token", "unk_token"]
         var tokens: [String: String] = [:]
-        for file in ["special_tokens_map.json", "tokenizer_config.json"] {
+        // transformers reads tokenizer_config.json, then lets special_tokens_map.json override it
+        for file in ["tokenizer_config.json", "special_tokens_map.json"] {
             guard let object = try Self.readObject(directory, file) else { continue }
             let context = SystemFiles.join(directory, file)
             for name in tokenNames {
