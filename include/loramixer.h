@@ -547,7 +547,7 @@ LMX_API lmx_status lmx_session_trace_copy(const lmx_session *session, int32_t *e
 
 /* ---------------------------------------------------------------------------------------------
  * Tokenizers and text: Hugging Face tokenizer.json (or a GGUF file's tokenizer), chat templates,
- * and generation with text in and out (see README, "Text")
+ * and generation with text in and out (see README, "Text in the C API")
  * ------------------------------------------------------------------------------------------- */
 
 /* Text given to these functions is `len` bytes of UTF-8 (not necessarily NUL-terminated; NULL is
@@ -623,8 +623,9 @@ LMX_API lmx_status lmx_tokenizer_end_of_turn(const lmx_tokenizer *tokenizer, int
  * to ask for the number (then nothing is written and LMX_OK is returned).
  * Ownership: `text` is borrowed for the call; `ids` and *n are the caller's.
  * Threads: any thread.
- * Errors: LMX_ERR_INVALID_ARGUMENT (NULL, bad handle, NULL text with len > 0, invalid UTF-8: the
- * message names the byte offset), LMX_ERR_SHAPE (capacity smaller than *n). */
+ * Errors: LMX_ERR_INVALID_ARGUMENT (NULL, bad handle, NULL text with len > 0, NULL ids with
+ * capacity > 0, invalid UTF-8: the message names the byte offset), LMX_ERR_SHAPE (capacity smaller
+ * than *n). */
 LMX_API lmx_status lmx_tokenize(const lmx_tokenizer *tokenizer, const char *text, size_t len, uint32_t add_special,
                                 uint32_t parse_special, int32_t *ids, size_t capacity, size_t *n);
 
@@ -634,7 +635,8 @@ LMX_API lmx_status lmx_tokenize(const lmx_tokenizer *tokenizer, const char *text
  * `buf` may be NULL with capacity 0 to ask for the length. Special tokens give their text.
  * Ownership: `buf` and *needed are the caller's.
  * Threads: any thread.
- * Errors: LMX_ERR_INVALID_ARGUMENT (NULL, bad handle, an id the tokenizer does not have). */
+ * Errors: LMX_ERR_INVALID_ARGUMENT (NULL, bad handle, an id the tokenizer does not have, NULL buf
+ * with capacity > 0). */
 LMX_API lmx_status lmx_token_to_piece(const lmx_tokenizer *tokenizer, int32_t id, char *buf, size_t capacity,
                                       size_t *needed);
 
@@ -719,8 +721,11 @@ typedef uint32_t (*lmx_text_callback)(const char *text, size_t len, void *user_d
 /* lmx_text_params.flags */
 enum {
     LMX_TEXT_CHAT = 1u << 0,              /* the prompt is a user message: the chat template is applied
-                                             with the generation prompt, tokenized without adding
-                                             special tokens but recognising those the template writes */
+                                             to it alone with the generation prompt, tokenized without
+                                             adding special tokens but recognising those the template
+                                             writes (for a longer conversation render it with
+                                             lmx_chat_apply_template and pass the text with
+                                             LMX_TEXT_PARSE_SPECIAL | LMX_TEXT_NO_BOS) */
     LMX_TEXT_PARSE_SPECIAL = 1u << 1,     /* plain prompts: special tokens written in the prompt become
                                              their ids (off: user text cannot forge control tokens) */
     LMX_TEXT_NO_BOS = 1u << 2,            /* plain prompts: never add BOS/EOS (by default they are added
