@@ -1,7 +1,8 @@
 /*
- * route_demo — a C host of libloramixer: loads a model, three PEFT experts and a router, and for a
- * prompt of each task generates the answer (greedy, until a newline) and prints every token with
- * the expert its router chose at each layer.
+ * route_demo — a C host of libloramixer: loads a model, its tokenizer, three PEFT experts and a
+ * router, and for a prompt of each task generates the answer as text (lmx_session_generate_text:
+ * greedy, until the tokenizer's end of turn, a newline) and prints every token (its text) with the
+ * expert its router chose at each layer.
  *
  *   route_demo [MODELS_DIR] [PROMPT...]
  *
@@ -16,7 +17,7 @@
 #include <string.h>
 
 static const char *const expert_names[] = {"math", "strings", "lookup"};
-enum { n_experts = 3, max_generated = 16, newline = 10 };
+enum { n_experts = 3, max_generated = 16 };
 
 static int check(lmx_status status, const char *what) {
     if (status != LMX_OK) {
@@ -26,39 +27,49 @@ static int check(lmx_status status, const char *what) {
     return 1;
 }
 
-static void print_byte(int32_t token) {
-    if (token >= 32 && token < 127) printf("'%c' ", (char)token);
-    else printf("0x%02x", (unsigned)token);
+/* A token's text, quoted, at least 4 columns wide: its bytes, printable ASCII as is, others as \xNN. */
+static void print_piece(const lmx_tokenizer *tok, int32_t token) {
+    char piece[64], shown[256];
+    size_t needed = 0, n = 0;
+    if (lmx_token_to_piece(tok, token, piece, sizeof piece, &needed) != LMX_OK) needed = 0;
+    if (needed > sizeof piece - 1) needed = sizeof piece - 1;
+    shown[n++] = '\'';
+    for (size_t i = 0; i < needed && n < sizeof shown - 8; i++) {
+        unsigned char c = (unsigned char)piece[i];
+        if (c >= 32 && c < 127) shown[n++] = (char)c;
+        else n += (size_t)snprintf(shown + n, sizeof shown - n, "\\x%02x", c);
+    }
+    shown[n++] = '\'';
+    shown[n] = 0;
+    printf("%-4s", shown);
 }
 
 /* Generates the answer to `text` in a new session and prints the routing of every token. */
-static int run_prompt(const lmx_mixer *mixer, const char *text) {
+static int run_prompt(const lmx_mixer *mixer, const lmx_tokenizer *tok, const char *text) {
     lmx_session *session = NULL;
     int32_t *ids = NULL, *tokens = NULL;
     float *gates = NULL;
     int ok = 0;
-    size_t n_prompt = strlen(text);
-    int32_t prompt[256], answer[max_generated];
-    size_t n_answer = 0;
-    if (n_prompt == 0 || n_prompt > 256) {
-        fprintf(stderr, "route_demo: a prompt must have 1...256 bytes\n");
+    size_t n_prompt = 0, needed = 0;
+    char answer[256];
+    uint32_t stop = 0;
+    /* The prompt's token count (as lmx_session_generate_text tokenizes it: BOS, if the tokenizer
+     * has one, on an empty session), to mark the generated tokens in the trace. */
+    if (!check(lmx_tokenize(tok, text, strlen(text), 1, 0, NULL, 0, &n_prompt), "lmx_tokenize")) return 0;
+    if (n_prompt == 0) {
+        fprintf(stderr, "route_demo: an empty prompt\n");
         return 0;
     }
-    /* The bundled model is byte-level: a token is a byte. */
-    for (size_t i = 0; i < n_prompt; i++) prompt[i] = (unsigned char)text[i];
 
     if (!check(lmx_session_create(mixer, NULL, &session), "lmx_session_create")) goto done;
-    lmx_generate_params gen = lmx_generate_params_default();
-    const int32_t stop = newline;
+    lmx_generate_params gen = lmx_generate_params_default();   /* greedy */
     gen.max_tokens = max_generated;
-    gen.stop_tokens = &stop;
-    gen.n_stop_tokens = 1;
-    if (!check(lmx_session_generate(session, prompt, n_prompt, &gen, answer, max_generated, &n_answer),
-               "lmx_session_generate"))
+    if (!check(lmx_session_generate_text(session, tok, text, strlen(text), &gen, NULL, answer, sizeof answer, &needed,
+                                         &stop),
+               "lmx_session_generate_text"))
         goto done;
-    printf("\nprompt \"%s\" -> answer \"", text);
-    for (size_t i = 0; i < n_answer; i++) printf("%c", answer[i] >= 32 && answer[i] < 127 ? (char)answer[i] : '?');
-    printf("\"\n");
+    printf("\nprompt \"%s\" -> answer \"%s\"%s\n", text, answer,
+           stop == LMX_STOP_MAX_TOKENS ? " (max tokens)" : stop == LMX_STOP_CONTEXT_FULL ? " (context full)" : "");
 
     size_t n_tokens = 0, n_layers = 0, width = 0;
     if (!check(lmx_session_trace_size(session, &n_tokens, &n_layers, &width), "lmx_session_trace_size")) goto done;
@@ -73,7 +84,7 @@ static int run_prompt(const lmx_mixer *mixer, const char *text) {
     printf("\n");
     for (size_t t = 0; t < n_tokens; t++) {
         printf("  %3zu%s ", t, t < n_prompt ? " " : "*");
-        print_byte(tokens[t]);
+        print_piece(tok, tokens[t]);
         for (size_t l = 0; l < n_layers; l++) {
             size_t at = (t * n_layers + l) * width;
             printf("  %-8s %.2f", ids[at] >= 0 ? expert_names[ids[at]] : "-", gates[at]);
@@ -105,6 +116,7 @@ int main(int argc, char **argv) {
     char path[4096];
     lmx_model *model = NULL;
     lmx_mixer *mixer = NULL;
+    lmx_tokenizer *tok = NULL;
     int ok = 0;
 
     snprintf(path, sizeof path, "%s/tiny-llama", dir);
@@ -112,6 +124,7 @@ int main(int argc, char **argv) {
     lmx_model_info info = {.struct_size = sizeof info};
     if (!check(lmx_model_get_info(model, &info), "lmx_model_get_info")) goto done;
     printf("model   %s: %u layers, d_model %u, vocab %u\n", info.architecture, info.n_layers, info.d_model, info.n_vocab);
+    if (!check(lmx_model_tokenizer(model, &tok), "lmx_model_tokenizer")) goto done;
 
     if (!check(lmx_mixer_create(model, &mixer), "lmx_mixer_create")) goto done;
     for (int e = 0; e < n_experts; e++) {
@@ -123,10 +136,11 @@ int main(int argc, char **argv) {
     printf("experts math, strings, lookup; router %s (learned top-k)\n", path);
 
     ok = 1;
-    for (int i = 0; i < n_prompts && ok; i++) ok = run_prompt(mixer, prompts[i]);
+    for (int i = 0; i < n_prompts && ok; i++) ok = run_prompt(mixer, tok, prompts[i]);
     if (ok) printf("\n(* = generated; each layer shows the expert with the largest gate, and that gate)\n");
 
 done:
+    lmx_tokenizer_free(tok);
     lmx_mixer_free(mixer);
     lmx_model_free(model);
     return ok ? 0 : 1;

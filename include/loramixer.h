@@ -57,6 +57,7 @@ extern "C" {
 typedef struct lmx_model lmx_model;
 typedef struct lmx_mixer lmx_mixer;
 typedef struct lmx_session lmx_session;
+typedef struct lmx_tokenizer lmx_tokenizer;
 
 /* ---------------------------------------------------------------------------------------------
  * Library
@@ -543,6 +544,242 @@ LMX_API lmx_status lmx_session_trace_size(const lmx_session *session, size_t *n_
 LMX_API lmx_status lmx_session_trace_copy(const lmx_session *session, int32_t *expert_ids,
                                           float *gates, size_t capacity, int32_t *tokens,
                                           size_t tokens_capacity);
+
+/* ---------------------------------------------------------------------------------------------
+ * Tokenizers and text: Hugging Face tokenizer.json (or a GGUF file's tokenizer), chat templates,
+ * and generation with text in and out (see README, "Text in the C API")
+ * ------------------------------------------------------------------------------------------- */
+
+/* Text given to these functions is `len` bytes of UTF-8 (not necessarily NUL-terminated; NULL is
+ * allowed with len 0); bytes that are not valid UTF-8 are refused with LMX_ERR_INVALID_ARGUMENT
+ * naming the byte offset. Text they return follows the string convention above. A tokenizer is
+ * immutable and may be shared by any number of threads; a text stream is used by one thread at a
+ * time. */
+
+/* Load a tokenizer: a model folder (tokenizer.json, with the special tokens and chat template of
+ * tokenizer_config.json, special_tokens_map.json and generation_config.json beside it) or a .gguf
+ * file (the tokenizer in its metadata).
+ * Ownership: `path` is borrowed for the call; on success *out owns a new tokenizer: free it with
+ * lmx_tokenizer_free. On failure *out is NULL.
+ * Threads: any thread.
+ * Errors: LMX_ERR_INVALID_ARGUMENT (NULL, empty path), LMX_ERR_IO (missing or unreadable file),
+ * LMX_ERR_FORMAT (corrupt file, a tokenizer component this library does not support),
+ * LMX_ERR_OUT_OF_MEMORY. */
+LMX_API lmx_status lmx_tokenizer_load(const char *path, lmx_tokenizer **out);
+
+/* The model folder's own tokenizer (read on first use, then shared: every call returns a new
+ * handle to the same immutable tokenizer). Its ids are checked against the model's vocabulary.
+ * Ownership: on success *out owns a new handle: free it with lmx_tokenizer_free (the model may be
+ * freed first). On failure *out is NULL.
+ * Threads: any thread.
+ * Errors: LMX_ERR_INVALID_ARGUMENT (NULL, bad handle), LMX_ERR_NOT_FOUND (the folder has no
+ * tokenizer.json), LMX_ERR_IO, LMX_ERR_FORMAT, LMX_ERR_SHAPE (the tokenizer has ids the model's
+ * vocabulary lacks), LMX_ERR_OUT_OF_MEMORY. */
+LMX_API lmx_status lmx_model_tokenizer(const lmx_model *model, lmx_tokenizer **out);
+
+/* Release a tokenizer handle.
+ * Ownership: the handle is invalid afterwards; NULL, freed and foreign handles are no-ops.
+ * Threads: any thread, once no other thread uses this handle.
+ * Errors: none. */
+LMX_API void lmx_tokenizer_free(lmx_tokenizer *tokenizer);
+
+typedef struct lmx_tokenizer_info {
+    uint32_t struct_size;       /* set by the caller to sizeof(lmx_tokenizer_info) */
+    uint32_t n_vocab;           /* distinct ids: the vocabulary and the added tokens */
+    int32_t bos_id;             /* beginning of sequence; -1 when none */
+    int32_t eos_id;             /* end of sequence; -1 when none */
+    int32_t pad_id;             /* padding; -1 when none */
+    int32_t unk_id;             /* unknown token; -1 when none */
+    uint32_t has_chat_template; /* 1 when lmx_chat_apply_template can be used */
+    uint32_t n_end_of_turn;     /* ids that end a turn (lmx_tokenizer_end_of_turn) */
+    int32_t max_id;             /* the largest id the tokenizer produces; -1 for an empty vocabulary */
+} lmx_tokenizer_info;
+/* Output struct: only the fields within the caller's struct_size are written. */
+#define LMX_TOKENIZER_INFO_MIN_SIZE LMX_SIZE_THROUGH(lmx_tokenizer_info, struct_size)
+
+/* Fill `*out` with the tokenizer's vocabulary size and special tokens. The caller sets
+ * out->struct_size; only fields that fit are written.
+ * Ownership: *out is the caller's; nothing is kept.
+ * Threads: any thread.
+ * Errors: LMX_ERR_INVALID_ARGUMENT (NULL, bad handle), LMX_ERR_ABI (struct_size below 4). */
+LMX_API lmx_status lmx_tokenizer_get_info(const lmx_tokenizer *tokenizer, lmx_tokenizer_info *out);
+
+/* The ids that end a turn, which lmx_session_generate_text stops at by default: EOS, the ids of
+ * generation_config.json's eos_token_id and end-of-turn tokens such as <|eot_id|>. *n receives
+ * their number; `ids` (room for `capacity`) receives them; `ids` may be NULL with capacity 0 to
+ * ask for the number.
+ * Ownership: `ids` and *n are the caller's.
+ * Threads: any thread.
+ * Errors: LMX_ERR_INVALID_ARGUMENT (NULL, bad handle, NULL ids with capacity > 0), LMX_ERR_SHAPE
+ * (capacity too small). */
+LMX_API lmx_status lmx_tokenizer_end_of_turn(const lmx_tokenizer *tokenizer, int32_t *ids, size_t capacity,
+                                             size_t *n);
+
+/* Token ids of `text` (`len` bytes of UTF-8), as Hugging Face tokenizers' encode does: with
+ * `add_special` nonzero the tokenizer's template adds BOS/EOS; with `parse_special` nonzero special
+ * tokens written in the text (such as "<|eot_id|>") become their ids, otherwise their text is
+ * tokenized as any other text, so that user text cannot forge control tokens. *n always receives
+ * the number of ids; `ids` (room for `capacity`) receives them; `ids` may be NULL with capacity 0
+ * to ask for the number (then nothing is written and LMX_OK is returned).
+ * Ownership: `text` is borrowed for the call; `ids` and *n are the caller's.
+ * Threads: any thread.
+ * Errors: LMX_ERR_INVALID_ARGUMENT (NULL, bad handle, NULL text with len > 0, NULL ids with
+ * capacity > 0, invalid UTF-8: the message names the byte offset), LMX_ERR_SHAPE (capacity smaller
+ * than *n). */
+LMX_API lmx_status lmx_tokenize(const lmx_tokenizer *tokenizer, const char *text, size_t len, uint32_t add_special,
+                                uint32_t parse_special, int32_t *ids, size_t capacity, size_t *n);
+
+/* The bytes token `id` stands for, into `buf`: a piece of text that may be part of a UTF-8
+ * character (byte tokens) and may contain a NUL byte (the token of byte 0), so a host uses
+ * *needed (the number of bytes), not strlen. At most capacity - 1 bytes are written, then a NUL;
+ * `buf` may be NULL with capacity 0 to ask for the length. Special tokens give their text.
+ * Ownership: `buf` and *needed are the caller's.
+ * Threads: any thread.
+ * Errors: LMX_ERR_INVALID_ARGUMENT (NULL, bad handle, an id the tokenizer does not have, NULL buf
+ * with capacity > 0). */
+LMX_API lmx_status lmx_token_to_piece(const lmx_tokenizer *tokenizer, int32_t id, char *buf, size_t capacity,
+                                      size_t *needed);
+
+/* The text of `n` ids (see the string convention above), as Hugging Face tokenizers' decode does:
+ * bytes that do not form valid UTF-8 (a character cut between tokens) become U+FFFD, ids the
+ * tokenizer does not have are skipped, and so are special tokens when `skip_special` is nonzero.
+ * Ownership: `ids` is borrowed for the call; `buf` and *needed are the caller's.
+ * Threads: any thread.
+ * Errors: LMX_ERR_INVALID_ARGUMENT (NULL, bad handle, NULL ids with n > 0, NULL buf with
+ * capacity > 0). */
+LMX_API lmx_status lmx_detokenize(const lmx_tokenizer *tokenizer, const int32_t *ids, size_t n, uint32_t skip_special,
+                                  char *buf, size_t capacity, size_t *needed);
+
+/* A streaming decoder for hosts with their own generation loop: push ids one at a time and get
+ * back text that is always whole UTF-8 (a character whose bytes span several tokens comes out with
+ * its last token). */
+typedef struct lmx_text_stream lmx_text_stream;
+
+/* A new stream over `tokenizer`; special tokens add no text when `skip_special` is nonzero.
+ * Ownership: the stream keeps the tokenizer alive; on success *out owns a new stream: free it with
+ * lmx_text_stream_free. On failure *out is NULL.
+ * Threads: any thread.
+ * Errors: LMX_ERR_INVALID_ARGUMENT (NULL, bad handle). */
+LMX_API lmx_status lmx_text_stream_create(const lmx_tokenizer *tokenizer, uint32_t skip_special,
+                                          lmx_text_stream **out);
+
+/* Free a text stream (whatever it holds is dropped).
+ * Ownership: the handle is invalid afterwards; NULL, freed and foreign handles are no-ops.
+ * Threads: any thread, once no other thread uses this stream.
+ * Errors: none. */
+LMX_API void lmx_text_stream_free(lmx_text_stream *stream);
+
+/* Push id `id`; `buf` receives the text that is now whole (often the token's own text; empty
+ * while a character is cut, for a special token when skipping, and for an id the tokenizer does
+ * not have), NUL-terminated, its length in *needed. Nothing is lost to a small buffer: when the
+ * text and its NUL do not fit in `capacity`, the call fails with LMX_ERR_SHAPE, *needed says how
+ * many bytes the text has, and the stream is left as it was, so the host pushes the same id again
+ * with a larger buffer. `buf` may be NULL with capacity 0 (fits only empty text).
+ * Ownership: `buf` and *needed are the caller's.
+ * Threads: one thread at a time per stream.
+ * Errors: LMX_ERR_INVALID_ARGUMENT (NULL, bad handle, NULL buf with capacity > 0), LMX_ERR_SHAPE
+ * (the text does not fit; nothing changed). */
+LMX_API lmx_status lmx_text_stream_push(lmx_text_stream *stream, int32_t id, char *buf, size_t capacity,
+                                        size_t *needed);
+
+/* End the stream: `buf` receives what it held back (an unfinished character, as U+FFFD; usually
+ * nothing) and the stream is empty again, ready for a new sequence. A small buffer fails as in
+ * lmx_text_stream_push, leaving the stream as it was.
+ * Ownership: `buf` and *needed are the caller's.
+ * Threads: one thread at a time per stream.
+ * Errors: LMX_ERR_INVALID_ARGUMENT (NULL, bad handle, NULL buf with capacity > 0), LMX_ERR_SHAPE
+ * (the text does not fit; nothing changed). */
+LMX_API lmx_status lmx_text_stream_finish(lmx_text_stream *stream, char *buf, size_t capacity, size_t *needed);
+
+/* One message of a conversation: UTF-8, NUL-terminated; role is typically "system", "user" or
+ * "assistant". */
+typedef struct lmx_chat_message {
+    const char *role;
+    const char *content;
+} lmx_chat_message;
+
+/* Render the tokenizer's chat template (tokenizer_config.json's chat_template, or the GGUF's) for
+ * `n` messages into `buf` (see the string convention above), as transformers'
+ * apply_chat_template(tokenize=False) does; with `add_generation_prompt` nonzero the template's
+ * start of an assistant turn is appended. The template writes BOS itself: tokenize the result
+ * with add_special 0 and parse_special 1.
+ * Ownership: `messages` and their strings are borrowed for the call; `buf` and *needed are the
+ * caller's.
+ * Threads: any thread.
+ * Errors: LMX_ERR_INVALID_ARGUMENT (NULL, bad handle, a NULL or non-UTF-8 role or content: the
+ * message names its index; a template that raises an error), LMX_ERR_STATE (the tokenizer has no
+ * chat template), LMX_ERR_FORMAT (a template this library cannot parse or render). */
+LMX_API lmx_status lmx_chat_apply_template(const lmx_tokenizer *tokenizer, const lmx_chat_message *messages, size_t n,
+                                           uint32_t add_generation_prompt, char *buf, size_t capacity,
+                                           size_t *needed);
+
+/* Called with each piece of generated text as soon as it is whole UTF-8: `len` bytes at `text`
+ * (NUL-terminated; a host uses len, as a piece may contain a NUL byte). Return 0 to go on, nonzero
+ * to stop generation after the current token. Runs on the thread that called generate. */
+typedef uint32_t (*lmx_text_callback)(const char *text, size_t len, void *user_data);
+
+/* lmx_text_params.flags */
+enum {
+    LMX_TEXT_CHAT = 1u << 0,              /* the prompt is a user message: the chat template is applied
+                                             to it alone with the generation prompt, tokenized without
+                                             adding special tokens but recognising those the template
+                                             writes (for a longer conversation render it with
+                                             lmx_chat_apply_template and pass the text with
+                                             LMX_TEXT_PARSE_SPECIAL | LMX_TEXT_NO_BOS) */
+    LMX_TEXT_PARSE_SPECIAL = 1u << 1,     /* plain prompts: special tokens written in the prompt become
+                                             their ids (off: user text cannot forge control tokens) */
+    LMX_TEXT_NO_BOS = 1u << 2,            /* plain prompts: never add BOS/EOS (by default they are added
+                                             when the session is empty) */
+    LMX_TEXT_SHOW_SPECIAL = 1u << 3,      /* special tokens' text is part of the output */
+    LMX_TEXT_IGNORE_END_OF_TURN = 1u << 4 /* do not stop at the tokenizer's end-of-turn ids */
+};
+
+typedef struct lmx_text_params {
+    uint32_t struct_size;      /* sizeof(lmx_text_params) */
+    uint32_t flags;            /* LMX_TEXT_* bits (default 0) */
+    lmx_text_callback on_text; /* optional */
+    void *user_data;           /* passed to on_text */
+} lmx_text_params;
+#define LMX_TEXT_PARAMS_MIN_SIZE LMX_SIZE_THROUGH(lmx_text_params, user_data)
+
+/* Default text params: plain prompt, BOS added to an empty session, special tokens hidden, stop at
+ * end of turn, no callback.
+ * Ownership: returned by value.
+ * Threads: any thread.
+ * Errors: none. */
+LMX_API lmx_text_params lmx_text_params_default(void);
+
+/* Why lmx_session_generate_text ended. Values are fixed forever. */
+enum {
+    LMX_STOP_END_OF_TURN = 0,  /* a stop token: an end-of-turn id or one of gen->stop_tokens */
+    LMX_STOP_MAX_TOKENS = 1,   /* gen->max_tokens tokens were generated */
+    LMX_STOP_CALLBACK = 2,     /* on_text or gen->on_token asked to stop */
+    LMX_STOP_CONTEXT_FULL = 3  /* the session's context is full */
+};
+
+/* Generate text: tokenize `prompt` (`prompt_len` bytes of UTF-8; may be empty to continue the
+ * session) as text->flags say, then generate as lmx_session_generate does with `gen` (max_tokens,
+ * sampling, stop_tokens and on_token still apply), also stopping at the tokenizer's end-of-turn
+ * ids unless LMX_TEXT_IGNORE_END_OF_TURN. The stop token is neither evaluated nor part of the text.
+ * text->on_text receives the text as it is produced. `out` receives the whole generated text
+ * (string convention: truncated to fit on a UTF-8 boundary, LMX_OK), *needed its full length;
+ * `out` may be NULL with capacity 0 (a host reading on_text). `stop_reason` (may be NULL) receives
+ * an LMX_STOP_* value. An invalid prompt is refused before anything runs. On failure the session is
+ * as it was before the call (text already passed to on_text is void).
+ * Ownership: `prompt`, `gen` and `text` are borrowed for the call; `out`, *needed and *stop_reason
+ * are the caller's. The session does not keep the tokenizer.
+ * Threads: one thread at a time per session (the tokenizer may be shared); callbacks run on this
+ * thread.
+ * Errors: LMX_ERR_INVALID_ARGUMENT (NULL, bad handle, invalid UTF-8 prompt: the message names the
+ * byte offset; unknown flags; as lmx_session_generate), LMX_ERR_ABI (struct_size below
+ * LMX_GENERATE_PARAMS_MIN_SIZE or LMX_TEXT_PARAMS_MIN_SIZE), LMX_ERR_SHAPE (the tokenizer has ids
+ * the model's vocabulary lacks), LMX_ERR_STATE (LMX_TEXT_CHAT without a chat template; context
+ * full; an empty prompt with an empty session), LMX_ERR_FORMAT (the chat template cannot be
+ * rendered), LMX_ERR_PLUGIN, LMX_ERR_CANCELLED (the abort callback asked to stop). */
+LMX_API lmx_status lmx_session_generate_text(lmx_session *session, const lmx_tokenizer *tokenizer, const char *prompt,
+                                             size_t prompt_len, const lmx_generate_params *gen,
+                                             const lmx_text_params *text, char *out, size_t capacity,
+                                             size_t *needed, uint32_t *stop_reason);
 
 /* ---------------------------------------------------------------------------------------------
  * Training: the router alone, or the router and LoRA experts together (see README, "Training")

@@ -68,6 +68,54 @@ enum Arguments {
         static let generateParams = MemoryLayout<lmx_generate_params>.offset(of: \.user_data)! + MemoryLayout<UnsafeRawPointer>.size
         static let pluginParams = MemoryLayout<lmx_plugin_params>.offset(of: \.allow_writable)! + 4
         static let trainParams = MemoryLayout<lmx_train_params>.offset(of: \.eval_max_tokens)! + 4
+        static let textParams = MemoryLayout<lmx_text_params>.offset(of: \.user_data)! + MemoryLayout<UnsafeRawPointer>.size
+    }
+
+    /// `length` bytes of UTF-8 text from the caller (not NUL-terminated; NULL only with length 0).
+    /// Bytes that are not valid UTF-8 are refused naming the offset of the first bad one, before
+    /// anything else runs (Swift would turn them into U+FFFD silently).
+    static func text(_ pointer: UnsafePointer<CChar>?, length: Int, _ name: String) throws -> String {
+        guard length > 0 else { return "" }
+        guard length <= Int.max / 2 else {
+            throw LoRAMixerError.invalidArgument("'\(name)' length \(UInt(bitPattern: length)) is too large")
+        }
+        guard let pointer else { throw LoRAMixerError.invalidArgument("'\(name)' must not be NULL when its length is \(length)") }
+        let bytes = UnsafeRawBufferPointer(start: pointer, count: length)
+        if let offset = invalidUTF8Offset(bytes) {
+            let hex = String(bytes[offset], radix: 16, uppercase: true)
+            throw LoRAMixerError.invalidArgument("'\(name)' is not valid UTF-8: byte 0x\(hex.count == 1 ? "0" + hex : hex) at offset \(offset)")
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The offset of the first byte that does not belong to a valid UTF-8 sequence (overlongs,
+    /// surrogates, values above U+10FFFF and cut sequences included), or nil when all are valid.
+    static func invalidUTF8Offset(_ bytes: UnsafeRawBufferPointer) -> Int? {
+        var i = 0
+        let n = bytes.count
+        while i < n {
+            let lead = bytes[i]
+            if lead < 0x80 { i += 1; continue }
+            let width: Int
+            var second: ClosedRange<UInt8> = 0x80...0xBF
+            switch lead {
+            case 0xC2...0xDF: width = 2
+            case 0xE0: width = 3; second = 0xA0...0xBF
+            case 0xE1...0xEC, 0xEE...0xEF: width = 3
+            case 0xED: width = 3; second = 0x80...0x9F
+            case 0xF0: width = 4; second = 0x90...0xBF
+            case 0xF1...0xF3: width = 4
+            case 0xF4: width = 4; second = 0x80...0x8F
+            default: return i
+            }
+            for k in 1..<width {
+                guard i + k < n else { return i }
+                let byte = bytes[i + k]
+                guard k == 1 ? second.contains(byte) : (byte & 0xC0 == 0x80) else { return i }
+            }
+            i += width
+        }
+        return nil
     }
 
     /// A caller buffer's capacity: a `size_t` above Int.max means "more than enough".

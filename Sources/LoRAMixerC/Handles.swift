@@ -10,6 +10,8 @@ enum Handles {
         case model = "lmx_model"
         case mixer = "lmx_mixer"
         case session = "lmx_session"
+        case tokenizer = "lmx_tokenizer"
+        case textStream = "lmx_text_stream"
     }
 
     private struct Entry {

@@ -14,6 +14,9 @@
  *  4. Abort: an abort callback that fires after N checks fails eval and generate with
  *     LMX_ERR_CANCELLED, leaves the session as before (same logits afterwards, same n_past), on a
  *     transformer (KV cache) and on Mamba (recurrent state).
+ *  5. Text: lmx_text_params from LMX_TEXT_PARAMS_MIN_SIZE up, lmx_tokenizer_info written up to the
+ *     caller's struct_size, freed tokenizers and text streams stay invalid after new handles, and
+ *     the text entry points refuse NULL and wrong-kind handles.
  */
 #include <math.h>
 #include <stdio.h>
@@ -375,6 +378,109 @@ out:
     lmx_model_free(model);
 }
 
+/* ---------------------------------------------------------------------------------- 5. text */
+
+/* lmx_tokenizer_info without max_id (as an older header might have it), then a canary. */
+typedef struct {
+    lmx_tokenizer_info info;
+    uint32_t canary;
+} tokenizer_info_box;
+
+static void test_text_contract(void) {
+    char path[1200];
+    fixture_path(path, sizeof path, "tokenizers/llama3");
+    lmx_tokenizer *tok = NULL;
+    if (!EXPECT_OK("text: tokenizer_load", lmx_tokenizer_load(path, &tok))) return;
+    lmx_model *model = load("llama_f32");
+    lmx_mixer *mixer = NULL;
+    lmx_session *s = NULL;
+    char out[16];
+    size_t needed = 0, n = 0;
+    int32_t ids[4];
+
+    /* lmx_text_params: refused below the minimum; at the minimum it gets past the params to the
+     * vocabulary check (this tokenizer has more ids than llama_f32's 128). */
+    if (model && EXPECT_OK("text: mixer", lmx_mixer_create(model, &mixer)) && EXPECT_OK("text: session", lmx_session_create(mixer, NULL, &s))) {
+        lmx_text_params tp = lmx_text_params_default();
+        if (tp.struct_size == sizeof tp && tp.flags == 0 && tp.on_text == NULL) pass("text_params_default: sizeof, no flags, no callback");
+        else fail("text_params_default", "struct_size %u flags %u", tp.struct_size, tp.flags);
+        tp.struct_size = (uint32_t)LMX_TEXT_PARAMS_MIN_SIZE - 1;
+        EXPECT_ERR("text_params: struct_size = MIN - 1", lmx_session_generate_text(s, tok, "a", 1, NULL, &tp, out, sizeof out, &needed, NULL),
+                   LMX_ERR_ABI, "lmx_text_params", "struct_size");
+        tp.struct_size = (uint32_t)LMX_TEXT_PARAMS_MIN_SIZE;
+        EXPECT_ERR("text_params: struct_size = MIN (then the vocabulary check)",
+                   lmx_session_generate_text(s, tok, "a", 1, NULL, &tp, out, sizeof out, &needed, NULL), LMX_ERR_SHAPE, "vocabulary");
+        lmx_generate_params gp = lmx_generate_params_default();
+        gp.struct_size = (uint32_t)LMX_GENERATE_PARAMS_MIN_SIZE - 1;
+        EXPECT_ERR("text: generate_params struct_size = MIN - 1",
+                   lmx_session_generate_text(s, tok, "a", 1, &gp, NULL, out, sizeof out, &needed, NULL), LMX_ERR_ABI, "lmx_generate_params");
+        EXPECT_ERR("text: model_tokenizer of a folder without one", lmx_model_tokenizer(model, &(lmx_tokenizer *){NULL}),
+                   LMX_ERR_NOT_FOUND, "tokenizer");
+    }
+
+    /* lmx_tokenizer_info up to n_end_of_turn: max_id and the canary untouched. */
+    tokenizer_info_box box;
+    memset(&box, 0xA5, sizeof box);
+    box.info.struct_size = (uint32_t)LMX_SIZE_THROUGH(lmx_tokenizer_info, n_end_of_turn);
+    if (EXPECT_OK("tokenizer_info up to n_end_of_turn", lmx_tokenizer_get_info(tok, &box.info)) && box.info.n_vocab > 0 &&
+        (uint32_t)box.info.max_id == 0xA5A5A5A5u && box.canary == 0xA5A5A5A5u)
+        pass("tokenizer_info: fields written up to the caller's struct_size, nothing after");
+    else fail("tokenizer_info short", "n_vocab %u max_id %08x canary %08x", box.info.n_vocab, (uint32_t)box.info.max_id, box.canary);
+    lmx_tokenizer_info tiny = {.struct_size = (uint32_t)LMX_TOKENIZER_INFO_MIN_SIZE - 1};
+    EXPECT_ERR("tokenizer_info: struct_size = MIN - 1", lmx_tokenizer_get_info(tok, &tiny), LMX_ERR_ABI, "lmx_tokenizer_info");
+
+    /* stale handles: a freed stream after 64 new streams, a freed tokenizer after new ones */
+    lmx_text_stream *old = NULL, *fresh[64] = {0};
+    EXPECT_OK("text: stream_create", lmx_text_stream_create(tok, 1, &old));
+    lmx_text_stream_free(old);
+    int same = 0;
+    for (int i = 0; i < 64; i++) {
+        lmx_text_stream_create(tok, 1, &fresh[i]);
+        same += fresh[i] == old;
+    }
+    EXPECT_ERR("text: a freed stream after 64 new streams", lmx_text_stream_push(old, 1, out, sizeof out, &needed),
+               LMX_ERR_INVALID_ARGUMENT, "stream", "freed");
+    if (same == 0) pass("text: no new stream got the freed handle's value");
+    else fail("text: stream handles", "%d equal", same);
+    for (int i = 0; i < 64; i++) lmx_text_stream_free(fresh[i]);
+    lmx_tokenizer *stale = tok, *again = NULL;
+    lmx_tokenizer_free(tok);
+    tok = NULL;
+    EXPECT_OK("text: tokenizer_load again", lmx_tokenizer_load(path, &again));
+    EXPECT_ERR("text: a freed tokenizer after a new load", lmx_tokenize(stale, "a", 1, 0, 0, ids, 4, &n),
+               LMX_ERR_INVALID_ARGUMENT, "tokenizer", "freed");
+    /* wrong kinds, both ways */
+    if (s) {
+        EXPECT_ERR("text: a session passed as a tokenizer", lmx_tokenize((const lmx_tokenizer *)(const void *)s, "a", 1, 0, 0, ids, 4, &n),
+                   LMX_ERR_INVALID_ARGUMENT, "lmx_session", "lmx_tokenizer");
+        EXPECT_ERR("text: a tokenizer passed as a session",
+                   lmx_session_generate_text((lmx_session *)(void *)again, again, "a", 1, NULL, NULL, out, sizeof out, &needed, NULL),
+                   LMX_ERR_INVALID_ARGUMENT, "lmx_tokenizer", "lmx_session");
+    }
+    if (model)
+        EXPECT_ERR("text: a tokenizer passed as a model", lmx_model_tokenizer((const lmx_model *)(const void *)again, &tok),
+                   LMX_ERR_INVALID_ARGUMENT, "lmx_tokenizer", "lmx_model");
+    /* NULL handles everywhere */
+    lmx_tokenizer_info info = {.struct_size = sizeof info};
+    lmx_chat_message m = {"user", "x"};
+    EXPECT_ERR("text: NULL tokenizer (get_info)", lmx_tokenizer_get_info(NULL, &info), LMX_ERR_INVALID_ARGUMENT, "tokenizer");
+    EXPECT_ERR("text: NULL tokenizer (end_of_turn)", lmx_tokenizer_end_of_turn(NULL, ids, 4, &n), LMX_ERR_INVALID_ARGUMENT, "tokenizer");
+    EXPECT_ERR("text: NULL tokenizer (tokenize)", lmx_tokenize(NULL, "a", 1, 0, 0, ids, 4, &n), LMX_ERR_INVALID_ARGUMENT, "tokenizer");
+    EXPECT_ERR("text: NULL tokenizer (token_to_piece)", lmx_token_to_piece(NULL, 1, out, sizeof out, &needed), LMX_ERR_INVALID_ARGUMENT,
+               "tokenizer");
+    EXPECT_ERR("text: NULL tokenizer (detokenize)", lmx_detokenize(NULL, ids, 0, 0, out, sizeof out, &needed), LMX_ERR_INVALID_ARGUMENT,
+               "tokenizer");
+    EXPECT_ERR("text: NULL tokenizer (chat)", lmx_chat_apply_template(NULL, &m, 1, 1, out, sizeof out, &needed), LMX_ERR_INVALID_ARGUMENT,
+               "tokenizer");
+    EXPECT_ERR("text: NULL stream (finish)", lmx_text_stream_finish(NULL, out, sizeof out, &needed), LMX_ERR_INVALID_ARGUMENT, "stream");
+    EXPECT_ERR("text: NULL out (tokenizer_load)", lmx_tokenizer_load(path, NULL), LMX_ERR_INVALID_ARGUMENT, "out");
+    lmx_tokenizer_free(again);
+    lmx_tokenizer_free(stale); /* no-op */
+    lmx_session_free(s);
+    lmx_mixer_free(mixer);
+    lmx_model_free(model);
+}
+
 int main(int argc, char **argv) {
     if (!test_start(argc, argv, fixtures, sizeof fixtures)) return 0;
     test_struct_sizes();
@@ -382,5 +488,6 @@ int main(int argc, char **argv) {
     test_getters();
     test_abort("llama_f32", 2);
     test_abort("mamba_f32", 2);
+    test_text_contract();
     return test_summary("contract_test");
 }

@@ -30,13 +30,14 @@ from .errors import (ABIError, CancelledError, ClosedError, FormatError, Invalid
 from .mixer import Mixer
 from .model import Model
 from .session import Session
+from .tokenizer import TextStream, Tokenizer
 from .types import (DType, LoadMode, Logits, ModelInfo, Module, ModuleShape, PluginInfo, Routing,
                     Trace, TrainProgress, TrainRegime, TrainRouting, from_bfloat16, to_bfloat16)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Model", "Mixer", "Session",
+    "Model", "Mixer", "Session", "Tokenizer", "TextStream",
     "ModelInfo", "ModuleShape", "PluginInfo", "Trace", "TrainProgress",
     "Module", "Routing", "Logits", "LoadMode", "DType", "TrainRegime", "TrainRouting",
     "to_bfloat16", "from_bfloat16",

@@ -75,6 +75,10 @@ __all__ = [
     "lmx_train_params",
     "lmx_train_progress",
     "lmx_train_progress_fn",
+    "lmx_tokenizer_info",
+    "lmx_chat_message",
+    "lmx_text_params",
+    "lmx_text_callback",
 ]
 
 #: The header version this package was written for (include/loramixer.h). The library's major
@@ -101,6 +105,9 @@ LMX_DTYPE_F32, LMX_DTYPE_F16, LMX_DTYPE_BF16 = range(3)
  LMX_PLUGIN_EXPERTS) = range(6)
 LMX_TRAIN_ROUTER, LMX_TRAIN_JOINT = range(2)
 LMX_TRAIN_ROUTING_TOPK, LMX_TRAIN_ROUTING_SOFT, LMX_TRAIN_ROUTING_LABEL = range(3)
+LMX_TEXT_CHAT, LMX_TEXT_PARSE_SPECIAL, LMX_TEXT_NO_BOS, LMX_TEXT_SHOW_SPECIAL, LMX_TEXT_IGNORE_END_OF_TURN = (
+    1 << 0, 1 << 1, 1 << 2, 1 << 3, 1 << 4)
+LMX_STOP_END_OF_TURN, LMX_STOP_MAX_TOKENS, LMX_STOP_CALLBACK, LMX_STOP_CONTEXT_FULL = range(4)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -276,6 +283,38 @@ class lmx_train_progress(Structure):
 lmx_train_progress_fn = CFUNCTYPE(c_uint32, POINTER(lmx_train_progress), c_void_p)
 
 
+class lmx_tokenizer_info(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("n_vocab", c_uint32),
+        ("bos_id", c_int32),
+        ("eos_id", c_int32),
+        ("pad_id", c_int32),
+        ("unk_id", c_int32),
+        ("has_chat_template", c_uint32),
+        ("n_end_of_turn", c_uint32),
+        ("max_id", c_int32),
+    ]
+
+
+class lmx_chat_message(Structure):
+    _fields_ = [("role", c_char_p), ("content", c_char_p)]
+
+
+#: uint32_t (*)(const char *text, size_t len, void *user_data); the text is a c_void_p (read
+#: ``len`` bytes with ``ctypes.string_at``: a piece may contain a NUL byte)
+lmx_text_callback = CFUNCTYPE(c_uint32, c_void_p, c_size_t, c_void_p)
+
+
+class lmx_text_params(Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("flags", c_uint32),
+        ("on_text", lmx_text_callback),
+        ("user_data", c_void_p),
+    ]
+
+
 # ------------------------------------------------------------------------------------------------
 # Function prototypes: name -> (restype, argtypes). "status" marks an lmx_status return.
 # Handles (lmx_model*, lmx_mixer*, lmx_session*) and caller buffers are c_void_p, so handles are
@@ -335,6 +374,24 @@ FUNCTIONS: dict = {
                                        c_size_t, _P(c_size_t)]),
     "lmx_session_trace_size": (_STATUS, [c_void_p, _P(c_size_t), _P(c_size_t), _P(c_size_t)]),
     "lmx_session_trace_copy": (_STATUS, [c_void_p, c_void_p, c_void_p, c_size_t, c_void_p, c_size_t]),
+    # tokenizers and text
+    "lmx_tokenizer_load": (_STATUS, [c_char_p, _P(c_void_p)]),
+    "lmx_model_tokenizer": (_STATUS, [c_void_p, _P(c_void_p)]),
+    "lmx_tokenizer_free": (None, [c_void_p]),
+    "lmx_tokenizer_get_info": (_STATUS, [c_void_p, _P(lmx_tokenizer_info)]),
+    "lmx_tokenizer_end_of_turn": (_STATUS, [c_void_p, c_void_p, c_size_t, _P(c_size_t)]),
+    "lmx_tokenize": (_STATUS, [c_void_p, c_void_p, c_size_t, c_uint32, c_uint32, c_void_p, c_size_t, _P(c_size_t)]),
+    "lmx_token_to_piece": (_STATUS, [c_void_p, c_int32, c_void_p, c_size_t, _P(c_size_t)]),
+    "lmx_detokenize": (_STATUS, [c_void_p, c_void_p, c_size_t, c_uint32, c_void_p, c_size_t, _P(c_size_t)]),
+    "lmx_text_stream_create": (_STATUS, [c_void_p, c_uint32, _P(c_void_p)]),
+    "lmx_text_stream_free": (None, [c_void_p]),
+    "lmx_text_stream_push": (_STATUS, [c_void_p, c_int32, c_void_p, c_size_t, _P(c_size_t)]),
+    "lmx_text_stream_finish": (_STATUS, [c_void_p, c_void_p, c_size_t, _P(c_size_t)]),
+    "lmx_chat_apply_template": (_STATUS, [c_void_p, _P(lmx_chat_message), c_size_t, c_uint32, c_void_p, c_size_t,
+                                          _P(c_size_t)]),
+    "lmx_text_params_default": (lmx_text_params, []),
+    "lmx_session_generate_text": (_STATUS, [c_void_p, c_void_p, c_void_p, c_size_t, _P(lmx_generate_params),
+                                            _P(lmx_text_params), c_void_p, c_size_t, _P(c_size_t), _P(c_uint32)]),
     # training
     "lmx_mixer_add_untrained_lora": (_STATUS, [c_void_p, c_char_p, c_uint32, c_float, c_uint32, c_uint64,
                                                _P(c_size_t)]),

@@ -13,6 +13,7 @@ from .types import LoadMode, ModelInfo, Module, ModuleShape
 
 if TYPE_CHECKING:
     from .mixer import Mixer
+    from .tokenizer import Tokenizer
 
 __all__ = ["Model"]
 
@@ -84,6 +85,14 @@ class Model(OwnedHandle):
         in_proj, x_proj, dt_proj, out_proj for Mamba); cached at load, still available after
         ``close()`` to the mixers made from this model."""
         return dict(self._shapes)
+
+    def tokenizer(self) -> "Tokenizer":
+        """The model folder's own :class:`Tokenizer` (``lmx_model_tokenizer``): a new handle each
+        call to one tokenizer read once and shared. Raises NotFoundError when the folder has no
+        ``tokenizer.json`` (load one from elsewhere with ``Tokenizer(path)``), ShapeError when its
+        ids do not fit the model's vocabulary."""
+        from .tokenizer import Tokenizer
+        return Tokenizer.from_model(self)
 
     def mixer(self) -> "Mixer":
         """A new, empty :class:`Mixer` over this model."""

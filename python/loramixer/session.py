@@ -6,7 +6,8 @@ import contextlib
 import ctypes
 import threading
 from ctypes import byref, c_float, c_size_t, c_uint32, c_void_p
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
+import queue
+from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -16,7 +17,14 @@ from .errors import LMX_ERR_CANCELLED, LMX_ERR_PLUGIN, InvalidArgumentError, Lor
 from .mixer import Mixer
 from .types import Logits, Routing, Trace
 
+if TYPE_CHECKING:
+    from .tokenizer import Tokenizer
+
 __all__ = ["Session"]
+
+#: lmx_session_generate_text's LMX_STOP_* values as Session.stop_reason reports them.
+STOP_REASONS = {capi.LMX_STOP_END_OF_TURN: "end_of_turn", capi.LMX_STOP_MAX_TOKENS: "max_tokens",
+                capi.LMX_STOP_CALLBACK: "callback", capi.LMX_STOP_CONTEXT_FULL: "context_full"}
 
 TokensLike = Union[Sequence[int], np.ndarray, int]
 
@@ -24,17 +32,18 @@ TokensLike = Union[Sequence[int], np.ndarray, int]
 def _tokens(tokens: TokensLike, what: str = "tokens") -> np.ndarray:
     """Token ids as a C-contiguous int32 array (refusing non-integers and values outside int32).
 
-    Text is refused with a TypeError that says what to pass: loramixer has no tokenizer, and the ids
-    of a byte-level model are the text's UTF-8 bytes.
+    Text is refused with a TypeError that says what to pass: ``generate(text=...)`` /
+    ``generate_text`` for text, or ids (a byte-level model's are the text's UTF-8 bytes).
     """
     if isinstance(tokens, (str, bytes, bytearray, memoryview)):
         example = tokens if isinstance(tokens, str) else bytes(tokens).decode("utf-8", "replace")
         shown = repr(example if len(example) <= 20 else example[:20] + "...")
         kind = "a str" if isinstance(tokens, str) else f"a {type(tokens).__name__} object"
         raise TypeError(
-            f"{what} must be token ids (a sequence of ints or an integer numpy array), not {kind}: "
-            f"loramixer does not tokenize text. For a byte-level model (such as the bundled models/tiny-llama) "
-            f"pass the UTF-8 bytes as ids: list({shown}.encode()); otherwise tokenize with the model's own tokenizer")
+            f"{what} must be token ids (a sequence of ints or an integer numpy array), not {kind}. For text, "
+            f"session.generate(text={shown}) and session.generate_text / stream_text tokenize with the model's "
+            f"tokenizer (or model.tokenizer().encode(...)); a byte-level model (such as the bundled models/tiny-llama) "
+            f"also takes the UTF-8 bytes as ids: list({shown}.encode())")
     if isinstance(tokens, (int, np.integer)) and not isinstance(tokens, bool):
         tokens = [int(tokens)]
     array = np.asarray(tokens)
@@ -49,6 +58,16 @@ def _tokens(tokens: TokensLike, what: str = "tokens") -> np.ndarray:
         bad = int(outside[0])
         raise InvalidArgumentError(f"{what}: token id {int(array[bad])} at position {bad} (0-based) does not fit in int32")
     return np.ascontiguousarray(array, dtype=np.int32)
+
+
+def _prompt_text(prompt: Any) -> bytes:
+    """A text prompt as UTF-8 bytes (NUL characters allowed: the length is passed)."""
+    if not isinstance(prompt, str):
+        raise TypeError(f"the prompt must be a str, not {type(prompt).__name__} (token ids go to generate())")
+    try:
+        return prompt.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise InvalidArgumentError(f"the prompt is not valid Unicode text: {error}") from None
 
 
 def _positive_int(value: Any, what: str, allow_zero: bool = True) -> int:
@@ -97,6 +116,11 @@ class Session(OwnedHandle):
         self._top_k: Optional[int] = None
         self._temperature: Optional[float] = None
         self._abort: Any = None
+        self._tokenizer: Optional["Tokenizer"] = None
+        #: Why the last text generation ended: "end_of_turn" (a stop token), "max_tokens",
+        #: "callback" (on_text/on_token asked to stop, or a stream_text consumer stopped) or
+        #: "context_full"; None before any.
+        self.stop_reason: Optional[str] = None
 
     @property
     def mixer(self) -> Mixer:
@@ -258,31 +282,15 @@ class Session(OwnedHandle):
                 self._raise_with_callback_error(error)
         return result
 
-    def generate(self, prompt: TokensLike = (), max_tokens: int = 32, *, temperature: float = 0.0,
-                 top_k: int = 0, top_p: float = 1.0, seed: int = 0, stop: Sequence[int] = (),
-                 on_token: Optional[Callable[[int], Any]] = None) -> List[int]:
-        """Evaluate ``prompt`` (may be empty when the session already holds tokens), then generate
-        up to ``max_tokens`` tokens; returns the generated ids.
-
-        Args:
-            temperature: 0 = greedy; > 0 samples.
-            top_k: keep the k most likely tokens before sampling (0 = all).
-            top_p: nucleus sampling threshold (1 = all).
-            seed: sampling seed; equal seeds give equal samples.
-            stop: token ids that end generation (the stop token is not returned).
-            on_token: called with each generated token; a truthy return stops after that token.
-                An exception raised in it stops generation and is re-raised here.
-
-        Generation ends at ``max_tokens``, a stop token, ``on_token`` asking to stop, or a full
-        context (not an error). Errors as :meth:`eval`.
-        """
-        ids = _tokens(prompt, "prompt")
+    def _generate_params(self, max_tokens: int, temperature: float, top_k: int, top_p: float, seed: int,
+                         stop: Sequence[int], on_token: Optional[Callable[[int], Any]]) -> Tuple[Any, Tuple[Any, Any]]:
+        """lmx_generate_params for generate and generate_text, and what must stay alive during the
+        call (the stop array, the token callback)."""
         stops = _tokens(stop if isinstance(stop, (np.ndarray, str, bytes, bytearray)) else list(stop), "stop")
         count = _positive_int(max_tokens, "max_tokens")
         if seed < 0 or seed >= 2**64:
             raise InvalidArgumentError(f"seed {seed} must be in 0 .. 2**64-1")
-        lib = capi.lib()
-        params = lib.lmx_generate_params_default()
+        params = capi.lib().lmx_generate_params_default()
         params.max_tokens = count
         params.temperature = float(temperature)
         params.top_k = _positive_int(top_k, "top_k")
@@ -297,6 +305,44 @@ class Session(OwnedHandle):
                 raise TypeError("on_token must be callable as on_token(token) -> truthy to stop")
             callback = _callbacks.TokenCallback(on_token)
             params.on_token = callback.c_function
+        return params, (stops, callback)
+
+    def generate(self, prompt: TokensLike = (), max_tokens: int = 32, *, temperature: float = 0.0,
+                 top_k: int = 0, top_p: float = 1.0, seed: int = 0, stop: Sequence[int] = (),
+                 on_token: Optional[Callable[[int], Any]] = None, text: Optional[str] = None,
+                 **text_options: Any) -> Any:
+        """Evaluate ``prompt`` (may be empty when the session already holds tokens), then generate
+        up to ``max_tokens`` tokens; returns the generated ids.
+
+        Args:
+            temperature: 0 = greedy; > 0 samples.
+            top_k: keep the k most likely tokens before sampling (0 = all).
+            top_p: nucleus sampling threshold (1 = all).
+            seed: sampling seed; equal seeds give equal samples.
+            stop: token ids that end generation (the stop token is not returned).
+            on_token: called with each generated token; a truthy return stops after that token.
+                An exception raised in it stops generation and is re-raised here.
+
+        Generation ends at ``max_tokens``, a stop token, ``on_token`` asking to stop, or a full
+        context (not an error). Errors as :meth:`eval`.
+
+        With ``text="..."`` (instead of ``prompt``) this is :meth:`generate_text`: the text is
+        tokenized, the answer returned as a str, and ``text_options`` (``tokenizer``, ``chat``,
+        ``on_text``, ...) are passed on.
+        """
+        if text is not None:
+            if not (isinstance(prompt, (tuple, list)) and len(prompt) == 0):
+                raise InvalidArgumentError("pass either prompt (token ids) or text, not both")
+            return self.generate_text(text, max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                                      seed=seed, stop=stop, on_token=on_token, **text_options)
+        if text_options:
+            raise TypeError(f"generate() got unexpected keyword arguments {sorted(text_options)} "
+                            "(text options need text=...)")
+        ids = _tokens(prompt, "prompt")
+        count = _positive_int(max_tokens, "max_tokens")
+        params, keep = self._generate_params(max_tokens, temperature, top_k, top_p, seed, stop, on_token)
+        callback = keep[1]
+        lib = capi.lib()
         produced = np.zeros(max(count, 1), dtype=np.int32)
         n_out = c_size_t(0)
         with self._use() as handle:
@@ -309,6 +355,169 @@ class Session(OwnedHandle):
         if callback is not None and callback.error is not None:
             raise callback.error
         return [int(t) for t in produced[: n_out.value]]
+
+    # -------------------------------------------------------------------------------- text
+    def tokenizer(self) -> "Tokenizer":
+        """The tokenizer text generation uses by default: the model's own (``model.tokenizer()``),
+        read on first use and kept. NotFoundError when the model folder has none."""
+        if self._tokenizer is None or self._tokenizer.closed:
+            self._require()
+            mixer = self._mixer
+            model = mixer._model if mixer is not None else None
+            if model is None:
+                raise StateError("the session's mixer is closed: pass tokenizer= explicitly")
+            self._tokenizer = model.tokenizer()
+        return self._tokenizer
+
+    def generate_text(self, prompt: str = "", max_tokens: int = 32, *, tokenizer: Optional["Tokenizer"] = None,
+                      chat: bool = False, parse_special: bool = False, add_bos: bool = True,
+                      show_special: bool = False, stop_at_end_of_turn: bool = True, temperature: float = 0.0,
+                      top_k: int = 0, top_p: float = 1.0, seed: int = 0, stop: Sequence[int] = (),
+                      on_token: Optional[Callable[[int], Any]] = None,
+                      on_text: Optional[Callable[[str], Any]] = None) -> str:
+        """Generate text (``lmx_session_generate_text``): tokenize ``prompt`` ("" continues the
+        session), generate, and return the new text; :attr:`stop_reason` says why it ended.
+
+        Args:
+            tokenizer: a :class:`Tokenizer` (default: the model's own, :meth:`tokenizer`).
+            chat: the prompt is a user message: the chat template is applied with the generation
+                prompt (StateError when the tokenizer has none).
+            parse_special: special tokens written in a plain prompt become their ids (off: user
+                text cannot forge control tokens).
+            add_bos: a plain prompt given to an empty session gets the tokenizer's BOS/EOS
+                template (False: never).
+            show_special: special tokens' text is part of the output (hidden by default).
+            stop_at_end_of_turn: stop at the tokenizer's end-of-turn ids (EOS, eot tokens); the
+                stop token is neither evaluated nor returned.
+            on_text: called with each piece of text as soon as it is whole UTF-8; a truthy return
+                stops after the current token. An exception raised in it stops generation and is
+                re-raised here (the tokens generated until then stay in the session).
+            the rest: as :meth:`generate` (``stop`` ids and ``on_token`` still apply).
+
+        Raises InvalidArgumentError (a prompt that is not text, a surrogate), ShapeError (a
+        tokenizer with more ids than the model), StateError (chat without a template; context
+        full), and as :meth:`eval`. On failure the session is unchanged.
+        """
+        raw = _prompt_text(prompt)
+        if tokenizer is None:
+            tokenizer = self.tokenizer()
+        from .tokenizer import Tokenizer
+        if not isinstance(tokenizer, Tokenizer):
+            raise TypeError(f"tokenizer must be a loramixer.Tokenizer, not {type(tokenizer).__name__}")
+        params, keep = self._generate_params(max_tokens, temperature, top_k, top_p, seed, stop, on_token)
+        lib = capi.lib()
+        text_params = lib.lmx_text_params_default()
+        flags = 0
+        if chat:
+            flags |= capi.LMX_TEXT_CHAT
+        if parse_special:
+            flags |= capi.LMX_TEXT_PARSE_SPECIAL
+        if not add_bos:
+            flags |= capi.LMX_TEXT_NO_BOS
+        if show_special:
+            flags |= capi.LMX_TEXT_SHOW_SPECIAL
+        if not stop_at_end_of_turn:
+            flags |= capi.LMX_TEXT_IGNORE_END_OF_TURN
+        text_params.flags = flags
+        if on_text is not None and not callable(on_text):
+            raise TypeError("on_text must be callable as on_text(text) -> truthy to stop")
+        pieces: List[str] = []
+        errors: List[BaseException] = []
+
+        def deliver(address: Optional[int], length: int, _user: Optional[int]) -> int:
+            try:
+                piece = ctypes.string_at(address, length).decode("utf-8", "replace") if length else ""
+                pieces.append(piece)
+                return 1 if on_text is not None and on_text(piece) else 0
+            except BaseException as error:  # noqa: BLE001 - nothing may unwind into C
+                if not errors:
+                    errors.append(error)
+                return 1
+
+        callback = capi.lmx_text_callback(deliver)
+        text_params.on_text = callback
+        needed = c_size_t(0)
+        reason = c_uint32(0)
+        token_callback = keep[1]
+        with self._use() as handle:
+            _callbacks.clear_pending()
+            try:
+                lib.lmx_session_generate_text(handle, tokenizer._require(), raw, len(raw), byref(params),
+                                              byref(text_params), None, 0, byref(needed), byref(reason))
+            except LoraMixerError as error:
+                self._raise_with_callback_error(error)
+        self.stop_reason = STOP_REASONS.get(reason.value, str(reason.value))
+        if errors:
+            raise errors[0]
+        if token_callback is not None and token_callback.error is not None:
+            raise token_callback.error
+        return "".join(pieces)
+
+    def stream_text(self, prompt: str = "", max_tokens: int = 32, **options: Any) -> Iterator[str]:
+        """Like :meth:`generate_text`, but yields the text in pieces as it is generated (each whole
+        UTF-8); ``"".join(stream_text(...))`` equals what :meth:`generate_text` returns.
+
+        Generation runs on a helper thread that waits for the consumer after each piece, so it
+        never runs ahead. Stopping early — ``break``, an exception in the loop, ``close()`` or
+        garbage collection of the iterator — stops generation after the last piece handed out
+        (:attr:`stop_reason` "callback"); the tokens generated until then stay in the session,
+        which remains usable. While the iterator is open the session is busy (other calls on it
+        raise StateError). Errors of the call are raised from the iteration.
+        """
+        if "on_text" in options:
+            raise TypeError("stream_text yields the text itself; on_text is not accepted")
+        chunks: "queue.Queue[Tuple[str, Any]]" = queue.Queue()
+        answers: "queue.Queue[bool]" = queue.Queue()
+        stopping = threading.Event()
+
+        def on_text(piece: str) -> bool:
+            if stopping.is_set():
+                return True
+            chunks.put(("text", piece))
+            return answers.get()
+
+        def run() -> None:
+            try:
+                self.generate_text(prompt, max_tokens, on_text=on_text, **options)
+                chunks.put(("done", None))
+            except BaseException as error:  # noqa: BLE001 - handed to the consumer
+                chunks.put(("error", error))
+
+        return self._stream(run, chunks, answers, stopping)
+
+    @staticmethod
+    def _stream(run: Callable[[], None], chunks: "queue.Queue[Tuple[str, Any]]", answers: "queue.Queue[bool]",
+                stopping: threading.Event) -> Iterator[str]:
+        worker = threading.Thread(target=run, name="loramixer-stream_text", daemon=True)
+        worker.start()
+        pending = False  # the worker waits for an answer to the piece it handed out
+        finished = False
+        try:
+            while True:
+                kind, value = chunks.get()
+                if kind == "text":
+                    pending = True
+                    yield value
+                    pending = False
+                    answers.put(False)
+                elif kind == "error":
+                    finished = True
+                    raise value
+                else:
+                    finished = True
+                    return
+        finally:
+            if not finished:
+                stopping.set()
+                if pending:
+                    answers.put(True)
+                while True:  # drain until the worker is done (a piece handed out meanwhile is refused)
+                    kind, _ = chunks.get()
+                    if kind == "text":
+                        answers.put(True)
+                        continue
+                    break
+            worker.join()
 
     # -------------------------------------------------------------------------------- getters
     # Read from the library (lmx_session_get_*): the settings in effect, whoever set them.

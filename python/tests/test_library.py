@@ -33,13 +33,14 @@ def test_version():
 
 def test_every_header_function_is_bound_and_used():
     names = header_functions()
-    assert len(names) == 46, names  # every LMX_API line of the header
+    assert len(names) == 61, names  # every LMX_API line of the header
     assert set(names) == set(capi.FUNCTIONS), set(names) ^ set(capi.FUNCTIONS)
     library = capi.lib()
     for name in names:
         assert getattr(library, name).argtypes is not None
     # ... and each one is reached by the Pythonic layer (not only by capi).
-    pythonic = "".join((PACKAGE / f).read_text() for f in ("__init__.py", "_log.py", "model.py", "mixer.py", "session.py"))
+    pythonic = "".join((PACKAGE / f).read_text() for f in ("__init__.py", "_log.py", "model.py", "mixer.py", "session.py",
+                                                                 "tokenizer.py"))
     unused = [n for n in names if n not in pythonic]
     assert not unused, unused
 
@@ -60,7 +61,8 @@ int main(void) {
 def test_struct_layouts_match_the_header(cc, tmp_path):
     structs = [capi.lmx_model_params, capi.lmx_model_info, capi.lmx_lora_tensor, capi.lmx_lora_desc,
                capi.lmx_custom_expert_desc, capi.lmx_plugin_params, capi.lmx_session_params,
-               capi.lmx_generate_params, capi.lmx_train_params, capi.lmx_train_progress]
+               capi.lmx_generate_params, capi.lmx_train_params, capi.lmx_train_progress,
+               capi.lmx_tokenizer_info, capi.lmx_chat_message, capi.lmx_text_params]
     lines = []
     for struct in structs:
         lines.append(f"S({struct.__name__})")
