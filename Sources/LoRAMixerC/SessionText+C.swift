@@ -33,68 +33,33 @@ public func lmx_session_generate_text(_ session: OpaquePointer?, _ tokenizer: Op
             throw LoRAMixerError.invalidArgument("'text->flags' has unknown bits 0x\(String(params.flags & ~knownTextFlags, radix: 16)) (LMX_TEXT_* are 0x1f)")
         }
         let flags = params.flags
-        let vocab = session.model.config.vocabSize
-        if let largest = tokenizer.largestID, Int(largest) >= vocab {
-            throw LoRAMixerError.shape("the tokenizer has ids up to \(largest), but the model's vocabulary has \(vocab) entries (a tokenizer of another model?)")
-        }
-        let stops = try Arguments.array(gen.stop_tokens, count: gen.n_stop_tokens, limit: vocab, "gen.stop_tokens", allowEmpty: true)
-
-        let ids: [Int32]
-        if promptText.isEmpty {
-            ids = []
-        } else if flags & UInt32(LMX_TEXT_CHAT) != 0 {
-            let rendered = try tokenizer.applyChatTemplate(messages: Tokenizer.messages([(role: "user", content: promptText)]),
-                                                           addGenerationPrompt: true)
-            ids = try tokenizer.encode(rendered, addSpecialTokens: false, parseSpecial: true)
-        } else {
-            let addSpecial = flags & UInt32(LMX_TEXT_NO_BOS) == 0 && session.position == 0
-            ids = try tokenizer.encode(promptText, addSpecialTokens: addSpecial,
-                                       parseSpecial: flags & UInt32(LMX_TEXT_PARSE_SPECIAL) != 0)
-        }
+        let stops = try Arguments.array(gen.stop_tokens, count: gen.n_stop_tokens, limit: session.model.config.vocabSize,
+                                        "gen.stop_tokens", allowEmpty: true)
+        try tokenizer.checkFits(session.model)
+        let ids = try session.promptTokens(promptText, tokenizer: tokenizer, chat: flags & UInt32(LMX_TEXT_CHAT) != 0,
+                                           addSpecialTokens: flags & UInt32(LMX_TEXT_NO_BOS) == 0,
+                                           parseSpecial: flags & UInt32(LMX_TEXT_PARSE_SPECIAL) != 0)
         if !ids.isEmpty { try session.checkRoom(for: ids.count) }
-
-        var stopTokens = Set(stops)
-        if flags & UInt32(LMX_TEXT_IGNORE_END_OF_TURN) == 0 {
-            stopTokens.formUnion(tokenizer.specialTokens.endOfTurn.filter { $0 >= 0 && Int($0) < vocab })
-        }
         let options = Session.GenerationOptions(
             maxTokens: Int(gen.max_tokens),
             sampling: SamplingOptions(temperature: gen.temperature, topK: Int(gen.top_k), topP: gen.top_p, seed: gen.seed),
-            stopTokens: stopTokens)
+            stopTokens: Set(stops))
         let onToken = gen.on_token, tokenData = gen.user_data
         let onText = params.on_text, textData = params.user_data
-        func deliver(_ piece: String) -> Bool {
-            guard let onText else { return true }
-            return piece.withCString { onText($0, piece.utf8.count, textData) == 0 }
-        }
-        var stream = TokenTextStream(tokenizer: tokenizer, skipSpecialTokens: flags & UInt32(LMX_TEXT_SHOW_SPECIAL) == 0)
-        var generated = ""
-        var callerStopped = false
-        let tokens = try session.generate(prompt: ids, options: options) { token in
-            if let onToken, onToken(token, tokenData) != 0 { callerStopped = true }
-            let piece = stream.append(token)
-            if !piece.isEmpty {
-                generated += piece
-                if !deliver(piece) { callerStopped = true }
-            }
-            return !callerStopped
-        }
-        let rest = stream.finish()
-        if !rest.isEmpty, !callerStopped {
-            generated += rest
-            _ = deliver(rest)
-        }
+        let result = try session.generateText(
+            prompt: ids, tokenizer: tokenizer, options: options,
+            stopAtEndOfTurn: flags & UInt32(LMX_TEXT_IGNORE_END_OF_TURN) == 0,
+            skipSpecialTokens: flags & UInt32(LMX_TEXT_SHOW_SPECIAL) == 0,
+            onToken: { token in onToken.map { $0(token, tokenData) == 0 } ?? true },
+            onText: { piece in onText.map { callback in piece.withCString { callback($0, piece.utf8.count, textData) == 0 } } ?? true })
         let reason: Int
-        if callerStopped {
-            reason = Int(LMX_STOP_CALLBACK)
-        } else if tokens.count >= options.maxTokens {
-            reason = Int(LMX_STOP_MAX_TOKENS)
-        } else if session.position >= session.contextLength {
-            reason = Int(LMX_STOP_CONTEXT_FULL)
-        } else {
-            reason = Int(LMX_STOP_END_OF_TURN)
+        switch result.stopReason {
+        case .stopToken: reason = LMX_STOP_END_OF_TURN
+        case .maxTokens: reason = LMX_STOP_MAX_TOKENS
+        case .stoppedByCaller: reason = LMX_STOP_CALLBACK
+        case .contextFull: reason = LMX_STOP_CONTEXT_FULL
         }
         stopReason?.pointee = UInt32(reason)
-        try copyString(generated, into: out, capacity: capacity, needed: needed)
+        try copyString(result.text, into: out, capacity: capacity, needed: needed)
     }
 }

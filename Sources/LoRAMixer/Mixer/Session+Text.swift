@@ -13,6 +13,23 @@ extension Session {
         case contextFull = "context"
     }
 
+    /// The ids of a text prompt for this session. With `chat`, `text` is a user message: the
+    /// tokenizer's chat template is applied with the generation prompt, and the result is
+    /// tokenized as transformers does (no special tokens added, those written by the template
+    /// recognised). Otherwise `text` is tokenized with BOS/EOS added when `addSpecialTokens` and
+    /// the session is empty (a continuation does not get a second BOS), special tokens written in
+    /// it recognised only when `parseSpecial` (so that user text cannot forge control tokens).
+    public func promptTokens(_ text: String, tokenizer: Tokenizer, chat: Bool, addSpecialTokens: Bool = true,
+                             parseSpecial: Bool = false) throws -> [Int32] {
+        guard !text.isEmpty else { return [] }
+        if chat {
+            let rendered = try tokenizer.applyChatTemplate(messages: Tokenizer.messages([(role: "user", content: text)]),
+                                                           addGenerationPrompt: true)
+            return try tokenizer.encode(rendered, addSpecialTokens: false, parseSpecial: true)
+        }
+        return try tokenizer.encode(text, addSpecialTokens: addSpecialTokens && position == 0, parseSpecial: parseSpecial)
+    }
+
     /// What `generateText` produced: the tokens (without the stop token) and their text.
     public struct TextGeneration: Sendable {
         public var tokens: [Int32]
@@ -22,12 +39,15 @@ extension Session {
 
     /// Evaluates `prompt` (ids; empty continues the session), then samples as `generate` does,
     /// also stopping at the tokenizer's end-of-turn ids when `stopAtEndOfTurn` (EOS, the ids of
-    /// `generation_config.json`, `<|eot_id|>`-style tokens). `onText` receives each piece of
-    /// text as soon as it is whole UTF-8 (special tokens hidden when `skipSpecialTokens`) and may
-    /// return false to stop. The session is left as `generate` leaves it, also on failure.
+    /// `generation_config.json`, `<|eot_id|>`-style tokens). `onToken` sees each token and
+    /// `onText` each piece of text as soon as it is whole UTF-8 (special tokens hidden when
+    /// `skipSpecialTokens`); either may return false to stop. The session is left as `generate`
+    /// leaves it, also on failure.
     public func generateText(prompt: [Int32], tokenizer: Tokenizer, options: GenerationOptions,
                              stopAtEndOfTurn: Bool = true, skipSpecialTokens: Bool = true,
+                             onToken: (Int32) -> Bool = { _ in true },
                              onText: (String) -> Bool = { _ in true }) throws -> TextGeneration {
+        try tokenizer.checkFits(model)
         var options = options
         if stopAtEndOfTurn {
             let vocab = model.config.vocabSize
@@ -37,10 +57,12 @@ extension Session {
         var text = ""
         var callerStopped = false
         let tokens = try generate(prompt: prompt, options: options) { token in
+            if !onToken(token) { callerStopped = true }
             let piece = stream.append(token)
-            guard !piece.isEmpty else { return true }
-            text += piece
-            callerStopped = !onText(piece)
+            if !piece.isEmpty {
+                text += piece
+                if !onText(piece) { callerStopped = true }
+            }
             return !callerStopped
         }
         let rest = stream.finish()

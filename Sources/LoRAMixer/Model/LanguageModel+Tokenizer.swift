@@ -28,10 +28,18 @@ extension LanguageModel {
                 throw LoRAMixerError.notFound("\(directory): the model has no tokenizer (no tokenizer.json in its folder)")
             }
             let tokenizer = try Tokenizer(directory: directory)
-            if let largest = tokenizer.largestID, Int(largest) >= config.vocabSize {
-                throw LoRAMixerError.shape("\(directory): the tokenizer has ids up to \(largest), but the model's vocabulary has \(config.vocabSize) entries")
-            }
+            try tokenizer.checkFits(self)
             return tokenizer
+        }
+    }
+}
+
+extension Tokenizer {
+    /// Throws `.shape` when the tokenizer can produce ids the model has no embedding for (a
+    /// tokenizer of another model).
+    public func checkFits(_ model: LanguageModel) throws {
+        if let largestID, Int(largestID) >= model.config.vocabSize {
+            throw LoRAMixerError.shape("the tokenizer has ids up to \(largestID), but the model's vocabulary has \(model.config.vocabSize) entries (a tokenizer of another model?)")
         }
     }
 }
