@@ -177,12 +177,18 @@ def spm_decodes(tok):
     return [[rng.choice(pool) for _ in range(rng.randint(1, 12))] for _ in range(60)]
 
 
+# The trainer's own `limit_alphabet` breaks ties between equally frequent characters by hash
+# order, so the kept alphabet (the 90 most frequent characters, ties by code point) is chosen here.
+_counts = __import__("collections").Counter(c for line in CORPUS for c in line)
+_alphabet = {c for c, _ in sorted(_counts.items(), key=lambda item: (-item[1], item[0]))[:90]} | {" "}
+SPM_CORPUS = ["".join(c for c in line if c in _alphabet) for line in CORPUS]
+
+
 def build_spm(name, normalizer, pre_tokenizer, decoder, bytes_kept, fuse_unk, extra_special):
-    trainer = trainers.BpeTrainer(vocab_size=420, show_progress=False, limit_alphabet=90,
-                                  special_tokens=["<unk>", "<s>", "</s>"])
+    trainer = trainers.BpeTrainer(vocab_size=420, show_progress=False, special_tokens=["<unk>", "<s>", "</s>"])
     trainee = Tokenizer(models.BPE(unk_token="<unk>"))
     trainee.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always", split=True)
-    trainee.train_from_iterator(CORPUS, trainer)
+    trainee.train_from_iterator(SPM_CORPUS, trainer)
     trained = json.loads(trainee.to_str())["model"]
     vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
     for byte in bytes_kept:
@@ -222,25 +228,42 @@ build_spm("spm_split", None, pre_tokenizers.Metaspace(replacement="\u2581", prep
 BEGIN, END = "<!-- tokenizer-fixtures:begin -->", "<!-- tokenizer-fixtures:end -->"
 
 SECTION = f"""{BEGIN}
-## tokenizers/ (gpt2, llama3, qwen2, prefix_digits)
+## tokenizers/ (gpt2, llama3, qwen2, prefix_digits, qwen2_nfc, llama2_spm, mistral_metaspace, spm_split)
 
 Written by `python tools/make_tokenizer_fixtures.py` (tokenizers {tokenizers.__version__}; only that
 package is needed: `python3 -m venv ~/tokvenv && ~/tokvenv/bin/pip install tokenizers`). Run it
 after the other fixture scripts: it replaces the text between the `tokenizer-fixtures` markers.
-Each folder holds a byte-level BPE `tokenizer.json` trained (vocab 700) on the script's small
-multilingual corpus, and `cases.json`: for each of {len(TESTS)} test strings the ids of
-`encode(add_special_tokens=False)` (`ids`) and `True` (`ids_special`), and `decode(ids_special,
-skip_special_tokens=False/True)` (`decoded`, `decoded_skip`); `partial` holds decodes of token
-prefixes of multi-byte characters (U+FFFD). Added tokens in all four: `<|begin_of_text|>`,
-`<|eot_id|>` (special), `loramixer` (not special, normalized), `<mask>` (special, lstrip + rstrip),
-`mix` (not special, single_word).
+Each folder holds a `tokenizer.json` trained on the script's small multilingual corpus, and
+`cases.json`: for each test string the ids of `encode(add_special_tokens=False)` (`ids`) and `True`
+(`ids_special`), and `decode(ids_special, skip_special_tokens=False/True)` (`decoded`,
+`decoded_skip`); `partial` holds decodes of token prefixes of multi-byte characters (U+FFFD).
 
-| folder | pre-tokenizer | post-processor | model |
-|---|---|---|---|
-| `gpt2` | ByteLevel(add_prefix_space=False, use_regex=True) | ByteLevel + TemplateProcessing (BOS) | BPE |
-| `llama3` | Sequence[Split(Llama 3 regex, Isolated), ByteLevel(use_regex=False)] | ByteLevel + TemplateProcessing (BOS) | BPE |
-| `qwen2` | Sequence[Split(Qwen2 regex, Isolated), ByteLevel(use_regex=False)] | ByteLevel + TemplateProcessing (BOS, EOS `<\\|eot_id\\|>`) | BPE |
-| `prefix_digits` | Sequence[Digits(individual_digits=True), ByteLevel(add_prefix_space=True, use_regex=True)] | ByteLevel + TemplateProcessing (BOS) | BPE, ignore_merges |
+The byte-level ones (vocab 700, {len(TESTS)} test strings; `qwen2_nfc` {len(TESTS) + len(NORMALIZER_TESTS)}, with
+decomposed accents, Hangul jamo and other NFC cases) have the added tokens `<|begin_of_text|>`,
+`<|eot_id|>` (special), `loramixer` (not special, normalized), `<mask>` (special, lstrip + rstrip),
+`mix` (not special, single_word); `qwen2_nfc` also `cafe` + U+0301 (normalized, so matched as `café` too).
+
+| folder | normalizer | pre-tokenizer | post-processor | model |
+|---|---|---|---|---|
+| `gpt2` | none | ByteLevel(add_prefix_space=False, use_regex=True) | ByteLevel + TemplateProcessing (BOS) | BPE |
+| `llama3` | none | Sequence[Split(Llama 3 regex, Isolated), ByteLevel(use_regex=False)] | ByteLevel + TemplateProcessing (BOS) | BPE |
+| `qwen2` | none | Sequence[Split(Qwen2 regex, Isolated), ByteLevel(use_regex=False)] | ByteLevel + TemplateProcessing (BOS, EOS `<\\|eot_id\\|>`) | BPE |
+| `prefix_digits` | none | Sequence[Digits(individual_digits=True), ByteLevel(add_prefix_space=True, use_regex=True)] | ByteLevel + TemplateProcessing (BOS) | BPE, ignore_merges |
+| `qwen2_nfc` | NFC | as `qwen2` | as `qwen2` | BPE |
+
+The SentencePiece-style ones ({len(SPM_TESTS)} test strings: the byte-level ones plus `<s>`, `[INST]`, `▁`,
+`<0x41>` written as text, byte-fallback and unknown characters) are BPE with `byte_fallback`: a
+vocabulary trained with a small alphabet (so CJK and emoji fall back to `<0xXX>` tokens), laid
+out as Llama 2's (`<unk>` `<s>` `</s>`, the byte tokens, the rest), a TemplateProcessing with BOS
+`<s>`, and the added tokens `<unk>`, `<s>`, `</s>` (special), `loramixer` and `a b` (normalized),
+`mix` (single_word), `<mask>` (special, lstrip + rstrip). `decodes` holds 60 seeded random id lists
+(byte tokens, `▁` runs, specials) with both decodes.
+
+| folder | normalizer | pre-tokenizer | decoder | model |
+|---|---|---|---|---|
+| `llama2_spm` | Sequence[Prepend("▁"), Replace(" ", "▁")] | none | Sequence[Replace("▁", " "), ByteFallback, Fuse, Strip(" ", 1, 0)] | all 256 byte tokens, fuse_unk |
+| `mistral_metaspace` | none | Metaspace(prepend_scheme="first", split=False) | Sequence[Metaspace(first), ByteFallback, Fuse] | no byte tokens 0xF0-0xF4 (emoji become `<unk>`), fuse_unk; also `[INST]`, `[/INST]` (special) |
+| `spm_split` | none | Metaspace(prepend_scheme="always", split=True) | Metaspace(always) | byte tokens 0x00-0x7F only, no fuse_unk |
 {END}
 """
 
