@@ -41,7 +41,7 @@ indirect enum Normalizer: Sendable {
         case .nfc:
             // ASCII is its own NFC form, and most text is ASCII
             if text.utf8.allSatisfy({ $0 < 0x80 }) { return text }
-            // the standard library's composition (the one Foundation's precomposed strings use)
+            // the standard library's own NFC (underscored but public; Foundation is not imported)
             return String(decoding: text._nfcCodeUnits, as: UTF8.self)
         case .prepend(let prefix):
             return text.isEmpty ? text : prefix + text
