@@ -149,13 +149,13 @@ def configured_folders():
 
 PARSE_SPECIAL_TEXTS = [text for text in TESTS[:200] if any(t in text for t in ("<|", "<mask>", "mix"))][:40] + [
     "<|begin_of_text|>user<|eot_id|><|eot_id|>", "<mask>mix<mask>", "a<|eot_id|>b loramixer c", "<|eot_id",
-    " <|begin_of_text|> ", "mix <mask> loramixer <|eot_id|>",
+    " <|begin_of_text|> ", "mix <mask> loramixer <|eot_id|>", "<s>[INST] hi [/INST] ok</s>", "a </s> b <unk> c",
 ]
 
 
 def parse_special():
     result = {}
-    for name in ["gpt2", "llama3", "qwen2", "prefix_digits"]:
+    for name in sorted(path.name for path in TOKENIZERS.iterdir() if (path / "tokenizer.json").exists()):
         tok = Tokenizer.from_file(str(TOKENIZERS / name / "tokenizer.json"))
         tok.encode_special_tokens = True
         cases = []

@@ -133,6 +133,20 @@ final class JSONParserTests: XCTestCase {
         assertRefused(#"{"x": {"k": 1, "k": 1}}"#, "duplicate key \"k\"")
         // Escaped spellings of the same key are the same key.
         assertRefused(#"{"a": 1, "\u0061": 2}"#, "duplicate key \"a\"")
+        assertRefused(#"{"\u00e9": 1, "é": 2}"#, "duplicate key \"é\"")
+    }
+
+    /// Keys are compared by scalars, as JSON defines: "é" and "e\u{301}" are equal Swift
+    /// Strings but different keys (a SentencePiece vocabulary may hold both).
+    func testCanonicallyEquivalentKeysAreDistinct() throws {
+        let object = try XCTUnwrap(parse(#"{"\u00e9": 1, "e\u0301": 2}"#).object)
+        XCTAssertEqual(object.count, 2)
+        XCTAssertEqual(object["\u{E9}"], .number("1"))
+        XCTAssertEqual(object["e\u{301}"], .number("2"))
+        var copy = object
+        copy["e\u{301}"] = nil
+        XCTAssertEqual(copy.keys.map { Array($0.unicodeScalars) }, [["\u{E9}"]])
+        XCTAssertEqual(copy["\u{E9}"], .number("1"))
     }
 
     func testDuplicateKeyErrorPointsAtTheKey() {

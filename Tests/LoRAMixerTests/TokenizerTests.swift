@@ -5,7 +5,9 @@ import XCTest
 /// Checks the tokenizer against the ids and strings Hugging Face `tokenizers` produced for the
 /// fixtures written by tools/make_tokenizer_fixtures.py.
 final class TokenizerTests: XCTestCase {
-    static let names = ["gpt2", "llama3", "qwen2", "prefix_digits"]
+    static let byteLevelNames = ["gpt2", "llama3", "qwen2", "prefix_digits", "qwen2_nfc"]
+    static let sentencePieceNames = ["llama2_spm", "mistral_metaspace", "spm_split"]
+    static let names = byteLevelNames + sentencePieceNames
 
     private func folder(_ name: String) -> String { Fixtures.path("tokenizers", name) }
 
@@ -38,14 +40,22 @@ final class TokenizerTests: XCTestCase {
             for entry in try XCTUnwrap(document["partial"]?.array) {
                 let object = try XCTUnwrap(entry.object)
                 XCTAssertEqual(tokenizer.decode(try ids(object["ids"]), skipSpecialTokens: false), object["decoded"]?.string, "\(name): partial decode")
+                checked += 1
+            }
+            for entry in document["decodes"]?.array ?? [] {
+                let object = try XCTUnwrap(entry.object)
+                let list = try ids(object["ids"])
+                XCTAssertEqual(tokenizer.decode(list, skipSpecialTokens: false), object["decoded"]?.string, "\(name): decode \(list)")
+                XCTAssertEqual(tokenizer.decode(list, skipSpecialTokens: true), object["decoded_skip"]?.string, "\(name): decode skipping specials \(list)")
+                checked += 1
             }
         }
-        XCTAssertGreaterThanOrEqual(checked, 4 * 60)
+        XCTAssertGreaterThanOrEqual(checked, 8 * 176 + 3 * 60)
     }
 
     func testRoundTripAndTokenBytes() throws {
         let text = "Grüße, 東京 👨‍👩‍👧‍👦!\n\tdef f(x): return 12345  \n"
-        for name in Self.names {
+        for name in Self.byteLevelNames {
             let tokenizer = try Tokenizer(directory: folder(name))
             let ids = try tokenizer.encode(text, addSpecialTokens: true)
             // prefix_digits puts a space before every piece (each digit too), so it does not round-trip
@@ -56,6 +66,49 @@ final class TokenizerTests: XCTestCase {
             XCTAssertNil(tokenizer.tokenToBytes(Int32(tokenizer.vocabularySize + 10)))
             XCTAssertTrue(tokenizer.specialTokenIDs.contains(0), name)
         }
+    }
+
+    /// SentencePiece-style: `decode` drops the space the normalizer or Metaspace put before the
+    /// text; `tokenToBytes` keeps each "▁" as a space (a token's bytes mid-text), so the pieces
+    /// join to the text after BOS, or to a space and the text without BOS.
+    func testSentencePieceRoundTripAndTokenBytes() throws {
+        let full = "Grüße, 東京 👨‍👩‍👧‍👦!\n\tdef f(x): return 12345  \n"
+        let noEmoji = "Grüße, 東京!\n\tdef f(x):  return 12345  \n"
+        for (name, text) in [("llama2_spm", full), ("mistral_metaspace", noEmoji), ("spm_split", "def f(x):  return 12345  ")] {
+            let tokenizer = try Tokenizer(directory: folder(name))
+            let special = try tokenizer.encode(text, addSpecialTokens: true)
+            let plain = try tokenizer.encode(text, addSpecialTokens: false)
+            XCTAssertEqual(special, [1] + plain, name)
+            XCTAssertEqual(tokenizer.decode(special, skipSpecialTokens: true), text, name)
+            XCTAssertEqual(tokenizer.decode(special, skipSpecialTokens: false), "<s> " + text, name)
+            XCTAssertEqual(tokenizer.decodeBytes(plain, skipSpecialTokens: false), Array(text.utf8), name)
+            XCTAssertEqual(special.flatMap { tokenizer.tokenToBytes($0) ?? [] }, tokenizer.decodeBytes(special, skipSpecialTokens: false), name)
+            XCTAssertEqual(plain.flatMap { tokenizer.tokenToBytes($0) ?? [] }, Array((" " + text).utf8), name)
+        }
+        let tokenizer = try Tokenizer(directory: folder("llama2_spm"))
+        let space = try XCTUnwrap(tokenizer.model.vocabulary[ScalarString("▁")])
+        XCTAssertEqual(tokenizer.tokenToBytes(space), [0x20])
+        XCTAssertEqual(tokenizer.decode([space], skipSpecialTokens: false), "")
+        XCTAssertEqual(tokenizer.token(space), "▁")
+        // a character cut between byte tokens: raw bytes, while `decode` gives one U+FFFD per byte
+        let emoji = try tokenizer.encode("😀", addSpecialTokens: false)
+        XCTAssertEqual(emoji.map { tokenizer.token($0) ?? "?" }, ["▁", "<0xF0>", "<0x9F>", "<0x98>", "<0x80>"])
+        XCTAssertEqual(tokenizer.decodeBytes(Array(emoji[..<3]), skipSpecialTokens: false), [0xF0, 0x9F])
+        XCTAssertEqual(tokenizer.decode(Array(emoji[..<3]), skipSpecialTokens: false), "\u{FFFD}\u{FFFD}")
+        XCTAssertEqual(tokenizer.tokenToBytes(emoji[1]), [0xF0])
+        XCTAssertEqual(emoji.flatMap { tokenizer.tokenToBytes($0) ?? [] }, Array(" 😀".utf8))
+    }
+
+    /// Vocabulary lookups compare scalars: "é" and "e\u{301}" are different tokens, though
+    /// equal Swift Strings.
+    func testVocabularyIsScalarExact() throws {
+        let json = #"{"model": {"type": "BPE", "vocab": {"e": 0, "\u0301": 1, "\u00e9": 2, "e\u0301": 3, "x": 4}, "merges": [["e", "\u0301"]]}}"#
+        let tokenizer = try Tokenizer(json: Array(json.utf8))
+        XCTAssertEqual(try tokenizer.encode("\u{E9}x", addSpecialTokens: false), [2, 4])
+        XCTAssertEqual(try tokenizer.encode("e\u{301}x", addSpecialTokens: false), [3, 4])
+        XCTAssertEqual(tokenizer.vocabularySize, 5)
+        XCTAssertEqual(tokenizer.token(3).map { Array($0.unicodeScalars) }, ["e", "\u{301}"])
+        XCTAssertEqual(tokenizer.decodeBytes([2, 3], skipSpecialTokens: false), [0xC3, 0xA9, 0x20, 0x65, 0xCC, 0x81])
     }
 
     /// Older files write each merge as one string "a b"; both forms give the same tokenizer.
@@ -104,9 +157,9 @@ final class TokenizerTests: XCTestCase {
         }
         var json = try document()
         var model = try XCTUnwrap(json["model"]?.object)
-        model["byte_fallback"] = .bool(true)
+        model["unk_token"] = .string("<nope>")
         json["model"] = .object(model)
-        assertRefused(json, "byte_fallback")
+        assertRefused(json, "t.json: model (BPE): unk_token \"<nope>\" is not in the vocabulary")
     }
 
     func testRefusesMergeNamingUnknownToken() throws {
@@ -139,26 +192,49 @@ final class TokenizerTests: XCTestCase {
         assertRefused(json, "pre_tokenizer Split", #"\w+|[^\w\s]+"#, "not supported")
 
         json = try document()
-        json["pre_tokenizer"] = .object(["type": .string("Metaspace"), "replacement": .string("▁")])
-        assertRefused(json, "pre_tokenizer Metaspace", "not supported")
+        json["pre_tokenizer"] = .object(["type": .string("Metaspace"), "replacement": .string("▁"), "prepend_scheme": .string("sometimes")])
+        assertRefused(json, "t.json: pre_tokenizer Metaspace: prepend_scheme \"sometimes\" is not one of")
+
+        // as `tokenizers`: add_prefix_space false contradicts the default scheme "always"
+        json = try document()
+        json["pre_tokenizer"] = .object(["type": .string("Metaspace"), "replacement": .string("▁"), "add_prefix_space": .bool(false)])
+        assertRefused(json, "t.json: pre_tokenizer Metaspace: add_prefix_space false does not match prepend_scheme (always)")
 
         json = try document()
-        json["pre_tokenizer"] = .null
-        assertRefused(json, "no ByteLevel step")
+        json["pre_tokenizer"] = .object(["type": .string("Metaspace"), "replacement": .string("ab")])
+        assertRefused(json, "t.json: pre_tokenizer Metaspace: `replacement` must be a string of one character")
 
         json = try document()
         json["pre_tokenizer"] = .object(["type": .string("Whitespace")])
         assertRefused(json, "pre_tokenizer Whitespace", "not supported")
 
-        for type in ["NFC", "NFKC", "Lowercase"] {
+        for type in ["NFKC", "NFD", "NFKD", "Lowercase", "BertNormalizer", "Strip", "StripAccents", "Precompiled"] {
             json = try document()
             json["normalizer"] = .object(["type": .string(type)])
-            assertRefused(json, "normalizer \(type)", "not supported")
+            assertRefused(json, "t.json: normalizer \(type) is not supported (supported: NFC, Prepend, Replace, Sequence)")
+            json["normalizer"] = .object(["type": .string("Sequence"), "normalizers": .array([.object(["type": .string("NFC")]), .object(["type": .string(type)])])])
+            assertRefused(json, "t.json: normalizer \(type) is not supported")
         }
 
+        let regex: JSONValue = .object(["type": .string("Replace"), "pattern": .object(["Regex": .string(" {2,}")]), "content": .string(" ")])
         json = try document()
-        json["decoder"] = .object(["type": .string("ByteFallback")])
-        assertRefused(json, "decoder ByteFallback", "not supported")
+        json["normalizer"] = regex
+        assertRefused(json, #"t.json: normalizer Replace: pattern {"Regex":" {2,}"} is not supported (only a String pattern, no Regex)"#)
+        json = try document()
+        json["decoder"] = .object(["type": .string("Sequence"), "decoders": .array([regex])])
+        assertRefused(json, #"t.json: decoder Replace: pattern {"Regex":" {2,}"} is not supported (only a String pattern, no Regex)"#)
+        json = try document()
+        json["normalizer"] = .object(["type": .string("Replace"), "pattern": .object(["String": .string("")]), "content": .string("x")])
+        assertRefused(json, "t.json: normalizer Replace: the String pattern is empty")
+
+        for type in ["WordPiece", "CTC", "BPEDecoder"] {
+            json = try document()
+            json["decoder"] = .object(["type": .string(type)])
+            assertRefused(json, "t.json: decoder \(type) is not supported (supported: ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace, Sequence)")
+        }
+        json = try document()
+        json["decoder"] = .object(["type": .string("Strip"), "content": .string(" "), "start": .init(-1), "stop": .init(0)])
+        assertRefused(json, "t.json: decoder Strip: needs `content`")
 
         json = try document()
         json["post_processor"] = .object(["type": .string("BertProcessing")])

@@ -65,9 +65,10 @@ public enum JSONValue: Equatable, Sendable {
 /// A JSON object that keeps its members in document order (written files stay diffable and
 /// error messages can follow the file) while still looking members up by key in O(1).
 /// Keys are unique: the parser refuses duplicates, and assigning to an existing key replaces it.
+/// Keys compare by their scalars, as JSON defines, not by canonical equivalence as `String` does.
 public struct JSONObject: Sendable {
     public private(set) var entries: [(key: String, value: JSONValue)] = []
-    private var positions: [String: Int] = [:]
+    private var positions: [ScalarString: Int] = [:]
 
     public init() {}
 
@@ -77,17 +78,18 @@ public struct JSONObject: Sendable {
     /// Reads a member; assigning replaces the member in place or appends a new one, and
     /// assigning nil removes it.
     public subscript(key: String) -> JSONValue? {
-        get { positions[key].map { entries[$0].value } }
+        get { positions[ScalarString(key)].map { entries[$0].value } }
         set {
+            let key = ScalarString(key)
             switch (positions[key], newValue) {
             case let (position?, value?):
                 entries[position].value = value
             case let (position?, nil):
                 entries.remove(at: position)
                 positions[key] = nil
-                for index in position..<entries.count { positions[entries[index].key] = index }
+                for index in position..<entries.count { positions[ScalarString(entries[index].key)] = index }
             case let (nil, value?):
-                _ = insertNew(key, value)
+                _ = insertNew(key.text, value)
             case (nil, nil):
                 break
             }
@@ -96,8 +98,8 @@ public struct JSONObject: Sendable {
 
     /// Appends a member unless the key is already present; returns whether it was appended.
     mutating func insertNew(_ key: String, _ value: JSONValue) -> Bool {
-        guard positions[key] == nil else { return false }
-        positions[key] = entries.count
+        guard positions[ScalarString(key)] == nil else { return false }
+        positions[ScalarString(key)] = entries.count
         entries.append((key, value))
         return true
     }

@@ -9,13 +9,14 @@ public struct AddedToken: Sendable, Equatable {
     public let normalized: Bool
 }
 
-/// Finds added tokens in raw text before pre-tokenization, as `tokenizers`' AddedVocabulary does:
-/// first the tokens with `normalized: false`, then, in the text between those, the ones with
-/// `normalized: true` (this part supports no normalizer, so both see the raw text). Matches are
-/// leftmost-longest and non-overlapping; `single_word` drops a match touching a word character,
-/// `lstrip`/`rstrip` take the whitespace beside the token into it.
+/// Finds added tokens before pre-tokenization, as `tokenizers`' AddedVocabulary does: first the
+/// tokens with `normalized: false` in the raw text; then each piece of text between those is
+/// normalized and the tokens with `normalized: true` (their content normalized too) are found in
+/// it. Matches are leftmost-longest and non-overlapping; `single_word` drops a match touching a
+/// word character, `lstrip`/`rstrip` take the whitespace beside the token into it.
 struct AddedTokenMatcher: Sendable {
     let tokens: [AddedToken]
+    let normalizer: Normalizer?
     private let raw: [[UInt8]: Int]
     private let normalized: [[UInt8]: Int]
     /// Content lengths present, longest first, per set.
@@ -25,12 +26,17 @@ struct AddedTokenMatcher: Sendable {
     private let rawFirstBytes: [Bool]
     private let normalizedFirstBytes: [Bool]
 
-    init(tokens: [AddedToken]) {
+    init(tokens: [AddedToken], normalizer: Normalizer?) {
         self.tokens = tokens
+        self.normalizer = normalizer
         var raw: [[UInt8]: Int] = [:]
         var normalized: [[UInt8]: Int] = [:]
         for (index, token) in tokens.enumerated() where !token.content.isEmpty {
-            if token.normalized { normalized[Array(token.content.utf8)] = index } else { raw[Array(token.content.utf8)] = index }
+            if token.normalized {
+                normalized[Array(normalizer.map { $0.apply(token.content) }?.utf8 ?? token.content.utf8)] = index
+            } else {
+                raw[Array(token.content.utf8)] = index
+            }
         }
         self.raw = raw
         self.normalized = normalized
@@ -46,15 +52,23 @@ struct AddedTokenMatcher: Sendable {
     }
 
     enum Segment {
-        case text(String)
+        /// Normalized text; `atStart` when it begins the input (not after an added token).
+        case text(String, atStart: Bool)
         case token(Int32)
     }
 
     func segments(_ text: String) -> [Segment] {
         var result: [Segment] = []
         for segment in split(text, raw, rawLengths, rawFirstBytes) {
-            if case .text(let piece) = segment {
-                result.append(contentsOf: split(piece, normalized, normalizedLengths, normalizedFirstBytes))
+            if case .text(let piece, let rawStart) = segment {
+                let normalizedPiece = normalizer?.apply(piece) ?? piece
+                for part in split(normalizedPiece, normalized, normalizedLengths, normalizedFirstBytes) {
+                    if case .text(let text, let start) = part {
+                        result.append(.text(text, atStart: rawStart && start))
+                    } else {
+                        result.append(part)
+                    }
+                }
             } else {
                 result.append(segment)
             }
@@ -62,9 +76,10 @@ struct AddedTokenMatcher: Sendable {
         return result
     }
 
+    /// The non-empty pieces of text (`atStart` when at offset 0) and the tokens found.
     private func split(_ text: String, _ table: [[UInt8]: Int], _ lengths: [Int], _ firstBytes: [Bool]) -> [Segment] {
         let bytes = Array(text.utf8)
-        guard !table.isEmpty else { return bytes.isEmpty ? [] : [.text(text)] }
+        guard !table.isEmpty else { return bytes.isEmpty ? [] : [.text(text, atStart: true)] }
         var segments: [Segment] = []
         var emitted = 0
         var position = 0
@@ -96,11 +111,11 @@ struct AddedTokenMatcher: Sendable {
             if token.rightStrip {
                 stop = Self.whitespaceEnd(bytes, from: stop)
             }
-            if emitted < start { segments.append(.text(piece(emitted, start))) }
+            if emitted < start { segments.append(.text(piece(emitted, start), atStart: emitted == 0)) }
             segments.append(.token(token.id))
             emitted = stop
         }
-        if emitted < bytes.count { segments.append(.text(piece(emitted, bytes.count))) }
+        if emitted < bytes.count { segments.append(.text(piece(emitted, bytes.count), atStart: emitted == 0)) }
         return segments
     }
 

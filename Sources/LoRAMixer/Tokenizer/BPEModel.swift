@@ -1,9 +1,11 @@
-/// A byte-level BPE model as `tokenizers` stores it in tokenizer.json's `model`: the vocabulary,
-/// the merges as ranks (earlier merge = lower rank = applied first), `ignore_merges`, and an
-/// optional `unk_token`. Words are split into Unicode scalars, each looked up in the vocabulary,
-/// then the adjacent pair of lowest rank is merged (leftmost first on ties) until none is left.
+/// A BPE model as `tokenizers` stores it in tokenizer.json's `model`: the vocabulary, the merges
+/// as ranks (earlier merge = lower rank = applied first), `ignore_merges`, an optional
+/// `unk_token` with `fuse_unk`, and SentencePiece's `byte_fallback`. Words are split into Unicode
+/// scalars, each looked up in the vocabulary, then the adjacent pair of lowest rank is merged
+/// (leftmost first on ties) until none is left. Lookups compare scalars, not canonical
+/// equivalence: a SentencePiece vocabulary may hold both "é" and "e\u{301}".
 final class BPEModel: @unchecked Sendable {
-    let vocabulary: [String: Int32]
+    let vocabulary: [ScalarString: Int32]
     /// id -> token, for decoding (a dictionary: ids need not be contiguous, and a hostile file
     /// with one huge id must not make us allocate a table that large).
     let tokens: [Int32: String]
@@ -12,8 +14,13 @@ final class BPEModel: @unchecked Sendable {
     /// Single-scalar tokens, the starting symbols of every word.
     private let scalarIDs: [UInt32: Int32]
     private let ignoreMerges: Bool
-    private let unknownID: Int32?
-    private var cache: [String: [Int32]] = [:]
+    let unknownID: Int32?
+    /// Whether consecutive unknown scalars become one `unk_token`.
+    private let fuseUnknown: Bool
+    /// With `byte_fallback`, the id of each byte's `<0xXX>` token (nil where the vocabulary has
+    /// none); empty without it.
+    private let byteIDs: [Int32?]
+    private var cache: [ScalarString: [Int32]] = [:]
     private let cacheLock = Lock()
     static let cacheCapacity = 10_000
     /// Words that encode to more tokens than this are not cached (they are rare, and would
@@ -25,32 +32,40 @@ final class BPEModel: @unchecked Sendable {
         guard let vocabObject = json["vocab"]?.object else {
             throw LoRAMixerError.format("\(where_): `vocab` must be an object of token -> id, found \(json["vocab"]?.kindName ?? "nothing")")
         }
-        var vocabulary: [String: Int32] = [:]
+        var vocabulary: [ScalarString: Int32] = [:]
         vocabulary.reserveCapacity(vocabObject.count)
         for (token, value) in vocabObject.entries {
             guard let id = value.int, id >= 0, id < Int(Int32.max) else {
                 throw LoRAMixerError.format("\(where_): vocab entry \(quoted(token)) has id \(value), expected a non-negative 32-bit integer")
             }
-            vocabulary[token] = Int32(id)
+            vocabulary[ScalarString(token)] = Int32(id)
         }
         var tokens: [Int32: String] = [:]
         tokens.reserveCapacity(vocabulary.count)
-        for (token, id) in vocabulary { tokens[id] = token }
+        for (token, id) in vocabulary { tokens[id] = token.text }
 
         for key in ["dropout", "continuing_subword_prefix", "end_of_word_suffix"] {
             if let value = json[key], value != .null {
                 throw LoRAMixerError.format("\(where_): `\(key)` = \(value) is not supported (only null)")
             }
         }
-        if json["byte_fallback"]?.bool == true {
-            throw LoRAMixerError.format("\(where_): `byte_fallback` (SentencePiece-style BPE) is not supported yet")
-        }
         ignoreMerges = json["ignore_merges"]?.bool ?? false
+        fuseUnknown = json["fuse_unk"]?.bool ?? false
+        if json["byte_fallback"]?.bool == true {
+            // the spelling of Rust's format!("<{b:#04X}>") in `tokenizers`
+            let hex = Array("0123456789ABCDEF".utf8)
+            byteIDs = (0..<256).map { byte in
+                let name = String(decoding: Array("<0x".utf8) + [hex[byte >> 4], hex[byte & 15], UInt8(ascii: ">")], as: UTF8.self)
+                return vocabulary[ScalarString(name)]
+            }
+        } else {
+            byteIDs = []
+        }
         switch json["unk_token"] {
         case nil, .null?:
             unknownID = nil
         case .string(let unk)?:
-            guard let id = vocabulary[unk] else {
+            guard let id = vocabulary[ScalarString(unk)] else {
                 throw LoRAMixerError.format("\(where_): unk_token \(quoted(unk)) is not in the vocabulary")
             }
             unknownID = id
@@ -81,11 +96,11 @@ final class BPEModel: @unchecked Sendable {
             default:
                 throw LoRAMixerError.format("\(where_): merge \(rank) must be a string \"a b\" or an array [\"a\", \"b\"], found \(entry.kindName)")
             }
-            for part in [pair.0, pair.1] where vocabulary[part] == nil {
+            for part in [pair.0, pair.1] where vocabulary[ScalarString(part)] == nil {
                 throw LoRAMixerError.format("\(where_): merge \(rank) (\(quoted(pair.0)), \(quoted(pair.1))) names \(quoted(part)), which is not in the vocabulary")
             }
-            guard let left = vocabulary[pair.0], let right = vocabulary[pair.1] else { continue }
-            guard let merged = vocabulary[pair.0 + pair.1] else {
+            guard let left = vocabulary[ScalarString(pair.0)], let right = vocabulary[ScalarString(pair.1)] else { continue }
+            guard let merged = vocabulary[ScalarString(pair.0 + pair.1)] else {
                 throw LoRAMixerError.format("\(where_): merge \(rank) (\(quoted(pair.0)), \(quoted(pair.1))) makes \(quoted(pair.0 + pair.1)), which is not in the vocabulary")
             }
             let key = UInt64(UInt32(left)) << 32 | UInt64(UInt32(right))
@@ -93,7 +108,7 @@ final class BPEModel: @unchecked Sendable {
         }
         var scalarIDs: [UInt32: Int32] = [:]
         for (token, id) in vocabulary {
-            let scalars = token.unicodeScalars
+            let scalars = token.text.unicodeScalars
             if scalars.count == 1, let scalar = scalars.first { scalarIDs[scalar.value] = id }
         }
         self.vocabulary = vocabulary
@@ -103,32 +118,58 @@ final class BPEModel: @unchecked Sendable {
     }
 
     /// Appends the ids of one pre-tokenized word. A scalar missing from the vocabulary becomes
-    /// `unk_token`, or is dropped when there is none, as `tokenizers` does.
+    /// its UTF-8 bytes' `<0xXX>` tokens with `byte_fallback` (when all exist), else `unk_token`
+    /// (one for a run of them with `fuse_unk`), or is dropped when there is none, as `tokenizers`
+    /// does.
     func encode(_ word: String, into output: inout [Int32]) {
-        if ignoreMerges, let id = vocabulary[word] {
+        let key = ScalarString(word)
+        if ignoreMerges, let id = vocabulary[key] {
             output.append(id)
             return
         }
-        if let cached = cacheLock.withLock({ cache[word] }) {
+        if let cached = cacheLock.withLock({ cache[key] }) {
             output.append(contentsOf: cached)
             return
         }
         var symbols: [Int32] = []
         symbols.reserveCapacity(word.unicodeScalars.count)
+        // An unknown scalar's unk waits until a known one (or the end) so that a run can fuse.
+        // Byte tokens do not flush it: `tokenizers` adds them ahead of a pending unk.
+        var pendingUnknown = false
         for scalar in word.unicodeScalars {
             if let id = scalarIDs[scalar.value] {
+                if pendingUnknown, let unknownID {
+                    symbols.append(unknownID)
+                    pendingUnknown = false
+                }
                 symbols.append(id)
+            } else if !byteIDs.isEmpty, appendBytes(of: scalar, to: &symbols) {
+                continue
             } else if let unknownID {
-                symbols.append(unknownID)
+                if pendingUnknown, !fuseUnknown { symbols.append(unknownID) }
+                pendingUnknown = true
             }
         }
+        if pendingUnknown, let unknownID { symbols.append(unknownID) }
         merge(&symbols)
         output.append(contentsOf: symbols)
         guard symbols.count <= Self.cachedWordLimit else { return }
         cacheLock.withLock {
             if cache.count >= Self.cacheCapacity { cache.removeAll(keepingCapacity: true) }
-            cache[word] = symbols
+            cache[key] = symbols
         }
+    }
+
+    /// Appends the `<0xXX>` tokens of the scalar's UTF-8 bytes; false (nothing appended) when one
+    /// is missing from the vocabulary.
+    private func appendBytes(of scalar: Unicode.Scalar, to symbols: inout [Int32]) -> Bool {
+        var ids: [Int32] = []
+        var complete = true
+        UTF8.encode(scalar) { byte in
+            if let id = byteIDs[Int(byte)] { ids.append(id) } else { complete = false }
+        }
+        if complete { symbols.append(contentsOf: ids) }
+        return complete
     }
 
     /// Merges the lowest-ranked adjacent pair (the leftmost among equals) until no pair has a

@@ -1,5 +1,6 @@
-/// The pre-tokenizers of tokenizer.json that byte-level BPE files use. Each step maps the list
-/// of pieces to a finer list; the BPE model then encodes each piece on its own.
+/// The pre-tokenizers of tokenizer.json that byte-level and SentencePiece-style BPE files use.
+/// Each step maps the list of pieces to a finer list; the BPE model then encodes each piece on
+/// its own.
 indirect enum PreTokenizer: Sendable {
     /// `ByteLevel`: optionally a space before a piece that does not start with one, optionally a
     /// split with GPT-2's pattern, then every byte mapped to its ByteLevel character.
@@ -8,6 +9,9 @@ indirect enum PreTokenizer: Sendable {
     case split(SplitPattern)
     /// `Digits`: runs of digits (or each digit alone) split from the rest.
     case digits(individual: Bool)
+    /// `Metaspace`: spaces become `replacement`, which is put before a piece that does not start
+    /// with it (`prepend`), then optionally each replacement starts a new piece.
+    case metaspace(replacement: String, prepend: MetaspacePrepend, split: Bool)
     case sequence([PreTokenizer])
 
     init(json: JSONValue, context: String) throws {
@@ -44,24 +48,18 @@ indirect enum PreTokenizer: Sendable {
             }
             self = .sequence(try steps.map { try PreTokenizer(json: $0, context: context) })
         case "Metaspace":
-            throw LoRAMixerError.format("\(name) (SentencePiece-style) is not supported yet")
+            let replacement = try metaspaceReplacement(object, name: name)
+            self = .metaspace(replacement: replacement, prepend: try MetaspacePrepend(object, name: name),
+                              split: object["split"]?.bool ?? true)
         default:
-            throw LoRAMixerError.format("\(name) is not supported (supported: ByteLevel, Split, Digits, Sequence)")
+            throw LoRAMixerError.format("\(name) is not supported (supported: ByteLevel, Split, Digits, Metaspace, Sequence)")
         }
     }
 
-    /// Whether a ByteLevel step maps the text to byte-level characters. The model's lookups
-    /// (vocabulary, cache) rely on it: byte-level strings are only equal when their scalars are,
-    /// whereas raw text compares under canonical equivalence ("é" == "e\u{301}" in Swift).
-    var hasByteLevel: Bool {
-        switch self {
-        case .byteLevel: return true
-        case .split, .digits: return false
-        case .sequence(let steps): return steps.contains { $0.hasByteLevel }
-        }
-    }
-
-    func apply(_ pieces: [String]) -> [String] {
+    /// `atStart`: whether the first piece starts the text (not after an added token), which
+    /// Metaspace's `first` scheme asks (`tokenizers` checks that the piece's original offset is 0).
+    /// Every step keeps the first piece first, so the flag holds through a Sequence.
+    func apply(_ pieces: [String], atStart: Bool) -> [String] {
         switch self {
         case .byteLevel(let addPrefixSpace, let useRegex):
             var result: [String] = []
@@ -80,9 +78,36 @@ indirect enum PreTokenizer: Sendable {
             return pieces.flatMap { pattern.split(Substring($0)).map(String.init) }
         case .digits(let individual):
             return pieces.flatMap { Self.splitDigits($0, individual: individual) }
+        case .metaspace(let replacement, let prepend, let split):
+            var result: [String] = []
+            for (index, piece) in pieces.enumerated() {
+                var text = String(decoding: replacingAll(Array(piece.utf8), [UInt8(ascii: " ")], Array(replacement.utf8)), as: UTF8.self)
+                let prepends = prepend == .always || (prepend == .first && index == 0 && atStart)
+                if prepends, !text.utf8.starts(with: replacement.utf8) { text = replacement + text }
+                if split { result.append(contentsOf: Self.splitBefore(text, replacement)) } else { result.append(text) }
+            }
+            return result
         case .sequence(let steps):
-            return steps.reduce(pieces) { $1.apply($0) }
+            return steps.reduce(pieces) { $1.apply($0, atStart: atStart) }
         }
+    }
+
+    /// Splits before each `separator` (`tokenizers`' MergedWithNext): "a▁▁b" -> "a", "▁", "▁b".
+    private static func splitBefore(_ text: String, _ separator: String) -> [String] {
+        let bytes = Array(text.utf8)
+        let mark = Array(separator.utf8)
+        var pieces: [String] = []
+        var start = 0
+        var position = 0
+        while position < bytes.count {
+            if position > start, bytes[position...].starts(with: mark) {
+                pieces.append(String(decoding: bytes[start..<position], as: UTF8.self))
+                start = position
+            }
+            position += 1
+        }
+        if start < bytes.count { pieces.append(String(decoding: bytes[start...], as: UTF8.self)) }
+        return pieces
     }
 
     /// Rust's `char::is_numeric` (Nd, Nl, No), the test `tokenizers`' Digits uses.
@@ -102,4 +127,35 @@ indirect enum PreTokenizer: Sendable {
         if !current.isEmpty { pieces.append(String(current)) }
         return pieces
     }
+}
+
+/// Metaspace's `prepend_scheme`: put the replacement before every piece, only before the one
+/// that starts the text, or never.
+enum MetaspacePrepend: Sendable {
+    case always, first, never
+
+    /// `prepend_scheme`, or in older files `add_prefix_space`; both present must agree, as
+    /// `tokenizers` requires (and it reads `add_prefix_space: false` alone as a mismatch with
+    /// the default scheme `always`, so do we).
+    init(_ object: JSONObject, name: String) throws {
+        switch object["prepend_scheme"] {
+        case nil, .null?: self = .always
+        case .string("always")?: self = .always
+        case .string("first")?: self = .first
+        case .string("never")?: self = .never
+        case let other?:
+            throw LoRAMixerError.format("\(name): prepend_scheme \(other.serialized()) is not one of \"always\", \"first\", \"never\"")
+        }
+        if object["add_prefix_space"]?.bool == false, self != .never {
+            throw LoRAMixerError.format("\(name): add_prefix_space false does not match prepend_scheme (\(self))")
+        }
+    }
+}
+
+/// Metaspace's `replacement`: one character (a Rust `char`, so one Unicode scalar).
+func metaspaceReplacement(_ object: JSONObject, name: String) throws -> String {
+    guard let replacement = object["replacement"]?.string, replacement.unicodeScalars.count == 1 else {
+        throw LoRAMixerError.format("\(name): `replacement` must be a string of one character")
+    }
+    return replacement
 }

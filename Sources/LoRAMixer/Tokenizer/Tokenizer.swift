@@ -1,11 +1,14 @@
-/// A Hugging Face tokenizer read from `tokenizer.json`, producing the same ids as the
-/// `tokenizers` library. This part supports byte-level BPE (GPT-2, Llama 3, Qwen2, SmolLM
-/// style): no normalizer; pre-tokenizers ByteLevel, Split (the GPT-2, Llama 3 and Qwen2 regexes),
-/// Digits and Sequence; post-processors ByteLevel, TemplateProcessing and Sequence; decoders
-/// ByteLevel and Sequence; added tokens with lstrip/rstrip/single_word/normalized. Anything else
-/// is refused at load with an error naming the component.
+/// A Hugging Face tokenizer read from `tokenizer.json`, producing the same ids and text as the
+/// `tokenizers` library. This part supports BPE, byte-level (GPT-2, Llama 3, Qwen2, SmolLM style)
+/// and SentencePiece-style (Llama 2, Mistral, TinyLlama: byte_fallback, fuse_unk): normalizers
+/// NFC, Prepend, Replace and Sequence; pre-tokenizers ByteLevel, Split (the GPT-2, Llama 3 and
+/// Qwen2 regexes), Digits, Metaspace and Sequence; post-processors ByteLevel, TemplateProcessing
+/// and Sequence; decoders ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace and Sequence;
+/// added tokens with lstrip/rstrip/single_word/normalized. Anything else is refused at load with
+/// an error naming the component.
 public final class Tokenizer: Sendable {
     let model: BPEModel
+    let normalizer: Normalizer?
     let preTokenizer: PreTokenizer?
     let postProcessor: PostProcessor?
     let decoder: TokenDecoder
@@ -14,6 +17,9 @@ public final class Tokenizer: Sendable {
     let plainAddedTokens: AddedTokenMatcher
     /// Added tokens by id, which decoding looks up before the model's vocabulary.
     let addedByID: [Int32: AddedToken]
+    /// The text decoding gives each added token: its content, normalized when it is matched
+    /// normalized (as `tokenizers`' `id_to_token` answers).
+    let addedText: [Int32: String]
 
     /// The number of distinct ids: the model's vocabulary and the added tokens together (what
     /// `tokenizers`' `get_vocab_size(with_added_tokens=True)` reports).
@@ -60,24 +66,18 @@ public final class Tokenizer: Sendable {
                 throw LoRAMixerError.format("\(context): `\(key)` is not supported (only null)")
             }
         }
-        if let normalizer = root["normalizer"], normalizer != .null {
-            let type = normalizer.object?["type"]?.string ?? normalizer.kindName
-            throw LoRAMixerError.format("\(context): normalizer \(type) is not supported (only null)")
-        }
+        normalizer = try root["normalizer"].flatMap { $0 == .null ? nil : try Normalizer(json: $0, context: context) }
 
         guard let modelObject = root["model"]?.object else {
             throw LoRAMixerError.format("\(context): `model` must be an object, found \(root["model"]?.kindName ?? "nothing")")
         }
         let modelType = modelObject["type"]?.string ?? (modelObject["merges"] != nil ? "BPE" : "(no type)")
         guard modelType == "BPE" else {
-            throw LoRAMixerError.format("\(context): model \(modelType) is not supported (only BPE)")
+            throw LoRAMixerError.format("\(context): model \(modelType) is not supported (only BPE, byte-level or with byte_fallback)")
         }
         model = try BPEModel(json: modelObject, context: context)
 
         preTokenizer = try root["pre_tokenizer"].flatMap { $0 == .null ? nil : try PreTokenizer(json: $0, context: context) }
-        guard preTokenizer?.hasByteLevel == true else {
-            throw LoRAMixerError.format("\(context): pre_tokenizer has no ByteLevel step; only byte-level BPE is supported so far")
-        }
         postProcessor = try root["post_processor"].flatMap { $0 == .null ? nil : try PostProcessor(json: $0, context: context) }
         decoder = try TokenDecoder(json: root["decoder"] ?? .null, context: context)
 
@@ -95,11 +95,16 @@ public final class Tokenizer: Sendable {
                 rightStrip: object["rstrip"]?.bool ?? false,
                 normalized: object["normalized"]?.bool ?? !special))
         }
-        addedTokens = AddedTokenMatcher(tokens: added)
-        plainAddedTokens = AddedTokenMatcher(tokens: added.filter { !$0.special })
+        addedTokens = AddedTokenMatcher(tokens: added, normalizer: normalizer)
+        plainAddedTokens = AddedTokenMatcher(tokens: added.filter { !$0.special }, normalizer: normalizer)
         var byID: [Int32: AddedToken] = [:]
-        for token in added { byID[token.id] = token }
+        var text: [Int32: String] = [:]
+        for token in added {
+            byID[token.id] = token
+            text[token.id] = token.normalized ? normalizer.map { $0.apply(token.content) } ?? token.content : token.content
+        }
         addedByID = byID
+        addedText = text
         specialTokenIDs = Set(added.filter(\.special).map(\.id)).sorted()
         var ids = Set(model.vocabulary.values)
         ids.formUnion(added.map(\.id))
@@ -107,7 +112,7 @@ public final class Tokenizer: Sendable {
         largestID = ids.max()
         chatTemplateSource = configuration.chatTemplate
         specialTokens = try Self.resolve(configuration, context: context, added: added) { [model] text in
-            model.vocabulary[text]
+            model.vocabulary[ScalarString(text)]
         }
     }
 
@@ -138,7 +143,7 @@ public final class Tokenizer: Sendable {
     /// The id of a token given by its text: an added token's content, or a vocabulary entry as
     /// the file spells it.
     public func id(forToken text: String) -> Int32? {
-        addedTokens.tokens.first { $0.content == text }?.id ?? model.vocabulary[text]
+        addedTokens.tokens.first { $0.content.utf8.elementsEqual(text.utf8) }?.id ?? model.vocabulary[ScalarString(text)]
     }
 
     /// The ids for `text`; with `addSpecialTokens` the post-processor's template (BOS/EOS) is
@@ -153,8 +158,8 @@ public final class Tokenizer: Sendable {
             switch segment {
             case .token(let id):
                 ids.append(id)
-            case .text(let piece):
-                let words = preTokenizer?.apply([piece]) ?? [piece]
+            case .text(let piece, let atStart):
+                let words = preTokenizer?.apply([piece], atStart: atStart) ?? [piece]
                 for word in words where !word.isEmpty { model.encode(word, into: &ids) }
             }
         }
@@ -162,34 +167,43 @@ public final class Tokenizer: Sendable {
         return ids
     }
 
-    /// The token's text: an added token's content or the model vocabulary's entry; nil for an
-    /// id neither uses.
+    /// The token's text as `tokenizers`' `id_to_token` gives it: an added token's content
+    /// (normalized if it is matched normalized) or the model vocabulary's entry; nil for an id
+    /// neither uses.
     public func token(_ id: Int32) -> String? {
-        addedByID[id]?.content ?? model.tokens[id]
+        addedText[id] ?? model.tokens[id]
     }
 
-    /// The bytes one token stands for (which may be part of a UTF-8 character); nil for an
-    /// unknown id.
+    /// The bytes one token contributes in the middle of a text, for streaming (which may be
+    /// part of a UTF-8 character): a `<0xXX>` token is its byte and a "▁" a space, even where
+    /// decoding the whole text would drop it (Metaspace's and Strip's rules for the first
+    /// token and the text's ends are left out, see `TokenDecoder.Mode.piece`). With no decoder,
+    /// the token's own text (without the space that joins tokens). Nil for an unknown id.
     public func tokenToBytes(_ id: Int32) -> [UInt8]? {
-        token(id).map { decoder.decode([$0]) }
+        token(id).map { decoder.decode([Array($0.utf8)], mode: .piece) }
     }
 
-    /// The bytes `ids` decode to. Unknown ids are skipped, and special tokens too when
-    /// `skipSpecialTokens`, as `tokenizers` does.
+    /// The bytes `ids` decode to, the whole sequence's rules applied as in `decode`, but with
+    /// bytes that are not valid UTF-8 kept as they are. Unknown ids are skipped, and special
+    /// tokens too when `skipSpecialTokens`, as `tokenizers` does.
     public func decodeBytes(_ ids: [Int32], skipSpecialTokens: Bool) -> [UInt8] {
-        var tokens: [String] = []
+        decoder.decode(tokens(ids, skipSpecialTokens: skipSpecialTokens), mode: .bytes)
+    }
+
+    /// The text `ids` decode to, as `tokenizers`' `decode`: bytes that are not valid UTF-8 (a
+    /// character cut between tokens) become U+FFFD as each decoder step replaces them.
+    public func decode(_ ids: [Int32], skipSpecialTokens: Bool) -> String {
+        String(decoding: decoder.decode(tokens(ids, skipSpecialTokens: skipSpecialTokens), mode: .text), as: UTF8.self)
+    }
+
+    private func tokens(_ ids: [Int32], skipSpecialTokens: Bool) -> [[UInt8]] {
+        var tokens: [[UInt8]] = []
         tokens.reserveCapacity(ids.count)
         for id in ids {
             if skipSpecialTokens, addedByID[id]?.special == true { continue }
-            if let text = token(id) { tokens.append(text) }
+            if let text = token(id) { tokens.append(Array(text.utf8)) }
         }
-        return decoder.decode(tokens)
-    }
-
-    /// The text `ids` decode to; bytes that are not valid UTF-8 (a character cut between
-    /// tokens) become U+FFFD, as in `tokenizers`.
-    public func decode(_ ids: [Int32], skipSpecialTokens: Bool) -> String {
-        String(decoding: decodeBytes(ids, skipSpecialTokens: skipSpecialTokens), as: UTF8.self)
+        return tokens
     }
 }
 
