@@ -218,18 +218,9 @@ final class TokenizerTextTests: XCTestCase {
         }
     }
 
-    /// Loads a SentencePiece-style tokenizer; skipped while SentencePiece support has not landed.
-    private func loadSentencePiece(_ load: () throws -> Tokenizer) throws -> Tokenizer {
-        do {
-            return try load()
-        } catch let error as LoRAMixerError where error.message.contains("not supported yet") {
-            throw XCTSkip("SentencePiece-style BPE is not supported yet: \(error.message)")
-        }
-    }
-
     func testSentencePieceGGUFMatchesTokenizers() throws {
         let document = try XCTUnwrap(json(text("llama_spm.json")).object)
-        let tokenizer = try loadSentencePiece { try Tokenizer.load(path: text("llama_spm.gguf")) }
+        let tokenizer = try Tokenizer.load(path: text("llama_spm.gguf"))
         XCTAssertEqual(tokenizer.vocabularySize, document["vocab_size"]?.int)
         XCTAssertEqual(tokenizer.specialTokens.bos, 1)
         XCTAssertEqual(tokenizer.specialTokens.eos, 2)
@@ -241,7 +232,7 @@ final class TokenizerTextTests: XCTestCase {
     func testSentencePieceTokenizerJSONMatchesTokenizers() throws {
         let document = try XCTUnwrap(json(text("llama_spm.json")).object)
         let path = text("llama_spm_tokenizer.json")
-        let tokenizer = try loadSentencePiece { try Tokenizer(json: Array(Data(contentsOf: URL(fileURLWithPath: path))), context: path) }
+        let tokenizer = try Tokenizer(json: Array(Data(contentsOf: URL(fileURLWithPath: path))), context: path)
         XCTAssertEqual(tokenizer.vocabularySize, document["vocab_size"]?.int)
         _ = try checkCases(tokenizer, document, "llama_spm_tokenizer.json")
     }
