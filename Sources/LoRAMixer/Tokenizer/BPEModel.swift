@@ -27,15 +27,28 @@ final class BPEModel: @unchecked Sendable {
         }
         var vocabulary: [String: Int32] = [:]
         vocabulary.reserveCapacity(vocabObject.count)
+        var tokens: [Int32: String] = [:]
+        tokens.reserveCapacity(vocabObject.count)
+        // The ids in the order of `vocabObject.entries` (for resolving merges through its index),
+        // and the single-scalar tokens, the starting symbols of every word.
+        var idsByPosition: [Int32] = []
+        idsByPosition.reserveCapacity(vocabObject.count)
+        var scalarIDs: [UInt32: Int32] = [:]
         for (token, value) in vocabObject.entries {
             guard let id = value.int, id >= 0, id < Int(Int32.max) else {
                 throw LoRAMixerError.format("\(where_): vocab entry \(quoted(token)) has id \(value), expected a non-negative 32-bit integer")
             }
+            // Keys are unique (the parser refuses duplicates), so every entry is new here.
             vocabulary[token] = Int32(id)
+            tokens[Int32(id)] = token
+            idsByPosition.append(Int32(id))
+            if token.utf8.count <= 4 {
+                let scalars = token.unicodeScalars
+                if let scalar = scalars.first, scalars.index(after: scalars.startIndex) == scalars.endIndex {
+                    scalarIDs[scalar.value] = Int32(id)
+                }
+            }
         }
-        var tokens: [Int32: String] = [:]
-        tokens.reserveCapacity(vocabulary.count)
-        for (token, id) in vocabulary { tokens[id] = token }
 
         for key in ["dropout", "continuing_subword_prefix", "end_of_word_suffix"] {
             if let value = json[key], value != .null {
@@ -63,9 +76,22 @@ final class BPEModel: @unchecked Sendable {
         }
         var merges: [UInt64: (rank: Int32, merged: Int32)] = [:]
         merges.reserveCapacity(mergeList.count)
+        /// The id of the token `first + second`: through the vocabulary object's byte index when
+        /// it has one (no String hashing, no concatenation built), else the String dictionary.
+        func id(_ first: String, _ second: String = "") -> Int32? {
+            var first = first, second = second
+            let found = first.withUTF8 { a in second.withUTF8 { b in vocabObject.position(bytes: a, b) } }
+            if case .some(let position) = found { return position.map { idsByPosition[$0] } }
+            return vocabulary[second.isEmpty ? first : first + second]
+        }
         for (rank, entry) in mergeList.enumerated() {
             let pair: (String, String)
             switch entry {
+            case .array(let parts):
+                guard parts.count == 2, case .string(let left) = parts[0], case .string(let right) = parts[1] else {
+                    throw LoRAMixerError.format("\(where_): merge \(rank) must be an array of two strings")
+                }
+                pair = (left, right)
             case .string(let text):
                 // split on the scalar, not on Characters (a space followed by a combining mark is one)
                 let parts = text.unicodeScalars.split(separator: " ", omittingEmptySubsequences: false)
@@ -73,28 +99,20 @@ final class BPEModel: @unchecked Sendable {
                     throw LoRAMixerError.format("\(where_): merge \(rank) \(quoted(text)) is not two tokens separated by one space")
                 }
                 pair = (String(String.UnicodeScalarView(parts[0])), String(String.UnicodeScalarView(parts[1])))
-            case .array(let parts):
-                guard parts.count == 2, let left = parts[0].string, let right = parts[1].string else {
-                    throw LoRAMixerError.format("\(where_): merge \(rank) must be an array of two strings")
-                }
-                pair = (left, right)
             default:
                 throw LoRAMixerError.format("\(where_): merge \(rank) must be a string \"a b\" or an array [\"a\", \"b\"], found \(entry.kindName)")
             }
-            for part in [pair.0, pair.1] where vocabulary[part] == nil {
-                throw LoRAMixerError.format("\(where_): merge \(rank) (\(quoted(pair.0)), \(quoted(pair.1))) names \(quoted(part)), which is not in the vocabulary")
+            guard let left = id(pair.0) else {
+                throw LoRAMixerError.format("\(where_): merge \(rank) (\(quoted(pair.0)), \(quoted(pair.1))) names \(quoted(pair.0)), which is not in the vocabulary")
             }
-            guard let left = vocabulary[pair.0], let right = vocabulary[pair.1] else { continue }
-            guard let merged = vocabulary[pair.0 + pair.1] else {
+            guard let right = id(pair.1) else {
+                throw LoRAMixerError.format("\(where_): merge \(rank) (\(quoted(pair.0)), \(quoted(pair.1))) names \(quoted(pair.1)), which is not in the vocabulary")
+            }
+            guard let merged = id(pair.0, pair.1) else {
                 throw LoRAMixerError.format("\(where_): merge \(rank) (\(quoted(pair.0)), \(quoted(pair.1))) makes \(quoted(pair.0 + pair.1)), which is not in the vocabulary")
             }
             let key = UInt64(UInt32(left)) << 32 | UInt64(UInt32(right))
             if merges[key] == nil { merges[key] = (Int32(rank), merged) }
-        }
-        var scalarIDs: [UInt32: Int32] = [:]
-        for (token, id) in vocabulary {
-            let scalars = token.unicodeScalars
-            if scalars.count == 1, let scalar = scalars.first { scalarIDs[scalar.value] = id }
         }
         self.vocabulary = vocabulary
         self.tokens = tokens
