@@ -444,6 +444,24 @@ def library_info():
     return f"{os.path.relpath(lib, REPO)} sha256 {h}, built {mtime:%Y-%m-%d %H:%M} UTC"
 
 
+CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "bmi2", "avx512f", "avx512bw", "avx512vl", "avx512_vbmi",
+             "avx512_vnni", "avx512_bf16", "amx_tile", "neon", "asimd", "sve")
+
+
+def cpu_flags(wanted=CPU_FLAGS):
+    """The vector/bit-manipulation flags of /proc/cpuinfo that matter to kernels and text
+    scanning (the full list is hundreds of words), space-separated, in `wanted` order."""
+    have = set()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith(("flags", "Features")):
+                have = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    return " ".join(f for f in wanted if f in have) or "?"
+
+
 def machine_info():
     cpu = "?"
     try:

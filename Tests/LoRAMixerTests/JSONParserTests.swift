@@ -149,6 +149,31 @@ final class JSONParserTests: XCTestCase {
         XCTAssertEqual(copy["\u{E9}"], .number("1"))
     }
 
+    /// Large objects (a tokenizer's vocabulary) are indexed in one pass after parsing; they must
+    /// answer, refuse duplicates and change exactly as small ones do.
+    func testLargeObjectsIndexedAfterParsing() throws {
+        let keys = (0..<200).map { "k\($0)" } + ["é", "Ġthe", "a-key-longer-than-sixteen-bytes-\u{0100}"]
+        let text = "{" + keys.enumerated().map { "\"\($1)\": \($0)" }.joined(separator: ", ") + "}"
+        var object = try XCTUnwrap(parse(text).object)
+        for (index, key) in keys.enumerated() { XCTAssertEqual(object[key]?.int, index, key) }
+        XCTAssertNil(object["k200"])
+        XCTAssertNil(object["a-key-longer-than-sixteen-bytes-"])
+        XCTAssertNil(object["e\u{301}"])  // keys compare by scalars: not "é"
+        object["k5"] = nil
+        object["new"] = .bool(true)
+        XCTAssertNil(object["k5"])
+        XCTAssertEqual(object["k6"]?.int, 6)
+        XCTAssertEqual(object["new"], .bool(true))
+        XCTAssertEqual(object.count, keys.count)
+        XCTAssertEqual(object.keys.last, "new")
+        // a duplicate, also one written with an escape, and the offset of the repeated key
+        assertRefused("{" + keys.map { "\"\($0)\": 1, " }.joined() + #""k7": 2}"#, "duplicate key \"k7\"")
+        assertRefused("{" + keys.map { "\"\($0)\": 1, " }.joined() + #""\u00e9": 2}"#, "duplicate key \"é\"")
+        // a duplicate before a syntax error is the error reported, as in small objects
+        assertRefused("{" + keys.map { "\"\($0)\": 1, " }.joined() + #""k1": 2, "x" 3}"#, "duplicate key \"k1\"")
+        assertRefused(#"{"a": 1, "a": 2, "b" 3}"#, "duplicate key \"a\"")
+    }
+
     func testDuplicateKeyErrorPointsAtTheKey() {
         XCTAssertThrowsError(try parse(#"{"a":1,"a":2}"#)) { error in
             XCTAssertEqual((error as? LoRAMixerError)?.message, "test.json: invalid JSON at byte 7: duplicate key \"a\"")

@@ -100,31 +100,49 @@ private struct JSONReader {
     mutating func readObject(depth: Int) throws -> JSONObject {
         try checkDepth(depth)
         position += 1
-        var object = JSONObject()
         skipWhitespace()
         if peek() == UInt8(ascii: "}") {
             position += 1
-            return object
+            return JSONObject()
         }
-        while true {
-            skipWhitespace()
-            let keyOffset = position
-            guard peek() == UInt8(ascii: "\"") else {
-                throw error("expected a string key, found \(found)")
+        // Members are collected first and indexed once at the end (one hash per key, no rehashing
+        // as the index grows). A duplicate key is still the error reported when it comes before
+        // another one: an error inside a later member first checks the members read so far.
+        var entries: [(key: String, value: JSONValue)] = []
+        var keyOffsets: [Int] = []
+        func indexed() throws -> JSONObject {
+            do {
+                return try JSONObject(uniqueEntries: entries)
+            } catch {
+                throw self.error("duplicate key \"\(entries[error.index].key)\"", at: keyOffsets[error.index])
             }
-            let key = try readString()
-            skipWhitespace()
-            try expect(UInt8(ascii: ":"), "':' after an object key")
-            skipWhitespace()
-            let value = try readValue(depth: depth)
-            guard object.insertNew(key, value) else { throw error("duplicate key \"\(key)\"", at: keyOffset) }
-            skipWhitespace()
-            if peek() == UInt8(ascii: "}") {
-                position += 1
-                return object
-            }
-            try expect(UInt8(ascii: ","), "',' or '}' in an object")
         }
+        do {
+            while true {
+                skipWhitespace()
+                let keyOffset = position
+                guard peek() == UInt8(ascii: "\"") else {
+                    throw error("expected a string key, found \(found)")
+                }
+                let key = try readString()
+                skipWhitespace()
+                try expect(UInt8(ascii: ":"), "':' after an object key")
+                skipWhitespace()
+                let value = try readValue(depth: depth)
+                entries.append((key, value))
+                keyOffsets.append(keyOffset)
+                skipWhitespace()
+                if peek() == UInt8(ascii: "}") {
+                    position += 1
+                    break
+                }
+                try expect(UInt8(ascii: ","), "',' or '}' in an object")
+            }
+        } catch {
+            _ = try indexed()
+            throw error
+        }
+        return try indexed()
     }
 
     mutating func readArray(depth: Int) throws -> [JSONValue] {
@@ -132,6 +150,7 @@ private struct JSONReader {
         position += 1
         var elements: [JSONValue] = []
         skipWhitespace()
+        if peek() != UInt8(ascii: "]") { elements.reserveCapacity(4) }  // one allocation for short arrays (BPE merges)
         if peek() == UInt8(ascii: "]") {
             position += 1
             return elements
@@ -187,6 +206,13 @@ private struct JSONReader {
         // Filled only once an escape shows the raw bytes cannot be used as they are.
         var decoded: [UInt8] = []
         var hasEscapes = false
+        // Printable ASCII other than '"' and '\\' needs no check: skip it in a tight loop.
+        let count = bytes.count
+        while position < count {
+            let byte = bytes[position]
+            guard byte >= 0x20, byte < 0x80, byte != UInt8(ascii: "\""), byte != UInt8(ascii: "\\") else { break }
+            position += 1
+        }
         while true {
             guard let byte = peek() else { throw error("unterminated string", at: start - 1) }
             switch byte {

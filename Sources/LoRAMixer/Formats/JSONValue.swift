@@ -96,6 +96,20 @@ public struct JSONObject: Sendable {
         }
     }
 
+    /// An object of `entries` in their order, indexed in one pass with the index sized up front
+    /// (the parser's path: a 150k-key vocabulary is hashed once, never rehashed by growth).
+    /// Fails with the index of the first entry whose key equals an earlier one's.
+    init(uniqueEntries entries: [(key: String, value: JSONValue)]) throws(JSONObjectDuplicateKey) {
+        var positions = [ScalarString: Int](minimumCapacity: entries.count)
+        for position in entries.indices {
+            guard positions.updateValue(position, forKey: ScalarString(entries[position].key)) == nil else {
+                throw JSONObjectDuplicateKey(index: position)
+            }
+        }
+        self.entries = entries
+        self.positions = positions
+    }
+
     /// Appends a member unless the key is already present; returns whether it was appended.
     mutating func insertNew(_ key: String, _ value: JSONValue) -> Bool {
         guard positions[ScalarString(key)] == nil else { return false }
@@ -103,6 +117,11 @@ public struct JSONObject: Sendable {
         entries.append((key, value))
         return true
     }
+}
+
+/// The entry of `JSONObject(uniqueEntries:)` that repeats an earlier key.
+struct JSONObjectDuplicateKey: Error {
+    let index: Int
 }
 
 extension JSONObject: Equatable {
