@@ -54,6 +54,9 @@ struct ChatCommand: ParsableCommand {
     @Option(help: ArgumentHelp("A system message at the start of every conversation.", valueName: "text"))
     var system: String?
 
+    @Flag(help: "Say on stderr, each turn, how many tokens the session reused and how many it evaluated.")
+    var verbose = false
+
     func validate() throws {
         guard maxTokens >= 1 else { throw ValidationError("--max-tokens \(maxTokens) must be >= 1") }
     }
@@ -66,6 +69,7 @@ struct ChatCommand: ParsableCommand {
             writeStandardError("lmx: note: the model has no chat template: each message continues the text (the messages joined, each reply followed by a newline)\n")
         }
         var chat = Conversation(session: session, tokenizer: tokenizer, system: system)
+        chat.verbose = verbose
         let options = Session.GenerationOptions(maxTokens: maxTokens, sampling: sampling.options)
         let interactive = isatty(STDIN_FILENO) != 0
         var input = LineReader()
@@ -116,6 +120,8 @@ struct Conversation {
     private(set) var messages: [(role: String, content: String)] = []
     /// Trace positions that produced the last reply's tokens (and its end-of-turn token).
     private(set) var lastReply: Range<Int>?
+    /// Report each turn's reuse of the session's tokens on stderr.
+    var verbose = false
 
     init(session: Session, tokenizer: Tokenizer, system: String?) {
         self.session = session
@@ -166,7 +172,11 @@ struct Conversation {
         let newTokens: ArraySlice<Int32>
         if held.count < ids.count && held.count == session.position && ids.starts(with: held) {
             newTokens = ids[held.count...]
+            if verbose { writeStandardError("lmx: \(held.count) tokens reused, \(newTokens.count) evaluated\n") }
         } else {
+            if verbose {
+                writeStandardError("lmx: session reset (the conversation does not start with its \(held.count) tokens), \(ids.count) tokens evaluated\n")
+            }
             session.reset()
             newTokens = ids[...]
         }

@@ -59,9 +59,27 @@ def test_chat_pipe_answers_and_keeps_history(lmx):
 def test_chat_pipe_second_turn_reuses_the_cache(lmx, tmp_path):
     # The second turn continues the first: its answer is what `run` gives for the whole rendered
     # conversation ("12+30=42\n" + "7+35=", this template's rendering), cache reused or not.
-    result = chat("12+30=\n7+35=\n", *ROUTED)
+    result = chat("12+30=\n7+35=\n/reset\n12+30=\n", *ROUTED, "--verbose")
     expected = lmx("run", "--model", TINY, *ROUTED, "--prompt", "12+30=42\n7+35=").stdout
-    assert result.stdout.splitlines() == ["42", expected.rstrip("\n")], result
+    assert result.stdout.splitlines() == ["42", expected.rstrip("\n"), "(new conversation)", "42"], result
+    # The first turn evaluates the prompt; the second only "\n7+35=" after the 8 tokens held
+    # ("12+30=42": the "\n" that ended the reply was sampled, not evaluated); after /reset, all again.
+    assert result.stderr.splitlines() == ["lmx: 0 tokens reused, 6 evaluated", "lmx: 8 tokens reused, 6 evaluated",
+                                          "lmx: 0 tokens reused, 6 evaluated"], result.stderr
+    # A template whose rendering changes the history (here: a system message that depends on the
+    # turn count) cannot reuse the cache: the session is reset each turn.
+    folder = tmp_path / "counting"
+    folder.mkdir()
+    for name in ("model.safetensors", "tokenizer.json", "generation_config.json", "config.json"):
+        (folder / name).symlink_to(TINY / name)
+    config = json.loads((TINY / "tokenizer_config.json").read_text())
+    config["chat_template"] = "[{{ messages|length }}]" + config["chat_template"]
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    result = chat("12+30=\n7+35=\n", *ROUTED, "--verbose", model=folder)
+    assert result.returncode == 0 and len(result.stdout.splitlines()) == 2, result
+    assert result.stderr.splitlines() == [
+        "lmx: 0 tokens reused, 9 evaluated",
+        "lmx: session reset (the conversation does not start with its 11 tokens), 17 tokens evaluated"], result.stderr
 
 
 def test_chat_without_template_continues_text_with_a_note(lmx, tmp_path):
