@@ -245,3 +245,55 @@ def test_train_on_messages_runs(lmx, tmp_path):
     lmx("train", "--model", TINY, "--new-expert", "a", "--regime", "joint", "--routing", "label", "--data", data,
         "--eval", data, "--steps", 2, "--batch-size", 3, "--out", out, "--quiet")
     assert (out / "experts" / "a" / "adapter_config.json").is_file()
+
+
+def special_token_model(tmp_path):
+    """models/tiny-llama with a special token <|end|> (id 255) and a template that writes role
+    headers and <|end|> after every message."""
+    folder = tmp_path / "special"
+    folder.mkdir()
+    for name in ("model.safetensors", "config.json", "generation_config.json"):
+        (folder / name).symlink_to(TINY / name)
+    tokenizer = json.loads((TINY / "tokenizer.json").read_text())
+    tokenizer["added_tokens"] = [{"id": 255, "content": "<|end|>", "single_word": False, "lstrip": False, "rstrip": False,
+                                  "normalized": False, "special": True}]
+    (folder / "tokenizer.json").write_text(json.dumps(tokenizer))
+    config = json.loads((TINY / "tokenizer_config.json").read_text())
+    config["chat_template"] = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
+                               "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_train_messages_loss_on_every_assistant_message_with_its_end_token(lmx, tmp_path):
+    model = special_token_model(tmp_path)
+    data = tmp_path / "train.jsonl"
+    messages = [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"},
+                {"role": "user", "content": "x"}, {"role": "assistant", "content": "yz"}]
+    data.write_text(json.dumps({"messages": messages}) + "\n" + json.dumps({"text": "a<|end|>"}) + "\n")
+    chat, text = dry_run(lmx, data, tmp_path, model=model)
+    expected, targets = [], []
+    for m in messages:
+        header = list(f"<|{m['role']}|>".encode())
+        if m["role"] == "assistant":
+            # "<|assistant|>" is the generation prompt: not in the loss; the reply and <|end|> are.
+            expected += header
+            targets += [0] * len(header)
+            expected += list(m["content"].encode()) + [255]
+            targets += [1] * (len(m["content"]) + 1)
+        else:
+            expected += header + list(m["content"].encode()) + [255]
+            targets += [0] * (len(header) + len(m["content"]) + 1)
+    assert chat["tokens"] == expected and chat["targets"] == targets
+    # Special-token text in "text" is the special token.
+    assert text["tokens"] == [97, 255]
+
+
+def test_run_chat_with_special_tokens_trace(lmx, tmp_path):
+    model = special_token_model(tmp_path)
+    trace = tmp_path / "trace.json"
+    lmx("run", "--model", model, "--prompt", "hi", "--chat", "--max-tokens", 2, "--trace", trace)
+    pieces = [t["piece"] for t in json.loads(trace.read_text())["tokens"]]
+    assert "".join(pieces[:24]) == "<|user|>hi<|end|><|assistant|>" and pieces[10] == "<|end|>"
+    assert ids_of(lmx("tokenize", "--model", model, "--text", "<|end|>", "--parse-special").stdout) == [255]
+    assert len(ids_of(lmx("tokenize", "--model", model, "--text", "<|end|>").stdout)) == 7
