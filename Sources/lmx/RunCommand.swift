@@ -21,7 +21,7 @@ struct RunCommand: ParsableCommand {
             generation_config.json's eos_token_id, <|eot_id|>-style tokens), which are not \
             printed, unless --ignore-eos; special tokens are not printed.
 
-            Both:  generation also ends after --max-tokens tokens or when the context \
+            With either prompt, generation also ends after --max-tokens tokens or when the context \
             (max_position_embeddings) is full; the token sampled from the last position is then \
             printed but never evaluated, so the trace ends one token short.
 
