@@ -180,7 +180,10 @@ def test_chat_in_a_terminal(terminal, tmp_path):
 
     # Ctrl-C during a long reply: the reply stops, the prompt comes back, the session still answers.
     t.send("12+30=", "Enter")
-    t.wait(lambda s: s.count("\n") > 10 and not t.at_prompt(s), "a long reply to start")
+    # Only once some of the reply is on the screen: lmx has read the line (a Ctrl-C before that
+    # would discard the typed line, and leave at the prompt).
+    t.wait(lambda s: "> 12+30=\n" in s and len(s.split("> 12+30=\n")[-1].strip()) >= 20 and not t.at_prompt(s),
+           "a long reply to start")
     t.send("C-c")
     screen = t.wait(lambda s: "reply stopped (Ctrl-C)" in s and t.at_prompt(s), "the prompt after Ctrl-C", timeout=30)
     assert "[lmx exited" not in screen
