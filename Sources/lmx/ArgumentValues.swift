@@ -11,6 +11,34 @@ struct ArgumentValueError: Error, CustomStringConvertible {
 struct TokenList: Sendable {
     let ids: [Int32]
 
+    /// With `blanksSeparate`, spaces, tabs and newlines separate ids too (`1 2 3`, as `lmx
+    /// tokenize` prints them); runs of blanks count as one separator.
+    @Sendable static func parse(_ text: String, blanksSeparate: Bool) throws -> TokenList {
+        guard blanksSeparate else { return try parse(text) }
+        var parts: [String] = []
+        var current = ""
+        var afterBlank = false
+        for character in text.trimmingBlanks().split(whereSeparator: \.isNewline).joined(separator: " ") {
+            if character == " " || character == "\t" {
+                afterBlank = true
+                continue
+            }
+            if afterBlank && character != "," && !current.trimmingBlanks().isEmpty {
+                parts.append(current)
+                current = ""
+            }
+            afterBlank = false
+            if character == "," {
+                parts.append(current)
+                current = ""
+            } else {
+                current.append(character)
+            }
+        }
+        parts.append(current)
+        return try parse(parts.joined(separator: ","))
+    }
+
     @Sendable static func parse(_ text: String) throws -> TokenList {
         guard text.contains(where: { !$0.isWhitespace }) else {
             throw ArgumentValueError("expected comma-separated token ids, e.g. 1,2,3")

@@ -10,13 +10,16 @@ struct LMX: ParsableCommand {
         commandName: "lmx",
         abstract: "Run a base language model with routed LoRA experts (LoRA-Mixer).",
         discussion: """
-            Token ids are given and printed as plain integers: lmx does not tokenize text.
+            Token ids are given and printed as plain integers (--prompt-tokens, --tokens); with a \
+            model that has a tokenizer (tokenizer.json), `lmx run --prompt`, `lmx chat` and `lmx \
+            train` take text, and `lmx tokenize`/`lmx detokenize` convert between the two.
             Errors are reported as one line on stderr, 'lmx: error: <message>', with exit status 1 \
             for runtime failures (a missing or invalid file included) and 64 (EX_USAGE) for usage \
             errors: a bad or out-of-range flag value, a token id beyond the model's vocabulary, \
             flags that contradict each other. Positions in messages are counted from 0.
             """,
-        subcommands: [InspectCommand.self, LogitsCommand.self, RunCommand.self, TrainCommand.self]
+        subcommands: [InspectCommand.self, TokenizeCommand.self, DetokenizeCommand.self, LogitsCommand.self, RunCommand.self,
+                      ChatCommand.self, TrainCommand.self]
     )
 
     /// Parses, runs, and turns every error into the one-line report; help goes to stdout.

@@ -6,11 +6,22 @@ import LoRAMixer
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Generate token ids from a prompt, optionally writing the routing trace as JSON.",
+        abstract: "Generate from a prompt (token ids or text), optionally writing the routing trace as JSON.",
         discussion: """
-            Output: the generated token ids on one line of stdout, comma-separated, each printed as \
-            soon as it is sampled (an empty line if none). A stop token ends generation and is not \
-            printed. Generation also ends after --max-tokens tokens or when the context \
+            Output with --prompt-tokens: the generated token ids on one line of stdout, \
+            comma-separated, each printed as soon as it is sampled (an empty line if none). A stop \
+            token ends generation and is not printed.
+
+            Output with --prompt TEXT (needs a model with a tokenizer, tokenizer.json): the \
+            generated text, written as it is produced (each piece flushed once it is whole UTF-8), \
+            then a newline. The prompt is encoded with the tokenizer's BOS/EOS as its \
+            post-processor adds them, special-token text (e.g. <|eot_id|>) recognised. --chat \
+            renders the prompt as one user message with the tokenizer's chat template (and the \
+            generation prompt) instead. Generation stops at the model's end-of-turn ids (EOS, \
+            generation_config.json's eos_token_id, <|eot_id|>-style tokens), which are not \
+            printed, unless --ignore-eos; special tokens are not printed.
+
+            With either prompt, generation also ends after --max-tokens tokens or when the context \
             (max_position_embeddings) is full; the token sampled from the last position is then \
             printed but never evaluated, so the trace ends one token short.
 
@@ -19,8 +30,10 @@ struct RunCommand: ParsableCommand {
             --sample-temperature, these three are a usage error rather than silently ignored).
 
             --trace FILE writes {"experts": [names], "layers": L, "tokens": [{"position": i, \
-            "token": id, "layers": [[{"expert": name, "gate": g}, ...], ...]}, ...]} covering the \
-            prompt and the generated tokens; each layer lists the applied experts, largest gate first.
+            "token": id, "piece": text, "layers": [[{"expert": name, "gate": g}, ...], ...]}, ...]} \
+            covering the prompt and the generated tokens; each layer lists the applied experts, \
+            largest gate first. "piece" (the token's text) is there when the model has a \
+            tokenizer, with "bytes": [...] beside it when the token is not whole UTF-8.
 
             \(MixerOptions.routingDiscussion)
             """
@@ -30,27 +43,24 @@ struct RunCommand: ParsableCommand {
     var mixer: MixerOptions
 
     @Option(name: .customLong("prompt-tokens"), parsing: .unconditional,
-            help: ArgumentHelp("Prompt token ids, comma-separated (e.g. 1,2,3).", valueName: "ids"),
+            help: ArgumentHelp("Prompt token ids, comma-separated (e.g. 1,2,3); prints token ids.", valueName: "ids"),
             transform: TokenList.parse)
-    var promptTokens: TokenList
+    var promptTokens: TokenList?
+
+    @Option(help: ArgumentHelp("Prompt text, tokenized with the model's tokenizer; prints text.", valueName: "text"))
+    var prompt: String?
+
+    @Flag(help: "Render --prompt as a user message with the model's chat template.")
+    var chat = false
+
+    @Flag(name: .customLong("ignore-eos"), help: "With --prompt: do not stop at the model's end-of-turn tokens.")
+    var ignoreEOS = false
 
     @Option(name: .customLong("max-tokens"), help: ArgumentHelp("Most tokens to generate.", valueName: "n"))
     var maxTokens = 32
 
-    @Option(name: .customLong("sample-temperature"),
-            help: ArgumentHelp("Sampling temperature; 0 = greedy.", valueName: "t"))
-    var sampleTemperature: Float = 0
-
-    @Option(name: .customLong("sample-top-k"),
-            help: ArgumentHelp("Sample among the K most likely tokens; 0 = no limit (needs --sample-temperature).", valueName: "k"))
-    var sampleTopK: Int?
-
-    @Option(name: .customLong("sample-top-p"),
-            help: ArgumentHelp("Nucleus sampling: smallest set of tokens with probability >= P, in (0, 1] (needs --sample-temperature).", valueName: "p"))
-    var sampleTopP: Float?
-
-    @Option(help: ArgumentHelp("Random seed for sampling (same seed, same tokens; needs --sample-temperature).", valueName: "n"))
-    var seed: UInt64?
+    @OptionGroup(title: "Sampling")
+    var sampling: SamplingFlags
 
     @Option(parsing: .unconditional, help: ArgumentHelp("Stop token ids, comma-separated (default: none).", valueName: "ids"),
             transform: TokenList.parse)
@@ -60,48 +70,84 @@ struct RunCommand: ParsableCommand {
     var trace: String?
 
     func validate() throws {
+        if promptTokens != nil && prompt != nil {
+            throw ValidationError("give the prompt as --prompt-tokens IDS or --prompt TEXT, not both")
+        }
+        if promptTokens == nil && prompt == nil {
+            throw ValidationError("give a prompt: --prompt-tokens IDS (token ids) or --prompt TEXT (text)")
+        }
+        if chat && prompt == nil { throw ValidationError("--chat applies to --prompt TEXT (a text to render as a user message)") }
+        if ignoreEOS && prompt == nil {
+            throw ValidationError("--ignore-eos applies to --prompt TEXT (with --prompt-tokens only --stop ends generation)")
+        }
         guard maxTokens >= 0 else { throw ValidationError("--max-tokens \(maxTokens) must be >= 0") }
-        guard sampleTemperature.isFinite, sampleTemperature >= 0 else {
-            throw ValidationError("--sample-temperature \(sampleTemperature) must be finite and >= 0 (0 = greedy)")
-        }
-        if let sampleTopK, sampleTopK < 0 {
-            throw ValidationError("--sample-top-k \(sampleTopK) must be >= 0 (0 = no limit)")
-        }
-        if let sampleTopP, !(sampleTopP.isFinite && sampleTopP > 0 && sampleTopP <= 1) {
-            throw ValidationError("--sample-top-p \(sampleTopP) must be in (0, 1]")
-        }
-        // Greedy decoding would silently ignore the sampling flags: refuse them instead.
-        let sampling = [sampleTopK != nil ? "--sample-top-k" : nil, sampleTopP != nil ? "--sample-top-p" : nil,
-                        seed != nil ? "--seed" : nil].compactMap { $0 }
-        if let flag = sampling.first, sampleTemperature == 0 {
-            throw ValidationError("\(flag) applies to sampling only: add --sample-temperature T (T > 0); greedy decoding would ignore it")
-        }
     }
 
     func run() throws {
         let session = try mixer.makeSession(trace: trace != nil)
-        try MixerOptions.checkTokens(promptTokens.ids, of: session, "--prompt-tokens", context: true)
-        try MixerOptions.checkTokens(stop?.ids ?? [], of: session, "--stop")
         let options = Session.GenerationOptions(
             maxTokens: maxTokens,
-            sampling: SamplingOptions(temperature: sampleTemperature, topK: sampleTopK ?? 0, topP: sampleTopP ?? 1, seed: seed ?? 0),
+            sampling: sampling.options,
             stopTokens: Set(stop?.ids ?? []))
-        var printed = 0
-        do {
-            _ = try session.generate(prompt: promptTokens.ids, options: options) { token in
-                print(printed == 0 ? "\(token)" : ",\(token)", terminator: "")
+        var tokenizer: Tokenizer?
+        if let prompt {
+            let textTokenizer = try ModelText.tokenizer(of: session.model, "--prompt", mixer.model)
+            tokenizer = textTokenizer
+            let ids = try chat ? ModelText.chatPrompt(prompt, textTokenizer) : textTokenizer.encode(prompt, addSpecialTokens: true)
+            guard !ids.isEmpty else { throw UsageError("--prompt: the text has no tokens (give a non-empty text)") }
+            try MixerOptions.checkTokens(ids, of: session, chat ? "--prompt (with --chat)" : "--prompt", context: true)
+            try MixerOptions.checkTokens(stop?.ids ?? [], of: session, "--stop")
+            _ = try session.generateText(prompt: ids, tokenizer: textTokenizer, options: options, stopAtEndOfTurn: !ignoreEOS) { piece in
+                print(piece, terminator: "")
                 fflush(stdout)
-                printed += 1
                 return true
             }
-        } catch {
-            if printed > 0 { print() }
-            throw error
+            print()
+        } else {
+            let promptTokens = promptTokens?.ids ?? []
+            try MixerOptions.checkTokens(promptTokens, of: session, "--prompt-tokens", context: true)
+            try MixerOptions.checkTokens(stop?.ids ?? [], of: session, "--stop")
+            var printed = 0
+            do {
+                _ = try session.generate(prompt: promptTokens, options: options) { token in
+                    print(printed == 0 ? "\(token)" : ",\(token)", terminator: "")
+                    fflush(stdout)
+                    printed += 1
+                    return true
+                }
+            } catch {
+                if printed > 0 { print() }
+                throw error
+            }
+            print()
+            if trace != nil && session.model.hasTokenizer { tokenizer = try? session.model.tokenizer() }
         }
-        print()
         if let trace, let routingTrace = session.trace {
-            let json = TraceJSON.render(routingTrace, expertNames: session.experts.map(\.name))
+            let json = TraceJSON.render(routingTrace, expertNames: session.experts.map(\.name), tokenizer: tokenizer)
             try writeFile(trace, Array(json.serialized().utf8) + [UInt8(ascii: "\n")])
         }
+    }
+}
+
+/// Text in and out of a model: its tokenizer, and a prompt rendered with its chat template.
+enum ModelText {
+    /// The model's tokenizer; a usage error naming `flag` when the model has none.
+    static func tokenizer(of model: LanguageModel, _ flag: String, _ folder: String,
+                          hint: String = "give token ids with --prompt-tokens") throws -> Tokenizer {
+        guard model.hasTokenizer else {
+            throw UsageError("\(flag): the model \(folder) has no tokenizer (no tokenizer.json): \(hint)")
+        }
+        return try model.tokenizer()
+    }
+
+    /// `text` as one user message in the chat template, with the generation prompt, encoded
+    /// (the template writes BOS itself).
+    static func chatPrompt(_ text: String, _ tokenizer: Tokenizer) throws -> [Int32] {
+        guard tokenizer.chatTemplateSource != nil else {
+            throw UsageError("--chat: the model's tokenizer has no chat template (tokenizer_config.json has no chat_template)")
+        }
+        let rendered = try tokenizer.applyChatTemplate(messages: Tokenizer.messages([(role: "user", content: text)]),
+                                                       addGenerationPrompt: true)
+        return try tokenizer.encode(rendered, addSpecialTokens: false, parseSpecial: true)
     }
 }

@@ -1,9 +1,11 @@
 import LoRAMixer
 
 /// The routing trace as JSON: `{"experts": [names], "layers": L, "tokens": [{"position": i,
-/// "token": id, "layers": [[{"expert": name, "gate": g}, ...], ...]}, ...]}`.
+/// "token": id, "layers": [[{"expert": name, "gate": g}, ...], ...]}, ...]}`. With the model's
+/// tokenizer each token also has `"piece"` (its text) and, when that is not whole UTF-8 (a
+/// character split between tokens), `"bytes"`.
 enum TraceJSON {
-    static func render(_ trace: RoutingTrace, expertNames: [String]) -> JSONValue {
+    static func render(_ trace: RoutingTrace, expertNames: [String], tokenizer: Tokenizer? = nil) -> JSONValue {
         var tokens: [JSONValue] = []
         tokens.reserveCapacity(trace.tokens.count)
         for (position, token) in trace.tokens.enumerated() {
@@ -13,7 +15,12 @@ enum TraceJSON {
                     return .object(["expert": .string(name), "gate": jsonNumber(applied.gate)])
                 })
             }
-            tokens.append(.object(["position": JSONValue(position), "token": JSONValue(Int(token)), "layers": .array(layers)]))
+            var object: JSONObject = ["position": JSONValue(position), "token": JSONValue(Int(token))]
+            if let tokenizer, case .object(let piece) = TokenPiece.json(tokenizer, token, full: false) {
+                for entry in piece.entries { object[entry.key] = entry.value }
+            }
+            object["layers"] = .array(layers)
+            tokens.append(.object(object))
         }
         return .object([
             "experts": .array(expertNames.map(JSONValue.string)),

@@ -9,10 +9,17 @@ struct TrainCommand: ParsableCommand {
         commandName: "train",
         abstract: "Train a router, or a router and LoRA experts, on JSON Lines examples.",
         discussion: """
-            Data (--data, --eval): one JSON object per line, {"text": ...} or {"prompt": ..., \
-            "completion": ...} (loss on the completion only), optional "task" label. Text is encoded \
-            as UTF-8 bytes (byte-level models); models with a tokenizer take {"tokens": [ids]} or \
-            {"prompt_tokens": [...], "completion_tokens": [...]}.
+            Data (--data, --eval): one JSON object per line, {"text": ...} (loss on every token \
+            after the first), {"prompt": ..., "completion": ...} (loss on the completion only) or \
+            {"messages": [{"role": ..., "content": ...}, ...]} (rendered with the chat template, loss \
+            on every assistant message with its end-of-turn text), optional "task" label. Text is \
+            encoded with the model's tokenizer when its folder has tokenizer.json (text and prompt \
+            with the BOS/EOS its post-processor adds, completion without; special-token text \
+            recognised), as UTF-8 bytes otherwise (byte-level models; messages need a tokenizer). \
+            Token ids can be given instead: {"tokens": [ids]} or {"prompt_tokens": [...], \
+            "completion_tokens": [...]}. --dry-run prints the examples of --data as token ids, one \
+            JSON object per line ({"source": "FILE:LINE", "task": ..., "tokens": [...], "targets": \
+            [0/1 per token: 1 = in the loss]}), and trains nothing.
 
             Regimes: router = train only the router, experts frozen (the router is new unless \
             --router FILE gives a starting point); joint = train the router and every expert's LoRA \
@@ -131,6 +138,9 @@ struct TrainCommand: ParsableCommand {
 
     @Flag(name: .customLong("quiet"), help: "No progress line (the final report is still printed).")
     var quiet = false
+
+    @Flag(name: .customLong("dry-run"), help: "Print the --data examples as token ids (JSON Lines) and exit without training.")
+    var dryRun = false
 
     func options() throws -> TrainingOptions {
         var options = TrainingOptions()
@@ -254,6 +264,18 @@ struct TrainCommand: ParsableCommand {
         let options = try options()
         try checkPaths()
         let model = try LanguageModel(directory: self.model)
+        if dryRun {
+            for example in try TrainingExample.load(path: data, model: model) {
+                let object: JSONObject = [
+                    "source": example.origin.map(JSONValue.string) ?? .null,
+                    "task": example.task.map(JSONValue.string) ?? .null,
+                    "tokens": .array(example.tokens.map { JSONValue(Int($0)) }),
+                    "targets": .array(example.targets.map { JSONValue($0 ? 1 : 0) }),
+                ]
+                print(JSONValue.object(object).serialized())
+            }
+            return
+        }
         let mixer = Mixer(model: model)
         for expert in experts { try mixer.addPEFT(name: expert.name, directory: expert.directory) }
         let modules = try modules(of: model.config)
@@ -262,9 +284,8 @@ struct TrainCommand: ParsableCommand {
                                      seed: options.seed &+ UInt64(index + 1)))
         }
         if let router { try mixer.loadRouter(path: router) }
-        let config = model.config
-        let examples = try TrainingExample.load(path: data, vocabSize: config.vocabSize, maxLength: config.maxPositions)
-        let evaluation = try eval.map { try TrainingExample.load(path: $0, vocabSize: config.vocabSize, maxLength: config.maxPositions) } ?? []
+        let examples = try TrainingExample.load(path: data, model: model)
+        let evaluation = try eval.map { try TrainingExample.load(path: $0, model: model) } ?? []
         let trainer = try Trainer(mixer: mixer, options: options, examples: examples, evaluation: evaluation, output: out, resume: resume)
 
         Interrupt.install()
@@ -282,18 +303,5 @@ struct TrainCommand: ParsableCommand {
         }
         bar.finish()
         print(ReportTable.render(report))
-    }
-}
-
-/// Ctrl-C (SIGINT) and SIGTERM ask the run to stop after the current step, checkpointed.
-enum Interrupt {
-    nonisolated(unsafe) private static var flag: sig_atomic_t = 0
-
-    static var requested: Bool { flag != 0 }
-
-    static func install() {
-        for signal in [SIGINT, SIGTERM] {
-            Glibc.signal(signal) { _ in Interrupt.flag = 1 }
-        }
     }
 }

@@ -343,6 +343,7 @@ def test_inspect_gguf(lmx, tmp_path):
 
 @pytest.mark.parametrize("command,fact", [
     ([], "SUBCOMMANDS"), (["inspect"], "--json"), (["logits"], "--out"), (["run"], "--sample-temperature"),
+    (["run"], "--ignore-eos"), (["tokenize"], "--parse-special"), (["detokenize"], "--show-special"), (["chat"], "/experts"),
 ])
 def test_help(lmx, command, fact):
     result = lmx(*command, "--help")

@@ -17,6 +17,7 @@ import pytest
 from test_cli import FIXTURES, USAGE_ERROR, expert_args, lmx  # noqa: F401 (lmx: the fixture)
 
 F = FIXTURES / "llama_f32"
+TINY = FIXTURES.parents[1] / "models" / "tiny-llama"  # the bundled model: it has a tokenizer
 ROUTER = F / "router.safetensors"
 OUT = ["--out", "/tmp/lmx-consistency-unused.npy"]
 
@@ -57,11 +58,16 @@ def missing_cases(tmp_path):
         "train --eval": ([*train, "--model", F, *expert_args("llama_f32"), "--data", data, "--eval", MISSING],
                          f"--eval {MISSING}: file"),
         "inspect": (["inspect", MISSING], MISSING),
+        "tokenize --model": (["tokenize", "--model", MISSING, "--text", "a"], f"--model {MISSING}: folder"),
+        "detokenize --model": (["detokenize", "--model", MISSING, "--ids", "1"], f"--model {MISSING}: folder"),
+        "chat --model": (["chat", "--model", MISSING], f"--model {MISSING}: folder"),
+        "run --prompt --model": (["run", "--model", MISSING, "--prompt", "a"], f"--model {MISSING}: folder"),
     }
 
 
 @pytest.mark.parametrize("case", ["logits --model", "run --model", "logits --expert", "logits --router", "train --model",
-                                  "train --expert", "train --router", "train --data", "train --eval", "inspect"])
+                                  "train --expert", "train --router", "train --data", "train --eval", "inspect",
+                                  "tokenize --model", "detokenize --model", "chat --model", "run --prompt --model"])
 def test_missing_path_says_it_does_not_exist(lmx, tmp_path, case):
     args, named = missing_cases(tmp_path)[case]
     message = one_error_line(lmx(*args, check=False), 1)
@@ -104,6 +110,14 @@ USAGE = {
                                         "--sample-top-k applies to sampling"),
     "--sample-top-p without sampling": (["run", "--model", F, "--prompt-tokens", "1", "--sample-top-p", "0.5"],
                                         "--sample-top-p applies to sampling"),
+    "run --prompt on a model without tokenizer": (["run", "--model", F, "--prompt", "hi"], "--prompt: the model"),
+    "chat on a model without tokenizer": (["chat", "--model", F], "--model: the model"),
+    "chat --seed without sampling": (["chat", "--model", TINY, "--seed", "3"], "--seed applies to sampling"),
+    "detokenize id beyond the vocabulary": (["detokenize", "--model", TINY, "--ids", "1,2,256"],
+                                            "--ids: token id 256 at position 2 (0-based)"),
+    "detokenize malformed id list": (["detokenize", "--model", TINY, "--ids", "1 x"], "'x' at position 1 (0-based)"),
+    "run --prompt longer than the context": (["run", "--model", TINY, "--prompt", "x" * 257],
+                                             "--prompt: 257 tokens do not fit"),
 }
 
 
@@ -149,6 +163,9 @@ def test_train_usage_errors_exit_64_and_name_the_flag(lmx, tmp_path, case):
     ["inspect"],                                           # missing PATH
     ["logits", "--model", F, "--tokens", "1"],             # missing --out
     ["run", "--model", F],                                 # missing --prompt-tokens
+    ["tokenize", "--model", TINY],                         # missing --text/--file
+    ["detokenize", "--model", TINY],                       # missing --ids
+    ["chat", "--model", TINY, "--max-tokens", "0"],        # out of range
     ["train", "--model", F, "--data", "x", "--out", "y"],  # missing --regime
 ])
 def test_every_subcommand_exits_64_on_a_usage_error(lmx, command):

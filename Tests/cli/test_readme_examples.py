@@ -117,5 +117,9 @@ def test_cli_examples_run(workdir, index):
     out = run(["bash", "-euo", "pipefail", "-c", SHELL[index]], workdir, env).stdout
     if "--prompt-tokens" in SHELL[index]:
         assert "52,50" in out.splitlines(), out  # the bytes of "42"
+    if "lmx chat" in SHELL[index]:  # tokenize, --json, detokenize, run --prompt, chat with /experts
+        lines = out.splitlines()
+        assert lines[0] == "49 50 43 51 48 61" and lines[2:5] == ["42", "42", "42"], out
+        assert lines[5].startswith("last reply: 3 positions") and lines[-1].startswith("all layers: math"), out
     if "lmx train" in SHELL[index]:
         assert (workdir / "out" / "router-run" / "router.safetensors").is_file()

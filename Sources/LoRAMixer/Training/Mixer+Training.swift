@@ -6,11 +6,8 @@ extension Mixer {
     /// keep what they had. On failure or cancellation the mixer is unchanged.
     public func train(options: TrainingOptions, dataPath: String, evaluationPath: String? = nil, output: String? = nil,
                       resume: Bool = false, progress: (TrainingProgress) -> Bool = { _ in true }) throws -> TrainingReport {
-        let config = model.config
-        let examples = try TrainingExample.load(path: dataPath, vocabSize: config.vocabSize, maxLength: config.maxPositions)
-        let evaluation = try evaluationPath.map {
-            try TrainingExample.load(path: $0, vocabSize: config.vocabSize, maxLength: config.maxPositions)
-        } ?? []
+        let examples = try TrainingExample.load(path: dataPath, model: model)
+        let evaluation = try evaluationPath.map { try TrainingExample.load(path: $0, model: model) } ?? []
         let trainer = try Trainer(mixer: self, options: options, examples: examples, evaluation: evaluation, output: output,
                                   resume: resume)
         let report = try trainer.run(progress: progress)

@@ -25,18 +25,20 @@ public struct TrainingExample: Sendable, Equatable {
 
     /// Reads JSON Lines (docs/ARCHITECTURE.md#training-data): one object per line, either `{"text": ...}` (loss on
     /// every token after the first) or `{"prompt": ..., "completion": ...}` (loss on the completion),
-    /// with an optional `"task"`. loramixer has no tokenizer: text is encoded as its UTF-8 bytes,
-    /// which are the token ids of byte-level models (vocab >= 256). Models with a real tokenizer
-    /// give ids instead: `{"tokens": [...]}` or `{"prompt_tokens": [...], "completion_tokens": [...]}`.
-    /// Blank lines are skipped; errors name the file and line.
-    public static func load(path: String, vocabSize: Int, maxLength: Int) throws -> [TrainingExample] {
+    /// or `{"messages": [...]}` (rendered with the chat template, loss on the assistant turns; needs
+    /// `tokenizer`), with an optional `"task"`. With `tokenizer` text is encoded by it
+    /// (TrainingExample+Tokenizer.swift); without, as its UTF-8 bytes, which are the token ids of
+    /// byte-level models (vocab >= 256). Ids can be given instead: `{"tokens": [...]}` or
+    /// `{"prompt_tokens": [...], "completion_tokens": [...]}`. Blank lines are skipped; errors
+    /// name the file and line.
+    public static func load(path: String, vocabSize: Int, maxLength: Int, tokenizer: Tokenizer? = nil) throws -> [TrainingExample] {
         let data = try SystemFiles.read(path)
         var examples: [TrainingExample] = []
         for (index, line) in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).enumerated() {
             let where_ = "\(path):\(index + 1)"
             guard line.contains(where: { !($0 == 32 || $0 == 9 || $0 == 13) }) else { continue }
             let json = try JSONParser.parse(Array(line), context: where_)
-            var example = try TrainingExample(json: json, context: where_, vocabSize: vocabSize)
+            var example = try TrainingExample(json: json, context: where_, vocabSize: vocabSize, tokenizer: tokenizer)
             example.origin = where_
             guard example.tokens.count <= maxLength else {
                 throw LoRAMixerError.invalidArgument("\(where_): \(example.tokens.count) tokens, more than the model's \(maxLength) positions")
@@ -47,11 +49,12 @@ public struct TrainingExample: Sendable, Equatable {
         return examples
     }
 
-    init(json: JSONValue, context: String, vocabSize: Int) throws {
+    init(json: JSONValue, context: String, vocabSize: Int, tokenizer: Tokenizer? = nil) throws {
         guard let object = json.object else { throw LoRAMixerError.format("\(context): a line must be a JSON object") }
         func text(_ key: String) throws -> [Int32]? {
             guard let value = object[key] else { return nil }
             guard let string = value.string else { throw LoRAMixerError.format("\(context): '\(key)' must be a string") }
+            if let tokenizer { return try Self.encode(string, key: key, context: context, tokenizer: tokenizer) }
             guard vocabSize >= 256 else {
                 throw LoRAMixerError.invalidArgument("\(context): '\(key)' is text, encoded as UTF-8 bytes, but the model's vocabulary has only \(vocabSize) ids; give token ids ('tokens', 'prompt_tokens', 'completion_tokens')")
             }
@@ -73,6 +76,14 @@ public struct TrainingExample: Sendable, Equatable {
         case .string(let label)?: task = label
         case let other?: throw LoRAMixerError.format("\(context): 'task' must be a string, not \(other.kindName)")
         }
+        if let messages = object["messages"] {
+            let others = ["text", "tokens", "prompt", "completion", "prompt_tokens", "completion_tokens"].filter { object[$0] != nil }
+            guard others.isEmpty else {
+                throw LoRAMixerError.format("\(context): give either messages or \(others.joined(separator: "/")), not both")
+            }
+            try self.init(messages: messages, task: task, context: context, tokenizer: tokenizer)
+            return
+        }
         let whole = try text("text") ?? ids("tokens")
         let prompt = try text("prompt") ?? ids("prompt_tokens")
         let completion = try text("completion") ?? ids("completion_tokens")
@@ -89,7 +100,7 @@ public struct TrainingExample: Sendable, Equatable {
             self.init(tokens: prompt + completion,
                       targets: Array(repeating: false, count: prompt.count) + Array(repeating: true, count: completion.count), task: task)
         } else {
-            throw LoRAMixerError.format("\(context): expected \"text\", \"tokens\", or \"prompt\" and \"completion\" (or their _tokens forms)")
+            throw LoRAMixerError.format("\(context): expected \"text\", \"tokens\", \"prompt\" and \"completion\" (or their _tokens forms), or \"messages\"")
         }
     }
 }
