@@ -143,8 +143,7 @@ struct Conversation {
             let text = messages.map { $0.role == "assistant" ? $0.content + "\n" : $0.content }.joined()
             return try tokenizer.encode(text, addSpecialTokens: true, parseSpecial: true)
         }
-        let text = try tokenizer.applyChatTemplate(messages: Tokenizer.messages(messages), addGenerationPrompt: true)
-        return try tokenizer.encode(text, addSpecialTokens: false, parseSpecial: true)
+        return try tokenizer.encodeChat(messages: Tokenizer.messages(messages), addGenerationPrompt: true)
     }
 
     /// Adds the user's message, streams the reply to stdout and adds it. Ctrl-C stops the reply
@@ -192,11 +191,11 @@ struct Conversation {
         session.abortCheck = nil
         let promptEnd = session.position
         let generation = try session.generateText(prompt: [], tokenizer: tokenizer, options: options,
-                                                  stopAtEndOfTurn: stopAtEndOfTurn) { piece in
+                                                  stopAtEndOfTurn: stopAtEndOfTurn, onText: { piece in
             print(piece, terminator: "")
             fflush(stdout)
             return !Interrupt.requested
-        }
+        })
         print()
         fflush(stdout)
         messages.append((role: "assistant", content: generation.text))

@@ -15,7 +15,8 @@ struct RunCommand: ParsableCommand {
             Output with --prompt TEXT (needs a model with a tokenizer, tokenizer.json): the \
             generated text, written as it is produced (each piece flushed once it is whole UTF-8), \
             then a newline. The prompt is encoded with the tokenizer's BOS/EOS as its \
-            post-processor adds them, special-token text (e.g. <|eot_id|>) recognised. --chat \
+            post-processor adds them; special-token text written in it (e.g. <|eot_id|>) stays \
+            text unless --parse-special, so that a prompt cannot forge control tokens. --chat \
             renders the prompt as one user message with the tokenizer's chat template (and the \
             generation prompt) instead. Generation stops at the model's end-of-turn ids (EOS, \
             generation_config.json's eos_token_id, <|eot_id|>-style tokens), which are not \
@@ -53,6 +54,10 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "Render --prompt as a user message with the model's chat template.")
     var chat = false
 
+    @Flag(name: .customLong("parse-special"),
+          help: "With --prompt: recognise special-token text (e.g. <|eot_id|>) written in the prompt as those tokens.")
+    var parseSpecial = false
+
     @Flag(name: .customLong("ignore-eos"), help: "With --prompt: do not stop at the model's end-of-turn tokens.")
     var ignoreEOS = false
 
@@ -77,6 +82,9 @@ struct RunCommand: ParsableCommand {
             throw ValidationError("give a prompt: --prompt-tokens IDS (token ids) or --prompt TEXT (text)")
         }
         if chat && prompt == nil { throw ValidationError("--chat applies to --prompt TEXT (a text to render as a user message)") }
+        if parseSpecial && (prompt == nil || chat) {
+            throw ValidationError("--parse-special applies to --prompt TEXT without --chat (the chat template's own special tokens are always recognised)")
+        }
         if ignoreEOS && prompt == nil {
             throw ValidationError("--ignore-eos applies to --prompt TEXT (with --prompt-tokens only --stop ends generation)")
         }
@@ -93,15 +101,17 @@ struct RunCommand: ParsableCommand {
         if let prompt {
             let textTokenizer = try ModelText.tokenizer(of: session.model, "--prompt", mixer.model)
             tokenizer = textTokenizer
-            let ids = try chat ? ModelText.chatPrompt(prompt, textTokenizer) : textTokenizer.encode(prompt, addSpecialTokens: true)
+            if chat { try ModelText.requireChatTemplate(textTokenizer) }
+            let ids = try session.promptTokens(prompt, tokenizer: textTokenizer, chat: chat, parseSpecial: parseSpecial)
             guard !ids.isEmpty else { throw UsageError("--prompt: the text has no tokens (give a non-empty text)") }
             try MixerOptions.checkTokens(ids, of: session, chat ? "--prompt (with --chat)" : "--prompt", context: true)
             try MixerOptions.checkTokens(stop?.ids ?? [], of: session, "--stop")
-            _ = try session.generateText(prompt: ids, tokenizer: textTokenizer, options: options, stopAtEndOfTurn: !ignoreEOS) { piece in
-                print(piece, terminator: "")
-                fflush(stdout)
-                return true
-            }
+            _ = try session.generateText(prompt: ids, tokenizer: textTokenizer, options: options, stopAtEndOfTurn: !ignoreEOS,
+                                         onText: { piece in
+                                             print(piece, terminator: "")
+                                             fflush(stdout)
+                                             return true
+                                         })
             print()
         } else {
             let promptTokens = promptTokens?.ids ?? []
@@ -140,14 +150,10 @@ enum ModelText {
         return try model.tokenizer()
     }
 
-    /// `text` as one user message in the chat template, with the generation prompt, encoded
-    /// (the template writes BOS itself).
-    static func chatPrompt(_ text: String, _ tokenizer: Tokenizer) throws -> [Int32] {
+    /// A usage error for --chat when the tokenizer has no chat template.
+    static func requireChatTemplate(_ tokenizer: Tokenizer) throws {
         guard tokenizer.chatTemplateSource != nil else {
             throw UsageError("--chat: the model's tokenizer has no chat template (tokenizer_config.json has no chat_template)")
         }
-        let rendered = try tokenizer.applyChatTemplate(messages: Tokenizer.messages([(role: "user", content: text)]),
-                                                       addGenerationPrompt: true)
-        return try tokenizer.encode(rendered, addSpecialTokens: false, parseSpecial: true)
     }
 }

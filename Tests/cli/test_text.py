@@ -117,13 +117,10 @@ def test_tokenizer_paths(lmx, tmp_path):
     # A model folder (the bundled byte-level model: ids are the bytes), a .gguf file.
     assert ids_of(lmx("tokenize", "--model", TINY, "--text", "12+30=").stdout) == list(b"12+30=")
     assert lmx("detokenize", "--model", TINY, "--ids", "52,50").stdout == "42\n"
-    gguf = FIXTURES / "gguf" / "vocab_only.gguf"
-    result = lmx("tokenize", "--model", gguf, "--text", "Hello world", check=False)
-    if result.returncode == 0:
-        ids = ids_of(result.stdout)
+    for name in ["gpt2_llama3.gguf", "llama_spm.gguf"]:
+        gguf = FIXTURES / "text" / name
+        ids = ids_of(lmx("tokenize", "--model", gguf, "--text", "Hello world").stdout)
         assert ids and lmx("detokenize", "--model", gguf, "--ids", ",".join(map(str, ids))).stdout == "Hello world\n"
-    else:  # a tokenizer kind the core does not read yet: the GGUF reader's message, naming the file
-        assert "vocab_only.gguf: tokenizer:" in one_error(result, 1) and "not supported" in result.stderr
     # No tokenizer / nothing there: exit 1, naming the flag.
     message = one_error(lmx("tokenize", "--model", FIXTURES / "llama_f32", "--text", "a", check=False), 1)
     assert "--model" in message and "no tokenizer" in message
@@ -189,6 +186,8 @@ def test_run_prompt_errors(lmx):
         ([], "--prompt"),
         (["--prompt-tokens", "1", "--chat"], "--chat"),
         (["--prompt-tokens", "1", "--ignore-eos"], "--ignore-eos"),
+        (["--prompt-tokens", "1", "--parse-special"], "--parse-special"),
+        (["--prompt", "a", "--chat", "--parse-special"], "--parse-special"),
     ]:
         message = one_error(lmx("run", "--model", TINY, *args, check=False), USAGE_ERROR)
         assert fact in message, message

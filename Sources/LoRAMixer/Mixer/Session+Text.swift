@@ -23,9 +23,7 @@ extension Session {
                              parseSpecial: Bool = false) throws -> [Int32] {
         guard !text.isEmpty else { return [] }
         if chat {
-            let rendered = try tokenizer.applyChatTemplate(messages: Tokenizer.messages([(role: "user", content: text)]),
-                                                           addGenerationPrompt: true)
-            return try tokenizer.encode(rendered, addSpecialTokens: false, parseSpecial: true)
+            return try tokenizer.encodeChat(messages: Tokenizer.messages([(role: "user", content: text)]), addGenerationPrompt: true)
         }
         return try tokenizer.encode(text, addSpecialTokens: addSpecialTokens && position == 0, parseSpecial: parseSpecial)
     }

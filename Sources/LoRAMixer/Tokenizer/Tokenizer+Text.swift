@@ -23,6 +23,14 @@ extension Tokenizer {
             bosToken: specialTokens.bosText, eosToken: specialTokens.eosText, extra: extra)
     }
 
+    /// The ids of `messages` rendered with the chat template, as transformers'
+    /// `apply_chat_template(tokenize=True)` gives them: no special tokens added (the template
+    /// writes BOS), the special tokens the template writes recognised.
+    public func encodeChat(messages: [JSONValue], addGenerationPrompt: Bool) throws -> [Int32] {
+        try encode(applyChatTemplate(messages: messages, addGenerationPrompt: addGenerationPrompt),
+                   addSpecialTokens: false, parseSpecial: true)
+    }
+
     /// `[{"role": role, "content": content}]` for each pair.
     public static func messages(_ pairs: [(role: String, content: String)]) -> [JSONValue] {
         pairs.map { pair in
