@@ -13,7 +13,8 @@ import numpy as np
 
 from . import _callbacks, capi
 from ._handle import OwnedHandle
-from .errors import LMX_ERR_CANCELLED, LMX_ERR_PLUGIN, InvalidArgumentError, LoraMixerError, ShapeError, StateError
+from .errors import (LMX_ERR_CANCELLED, LMX_ERR_PLUGIN, InvalidArgumentError, LoraMixerError, NotFoundError,
+                     ShapeError, StateError)
 from .mixer import Mixer
 from .types import Logits, Routing, Trace
 
@@ -326,10 +327,18 @@ class Session(OwnedHandle):
         Generation ends at ``max_tokens``, a stop token, ``on_token`` asking to stop, or a full
         context (not an error). Errors as :meth:`eval`.
 
-        With ``text="..."`` (instead of ``prompt``) this is :meth:`generate_text`: the text is
-        tokenized, the answer returned as a str, and ``text_options`` (``tokenizer``, ``chat``,
-        ``on_text``, ...) are passed on.
+        With ``text="..."`` (instead of ``prompt``), or a ``str`` prompt on a model that has a
+        tokenizer, this is :meth:`generate_text`: the text is tokenized, the answer returned as a
+        str, and ``text_options`` (``tokenizer``, ``chat``, ``on_text``, ...) are passed on. A
+        ``str`` prompt on a model without a tokenizer raises TypeError saying what to pass.
         """
+        if isinstance(prompt, str) and text is None:
+            if "tokenizer" not in text_options:
+                try:
+                    self.tokenizer()
+                except NotFoundError:
+                    _tokens(prompt, "prompt")  # raises the TypeError that says what to pass
+            text, prompt = prompt, ()
         if text is not None:
             if not (isinstance(prompt, (tuple, list)) and len(prompt) == 0):
                 raise InvalidArgumentError("pass either prompt (token ids) or text, not both")

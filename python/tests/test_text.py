@@ -182,8 +182,8 @@ def test_generate_text_errors(bundled):
     with mixer.session() as session:
         with pytest.raises(TypeError):
             session.generate_text(b"12+30=")
-        with pytest.raises(TypeError, match="token ids"):
-            session.generate("12+30=")
+        assert session.generate("12+30=") == "42"       # a str prompt: the model has a tokenizer
+        session.reset()
         with pytest.raises(lmx.InvalidArgumentError, match="either"):
             session.generate([1, 2], text="x")
         with pytest.raises(lmx.InvalidArgumentError, match="Unicode"):
