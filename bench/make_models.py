@@ -38,6 +38,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools"))
 from lmx_reference import sort_safetensors_metadata as sort_metadata  # noqa: E402  (shared with the fixture tools)
+from make_byte_tokenizer import byte_level_characters  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORK = os.path.join(HERE, "work")
@@ -70,27 +71,14 @@ def say(*a):
     print(*a, flush=True)
 
 
-def byte_symbols():
-    """The 256 printable stand-ins byte-level BPE uses for bytes 0..255 (GPT-2's convention:
-    printable Latin-1 bytes stand for themselves, the others are shifted to 256+)."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAC + 1)) + list(range(0xAE, 0xFF + 1))
-    out, shift = {}, 0
-    for b in range(256):
-        if b in keep:
-            out[b] = chr(b)
-        else:
-            out[b] = chr(256 + shift)
-            shift += 1
-    return [out[b] for b in range(256)]
-
-
 def write_tokenizer(dirs):
     """A byte-level BPE tokenizer with exactly vocab_size entries: id 0 '<|endoftext|>', ids
     1..256 the bytes, then two-symbol merges (a, b) in byte order until the vocabulary is full."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
     n_vocab = CONFIG["vocab_size"]
-    syms = byte_symbols()
+    mapping = byte_level_characters()
+    syms = [mapping[b] for b in range(256)]
     vocab = {"<|endoftext|>": 0}
     for s in syms:
         vocab[s] = len(vocab)

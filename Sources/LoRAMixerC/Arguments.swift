@@ -60,6 +60,20 @@ enum Arguments {
         return Int(size)
     }
 
+    /// Fills an output struct the caller sized with its first field, `struct_size`: `make` builds
+    /// the whole value (given the declared size, to echo back), and only the bytes within the
+    /// declared size are written, so an older caller's smaller struct is never overrun.
+    static func writeOutput<Output>(_ out: UnsafeMutablePointer<Output>?, _ name: String,
+                                    _ make: (UInt32) throws -> Output) throws {
+        let out = try required(out, "out")
+        let declared = UnsafeRawPointer(out).load(as: UInt32.self)
+        let size = try structSize(declared, minimum: MemoryLayout<UInt32>.size, name)
+        var value = try make(declared)
+        withUnsafeBytes(of: &value) { source in
+            UnsafeMutableRawPointer(out).copyMemory(from: source.baseAddress!, byteCount: min(size, source.count))
+        }
+    }
+
     /// Version-0 sizes of the params structs (the end of the fields each had when first declared;
     /// loramixer.h names them LMX_*_MIN_SIZE).
     enum MinimumSize {

@@ -33,30 +33,27 @@ public func lmx_model_free(_ model: OpaquePointer?) {
 public func lmx_model_get_info(_ model: OpaquePointer?, _ out: UnsafeMutablePointer<lmx_model_info>?) -> lmx_status {
     withStatus {
         let model = try Handles.resolve(model, .model, as: LanguageModel.self, "model")
-        let out = try Arguments.required(out, "out")
-        let declared = UnsafeRawPointer(out).load(as: UInt32.self)
-        let size = try Arguments.structSize(declared, minimum: MemoryLayout<UInt32>.size, "lmx_model_info")
-        let c = model.config
-        var info = lmx_model_info()
-        info.struct_size = declared
-        info.n_vocab = UInt32(c.vocabSize)
-        info.n_layers = UInt32(c.layerCount)
-        info.d_model = UInt32(c.hiddenSize)
-        info.n_heads = UInt32(c.headCount)
-        info.n_kv_heads = UInt32(c.kvHeadCount)
-        info.head_dim = UInt32(c.headDim)
-        info.d_ff = UInt32(c.intermediateSize)
-        info.max_positions = UInt32(c.maxPositions)
-        info.d_state = UInt32(c.stateSpace?.stateSize ?? 0)
-        info.d_conv = UInt32(c.stateSpace?.convKernel ?? 0)
-        info.dt_rank = UInt32(c.stateSpace?.timeStepRank ?? 0)
-        withUnsafeMutableBytes(of: &info.architecture) { buffer in
-            let bytes = Array(c.architecture.utf8.prefix(buffer.count - 1))
-            buffer.copyBytes(from: bytes)
-            buffer[bytes.count] = 0
-        }
-        withUnsafeBytes(of: &info) { source in
-            UnsafeMutableRawPointer(out).copyMemory(from: source.baseAddress!, byteCount: min(size, source.count))
+        try Arguments.writeOutput(out, "lmx_model_info") { declared in
+            let c = model.config
+            var info = lmx_model_info()
+            info.struct_size = declared
+            info.n_vocab = UInt32(c.vocabSize)
+            info.n_layers = UInt32(c.layerCount)
+            info.d_model = UInt32(c.hiddenSize)
+            info.n_heads = UInt32(c.headCount)
+            info.n_kv_heads = UInt32(c.kvHeadCount)
+            info.head_dim = UInt32(c.headDim)
+            info.d_ff = UInt32(c.intermediateSize)
+            info.max_positions = UInt32(c.maxPositions)
+            info.d_state = UInt32(c.stateSpace?.stateSize ?? 0)
+            info.d_conv = UInt32(c.stateSpace?.convKernel ?? 0)
+            info.dt_rank = UInt32(c.stateSpace?.timeStepRank ?? 0)
+            withUnsafeMutableBytes(of: &info.architecture) { buffer in
+                let bytes = Array(c.architecture.utf8.prefix(buffer.count - 1))
+                buffer.copyBytes(from: bytes)
+                buffer[bytes.count] = 0
+            }
+            return info
         }
     }
 }

@@ -194,13 +194,9 @@ public func lmx_session_trace_copy(_ session: OpaquePointer?, _ expertIDs: Unsaf
 public func lmx_session_get_params(_ session: OpaquePointer?, _ out: UnsafeMutablePointer<lmx_session_params>?) -> lmx_status {
     withStatus {
         let session = try resolveSession(session)
-        let out = try Arguments.required(out, "out")
-        let declared = UnsafeRawPointer(out).load(as: UInt32.self)
-        let size = try Arguments.structSize(declared, minimum: MemoryLayout<UInt32>.size, "lmx_session_params")
-        var params = lmx_session_params(struct_size: declared, n_ctx: UInt32(session.contextLength),
-                                        trace: session.trace == nil ? 0 : 1, n_threads: UInt32(session.threads))
-        withUnsafeBytes(of: &params) { source in
-            UnsafeMutableRawPointer(out).copyMemory(from: source.baseAddress!, byteCount: min(size, source.count))
+        try Arguments.writeOutput(out, "lmx_session_params") { declared in
+            lmx_session_params(struct_size: declared, n_ctx: UInt32(session.contextLength),
+                               trace: session.trace == nil ? 0 : 1, n_threads: UInt32(session.threads))
         }
     }
 }

@@ -68,17 +68,13 @@ public func lmx_tokenizer_free(_ tokenizer: OpaquePointer?) {
 public func lmx_tokenizer_get_info(_ tokenizer: OpaquePointer?, _ out: UnsafeMutablePointer<lmx_tokenizer_info>?) -> lmx_status {
     withStatus {
         let tokenizer = try resolveTokenizer(tokenizer)
-        let out = try Arguments.required(out, "out")
-        let declared = UnsafeRawPointer(out).load(as: UInt32.self)
-        let size = try Arguments.structSize(declared, minimum: MemoryLayout<UInt32>.size, "lmx_tokenizer_info")
         let special = tokenizer.specialTokens
-        var info = lmx_tokenizer_info(
-            struct_size: declared, n_vocab: UInt32(clamping: tokenizer.vocabularySize), bos_id: special.bos ?? -1,
-            eos_id: special.eos ?? -1, pad_id: special.pad ?? -1, unk_id: special.unk ?? -1,
-            has_chat_template: tokenizer.chatTemplateSource == nil ? 0 : 1,
-            n_end_of_turn: UInt32(clamping: special.endOfTurn.count), max_id: tokenizer.largestID ?? -1)
-        withUnsafeBytes(of: &info) { source in
-            UnsafeMutableRawPointer(out).copyMemory(from: source.baseAddress!, byteCount: min(size, source.count))
+        try Arguments.writeOutput(out, "lmx_tokenizer_info") { declared in
+            lmx_tokenizer_info(
+                struct_size: declared, n_vocab: UInt32(clamping: tokenizer.vocabularySize), bos_id: special.bos ?? -1,
+                eos_id: special.eos ?? -1, pad_id: special.pad ?? -1, unk_id: special.unk ?? -1,
+                has_chat_template: tokenizer.chatTemplateSource == nil ? 0 : 1,
+                n_end_of_turn: UInt32(clamping: special.endOfTurn.count), max_id: tokenizer.largestID ?? -1)
         }
     }
 }
