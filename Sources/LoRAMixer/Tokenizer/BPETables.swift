@@ -174,7 +174,7 @@ final class BPETableReader {
     /// A vocabulary entry's id: nil (the value kept in `lastValue`) when it is not an integer in
     /// 0..<Int32.max.
     private func readID(_ reader: inout JSONReader, depth: Int) throws -> Int32? {
-        guard let first = reader.peek(), first >= UInt8(ascii: "0"), first <= UInt8(ascii: "9") else {
+        guard let first = reader.peek(), first == UInt8(ascii: "-") || (first >= UInt8(ascii: "0") && first <= UInt8(ascii: "9")) else {
             lastValue = try reader.readValue(depth: depth)
             return nil
         }
