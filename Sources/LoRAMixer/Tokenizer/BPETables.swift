@@ -205,6 +205,7 @@ final class BPETableReader {
         try reader.checkDepth(depth + 1)
         reader.position += 1
         var merges = MergeList()
+        merges.bytes.reserveCapacity(min(reader.bytes.count - reader.position, 1 << 22) / 4)
         reader.skipWhitespace()
         if reader.peek() == UInt8(ascii: "]") {
             reader.position += 1
@@ -243,11 +244,11 @@ final class BPETableReader {
             // the common shape read directly; anything else is read again as a value
             let position = reader.position
             let leftStart = merges.bytes.count
-            if try readStringPair(&reader, depth: depth + 1, into: &merges.bytes) {
+            if let rightStart = try readStringPair(&reader, depth: depth + 1, into: &merges.bytes) {
                 if noted {
                     merges.bytes.removeSubrange(leftStart...)
                 } else {
-                    merges.addPair(leftStart, pairSplit)
+                    merges.addPair(leftStart, rightStart)
                 }
                 return
             }
@@ -261,27 +262,25 @@ final class BPETableReader {
         }
     }
 
-    /// Where the right token of the pair `readStringPair` read starts in the arena.
-    private var pairSplit = 0
-
-    /// Reads `[ "left" , "right" ]`, appending both tokens to `output`; false as soon as the
-    /// array is not two strings (the cursor and `output` are then the caller's to restore).
-    private func readStringPair(_ reader: inout JSONReader, depth: Int, into output: inout [UInt8]) throws -> Bool {
+    /// Reads `[ "left" , "right" ]`, appending both tokens to `output`, and returns where the
+    /// right one starts there; nil as soon as the array is not two strings (the cursor and
+    /// `output` are then the caller's to restore).
+    private func readStringPair(_ reader: inout JSONReader, depth: Int, into output: inout [UInt8]) throws -> Int? {
         try reader.checkDepth(depth)
         reader.position += 1
         reader.skipWhitespace()
-        guard reader.peek() == UInt8(ascii: "\"") else { return false }
+        guard reader.peek() == UInt8(ascii: "\"") else { return nil }
         try reader.readString(appendingTo: &output)
-        pairSplit = output.count
+        let rightStart = output.count
         reader.skipWhitespace()
-        guard reader.peek() == UInt8(ascii: ",") else { return false }
+        guard reader.peek() == UInt8(ascii: ",") else { return nil }
         reader.position += 1
         reader.skipWhitespace()
-        guard reader.peek() == UInt8(ascii: "\"") else { return false }
+        guard reader.peek() == UInt8(ascii: "\"") else { return nil }
         try reader.readString(appendingTo: &output)
         reader.skipWhitespace()
-        guard reader.peek() == UInt8(ascii: "]") else { return false }
+        guard reader.peek() == UInt8(ascii: "]") else { return nil }
         reader.position += 1
-        return true
+        return rightStart
     }
 }
