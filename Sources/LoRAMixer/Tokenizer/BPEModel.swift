@@ -43,6 +43,9 @@ final class BPEModel: @unchecked Sendable {
                     throw LoRAMixerError.format("\(where_): vocab entry \(quoted(token)) has id \(value), expected a non-negative 32-bit integer")
                 }
                 vocabulary.append(token, id: Int32(id))
+                guard vocabulary.arenaCount <= Vocabulary.maximumBytes else {
+                    throw LoRAMixerError.format("\(where_): the vocabulary's tokens are longer than \(Vocabulary.maximumBytes) bytes in all")
+                }
             }
             vocabulary.finish()  // the object's keys are unique
         }

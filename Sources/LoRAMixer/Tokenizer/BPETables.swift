@@ -42,6 +42,11 @@ struct MergeList {
                 problem = (rank, Self.wrongKind(rank, entry.kindName))
                 return
             }
+            guard bytes.count <= Vocabulary.maximumBytes else {
+                spans.removeLast()
+                problem = (rank, "merge \(rank): the merges' tokens are longer than \(Vocabulary.maximumBytes) bytes in all")
+                return
+            }
         }
     }
 
@@ -214,6 +219,9 @@ final class BPETableReader {
             while true {
                 reader.skipWhitespace()
                 try readMerge(&reader, depth: depth + 1, rank: rank, into: &merges)
+                guard merges.bytes.count <= Vocabulary.maximumBytes else {
+                    throw reader.error("the merges' tokens are longer than \(Vocabulary.maximumBytes) bytes in all")
+                }
                 rank += 1
                 reader.skipWhitespace()
                 if reader.peek() == UInt8(ascii: "]") {
