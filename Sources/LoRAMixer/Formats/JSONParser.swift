@@ -9,9 +9,15 @@ public enum JSONParser {
 
     /// Parses one JSON document. `context` (usually the file path) starts every error message.
     public static func parse(_ bytes: UnsafeRawBufferPointer, context: String) throws -> JSONValue {
+        try parse(bytes, context: context, hooks: nil)
+    }
+
+    /// Parses one JSON document, handing the members `hooks` names to their readers instead of
+    /// building `JSONValue`s for them (a tokenizer's 150k-entry vocabulary and its merges).
+    static func parse(_ bytes: UnsafeRawBufferPointer, context: String, hooks: JSONMemberHooks?) throws -> JSONValue {
         var reader = JSONReader(bytes: bytes, context: context)
         reader.skipWhitespace()
-        let value = try reader.readValue(depth: 0)
+        let value = try reader.readValue(depth: 0, hooks: hooks)
         reader.skipWhitespace()
         guard reader.position == bytes.count else {
             throw reader.error("unexpected \(reader.found) after the JSON value")
@@ -23,15 +29,36 @@ public enum JSONParser {
         try bytes.withUnsafeBytes { try parse($0, context: context) }
     }
 
+    static func parse(_ bytes: [UInt8], context: String, hooks: JSONMemberHooks?) throws -> JSONValue {
+        try bytes.withUnsafeBytes { try parse($0, context: context, hooks: hooks) }
+    }
+
     public static func parse(_ text: String, context: String) throws -> JSONValue {
         var text = text
         return try text.withUTF8 { try parse(UnsafeRawBufferPointer($0), context: context) }
     }
 }
 
+/// Members of a document read by the caller's code instead of being turned into `JSONValue`s,
+/// by their path of object keys from the root: `hooks.children["model"]?.children["vocab"]`.
+/// A reader gets the cursor at the member's value; it either reads the whole value (validating
+/// it as the parser would, with the same error messages and positions) and returns what the
+/// object keeps in its place, or returns nil without moving the cursor, and the parser reads the
+/// value itself.
+final class JSONMemberHooks {
+    typealias Read = (_ reader: inout JSONReader, _ depth: Int) throws -> JSONValue?
+
+    var children: [String: JSONMemberHooks] = [:]
+    let read: Read?
+
+    init(read: Read? = nil) { self.read = read }
+}
+
 /// The cursor over the input. It only lives for one `JSONParser.parse` call, which owns the
-/// buffer's lifetime; every read is bounds-checked through `peek`.
-private struct JSONReader {
+/// buffer's lifetime; every read is bounds-checked through `peek`. Member readers
+/// (`JSONMemberHooks`) use its scanning methods, so that what they accept and the errors they
+/// report are the parser's.
+struct JSONReader {
     let bytes: UnsafeRawBufferPointer
     let context: String
     var position = 0
@@ -59,7 +86,10 @@ private struct JSONReader {
     }
 
     mutating func skipWhitespace() {
-        while let byte = peek(), byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09 {
+        let count = bytes.count
+        while position < count {
+            let byte = bytes[position]
+            guard byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09 else { return }
             position += 1
         }
     }
@@ -69,10 +99,10 @@ private struct JSONReader {
         position += 1
     }
 
-    mutating func readValue(depth: Int) throws -> JSONValue {
+    mutating func readValue(depth: Int, hooks: JSONMemberHooks? = nil) throws -> JSONValue {
         guard let byte = peek() else { throw error("expected a value, found end of input") }
         switch byte {
-        case UInt8(ascii: "{"): return .object(try readObject(depth: depth + 1))
+        case UInt8(ascii: "{"): return .object(try readObject(depth: depth + 1, hooks: hooks))
         case UInt8(ascii: "["): return .array(try readArray(depth: depth + 1))
         case UInt8(ascii: "\""): return .string(try readString())
         case UInt8(ascii: "t"): try readLiteral("true"); return .bool(true)
@@ -97,7 +127,7 @@ private struct JSONReader {
         }
     }
 
-    mutating func readObject(depth: Int) throws -> JSONObject {
+    mutating func readObject(depth: Int, hooks: JSONMemberHooks? = nil) throws -> JSONObject {
         try checkDepth(depth)
         position += 1
         skipWhitespace()
@@ -128,7 +158,16 @@ private struct JSONReader {
                 skipWhitespace()
                 try expect(UInt8(ascii: ":"), "':' after an object key")
                 skipWhitespace()
-                let value = try readValue(depth: depth)
+                let value: JSONValue
+                if let member = hooks?.children[key] {
+                    if let read = member.read, let captured = try read(&self, depth) {
+                        value = captured
+                    } else {
+                        value = try readValue(depth: depth, hooks: member)
+                    }
+                } else {
+                    value = try readValue(depth: depth)
+                }
                 entries.append((key, value))
                 keyOffsets.append(keyOffset)
                 skipWhitespace()
@@ -169,6 +208,12 @@ private struct JSONReader {
 
     /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`, returned as its literal text.
     mutating func readNumber() throws -> String {
+        let range = try scanNumber()
+        return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self)
+    }
+
+    /// Validates the number at the cursor and returns where its literal text lies.
+    mutating func scanNumber() throws -> Range<Int> {
         let start = position
         if peek() == UInt8(ascii: "-") { position += 1 }
         if peek() == UInt8(ascii: "0") {
@@ -186,7 +231,7 @@ private struct JSONReader {
             if peek() == UInt8(ascii: "+") || peek() == UInt8(ascii: "-") { position += 1 }
             try readDigits("a digit in the exponent")
         }
-        return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self)
+        return start..<position
     }
 
     func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
@@ -201,38 +246,63 @@ private struct JSONReader {
     /// Reads a string starting at its opening quote. Unescaped strings (the common case) are
     /// validated in place and copied once; escapes switch to building the UTF-8 bytes.
     mutating func readString() throws -> String {
+        var decoded: [UInt8] = []
+        if let raw = try scanString(escapedInto: &decoded) {
+            return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[raw]), as: UTF8.self)
+        }
+        return String(decoding: decoded, as: UTF8.self)
+    }
+
+    /// Reads a string starting at its opening quote and appends its UTF-8 bytes to `output`.
+    mutating func readString(appendingTo output: inout [UInt8]) throws {
+        if let raw = try scanString(escapedInto: &output) {
+            output.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[raw]))
+        }
+    }
+
+    /// Validates the string starting at its opening quote and moves past it. Returns the range
+    /// of its contents when it has no escapes (they are its UTF-8 bytes); otherwise appends the
+    /// decoded bytes to `decoded` and returns nil.
+    mutating func scanString(escapedInto decoded: inout [UInt8]) throws -> Range<Int>? {
         position += 1
         let start = position
-        // Filled only once an escape shows the raw bytes cannot be used as they are.
-        var decoded: [UInt8] = []
         var hasEscapes = false
-        // Printable ASCII other than '"' and '\\' needs no check: skip it in a tight loop.
         let count = bytes.count
-        while position < count {
-            let byte = bytes[position]
-            guard byte >= 0x20, byte < 0x80, byte != UInt8(ascii: "\""), byte != UInt8(ascii: "\\") else { break }
-            position += 1
-        }
         while true {
-            guard let byte = peek() else { throw error("unterminated string", at: start - 1) }
+            if !hasEscapes {
+                // Printable ASCII other than '"' and '\\' needs no check: skip it in a tight loop.
+                while position < count {
+                    let byte = bytes[position]
+                    guard byte >= 0x20, byte < 0x80, byte != UInt8(ascii: "\""), byte != UInt8(ascii: "\\") else { break }
+                    position += 1
+                }
+            }
+            guard position < count else { throw error("unterminated string", at: start - 1) }
+            let byte = bytes[position]
             switch byte {
             case UInt8(ascii: "\""):
-                let raw = UnsafeRawBufferPointer(rebasing: bytes[start..<position])
+                let end = position
                 position += 1
-                return hasEscapes ? String(decoding: decoded, as: UTF8.self) : String(decoding: raw, as: UTF8.self)
+                return hasEscapes ? nil : start..<end
             case UInt8(ascii: "\\"):
                 if !hasEscapes {
-                    decoded = Array(bytes[start..<position])
+                    decoded.append(contentsOf: bytes[start..<position])
                     hasEscapes = true
                 }
                 try readEscape(into: &decoded)
             case 0x00..<0x20:
                 throw error("unescaped control character 0x\(String(byte, radix: 16, uppercase: true)) in a string")
             case 0x20..<0x80:
-                if hasEscapes { decoded.append(byte) }
+                decoded.append(byte)  // only reached once escapes were seen
                 position += 1
             default:
-                let length = try utf8SequenceLength()
+                // two-byte sequences (Latin, Greek, Cyrillic, byte-level BPE's "Ġ") inline
+                let length: Int
+                if byte >= 0xC2, byte <= 0xDF, position + 1 < count, bytes[position + 1] & 0xC0 == 0x80 {
+                    length = 2
+                } else {
+                    length = try utf8SequenceLength()
+                }
                 if hasEscapes { decoded.append(contentsOf: bytes[position..<position + length]) }
                 position += length
             }

@@ -5,12 +5,10 @@
 /// (leftmost first on ties) until none is left. Lookups compare scalars, not canonical
 /// equivalence: a SentencePiece vocabulary may hold both "é" and "e\u{301}".
 final class BPEModel: @unchecked Sendable {
-    let vocabulary: [ScalarString: Int32]
-    /// id -> token, for decoding (a dictionary: ids need not be contiguous, and a hostile file
-    /// with one huge id must not make us allocate a table that large).
-    let tokens: [Int32: String]
-    /// (left id << 32 | right id) -> (rank, merged id).
-    private let merges: [UInt64: (rank: Int32, merged: Int32)]
+    /// token <-> id, tokens compared by their exact bytes.
+    let vocabulary: Vocabulary
+    /// (left id, right id) -> (rank, merged id).
+    private let merges: MergeTable
     /// Single-scalar tokens, the starting symbols of every word.
     private let scalarIDs: [UInt32: Int32]
     private let ignoreMerges: Bool
@@ -27,22 +25,30 @@ final class BPEModel: @unchecked Sendable {
     /// make the cache's memory unbounded).
     static let cachedWordLimit = 256
 
-    init(json: JSONObject, context: String) throws {
+    /// The model object of tokenizer.json; `tables` holds its `vocab` and `merges` when they were
+    /// read from the file's bytes (`BPETableReader`), else they are read from `json`.
+    init(json: JSONObject, context: String, tables: BPETableReader? = nil) throws {
         let where_ = "\(context): model (BPE)"
-        guard let vocabObject = json["vocab"]?.object else {
-            throw LoRAMixerError.format("\(where_): `vocab` must be an object of token -> id, found \(json["vocab"]?.kindName ?? "nothing")")
-        }
-        var vocabulary: [ScalarString: Int32] = [:]
-        vocabulary.reserveCapacity(vocabObject.count)
-        for (token, value) in vocabObject.entries {
-            guard let id = value.int, id >= 0, id < Int(Int32.max) else {
-                throw LoRAMixerError.format("\(where_): vocab entry \(quoted(token)) has id \(value), expected a non-negative 32-bit integer")
+        var vocabulary: Vocabulary
+        if let read = tables?.vocabulary {
+            if let problem = tables?.vocabularyProblem { throw LoRAMixerError.format("\(where_): \(problem)") }
+            vocabulary = read
+        } else {
+            guard let vocabObject = json["vocab"]?.object else {
+                throw LoRAMixerError.format("\(where_): `vocab` must be an object of token -> id, found \(json["vocab"]?.kindName ?? "nothing")")
             }
-            vocabulary[ScalarString(token)] = Int32(id)
+            vocabulary = Vocabulary(capacity: vocabObject.count)
+            for (token, value) in vocabObject.entries {
+                guard let id = value.int, id >= 0, id < Int(Int32.max) else {
+                    throw LoRAMixerError.format("\(where_): vocab entry \(quoted(token)) has id \(value), expected a non-negative 32-bit integer")
+                }
+                vocabulary.append(token, id: Int32(id))
+                guard vocabulary.arenaCount <= Vocabulary.maximumBytes else {
+                    throw LoRAMixerError.format("\(where_): the vocabulary's tokens are longer than \(Vocabulary.maximumBytes) bytes in all")
+                }
+            }
+            vocabulary.finish()  // the object's keys are unique
         }
-        var tokens: [Int32: String] = [:]
-        tokens.reserveCapacity(vocabulary.count)
-        for (token, id) in vocabulary { tokens[id] = token.text }
 
         for key in ["dropout", "continuing_subword_prefix", "end_of_word_suffix"] {
             if let value = json[key], value != .null {
@@ -55,8 +61,8 @@ final class BPEModel: @unchecked Sendable {
             // the spelling of Rust's format!("<{b:#04X}>") in `tokenizers`
             let hex = Array("0123456789ABCDEF".utf8)
             byteIDs = (0..<256).map { byte in
-                let name = String(decoding: Array("<0x".utf8) + [hex[byte >> 4], hex[byte & 15], UInt8(ascii: ">")], as: UTF8.self)
-                return vocabulary[ScalarString(name)]
+                let name = Array("<0x".utf8) + [hex[byte >> 4], hex[byte & 15], UInt8(ascii: ">")]
+                return name.withUnsafeBytes { vocabulary.id($0) }
             }
         } else {
             byteIDs = []
@@ -65,7 +71,7 @@ final class BPEModel: @unchecked Sendable {
         case nil, .null?:
             unknownID = nil
         case .string(let unk)?:
-            guard let id = vocabulary[ScalarString(unk)] else {
+            guard let id = vocabulary.id(unk) else {
                 throw LoRAMixerError.format("\(where_): unk_token \(quoted(unk)) is not in the vocabulary")
             }
             unknownID = id
@@ -73,48 +79,82 @@ final class BPEModel: @unchecked Sendable {
             throw LoRAMixerError.format("\(where_): `unk_token` must be a string or null, found \(other.kindName)")
         }
 
-        guard let mergeList = json["merges"]?.array else {
-            throw LoRAMixerError.format("\(where_): `merges` must be an array, found \(json["merges"]?.kindName ?? "nothing")")
+        let mergeList: MergeList
+        if let read = tables?.merges {
+            mergeList = read
+        } else {
+            guard let entries = json["merges"]?.array else {
+                throw LoRAMixerError.format("\(where_): `merges` must be an array, found \(json["merges"]?.kindName ?? "nothing")")
+            }
+            mergeList = MergeList(json: entries)
         }
-        var merges: [UInt64: (rank: Int32, merged: Int32)] = [:]
-        merges.reserveCapacity(mergeList.count)
-        for (rank, entry) in mergeList.enumerated() {
-            let pair: (String, String)
-            switch entry {
-            case .string(let text):
-                // split on the scalar, not on Characters (a space followed by a combining mark is one)
-                let parts = text.unicodeScalars.split(separator: " ", omittingEmptySubsequences: false)
-                guard parts.count == 2 else {
-                    throw LoRAMixerError.format("\(where_): merge \(rank) \(quoted(text)) is not two tokens separated by one space")
-                }
-                pair = (String(String.UnicodeScalarView(parts[0])), String(String.UnicodeScalarView(parts[1])))
-            case .array(let parts):
-                guard parts.count == 2, let left = parts[0].string, let right = parts[1].string else {
-                    throw LoRAMixerError.format("\(where_): merge \(rank) must be an array of two strings")
-                }
-                pair = (left, right)
-            default:
-                throw LoRAMixerError.format("\(where_): merge \(rank) must be a string \"a b\" or an array [\"a\", \"b\"], found \(entry.kindName)")
-            }
-            for part in [pair.0, pair.1] where vocabulary[ScalarString(part)] == nil {
-                throw LoRAMixerError.format("\(where_): merge \(rank) (\(quoted(pair.0)), \(quoted(pair.1))) names \(quoted(part)), which is not in the vocabulary")
-            }
-            guard let left = vocabulary[ScalarString(pair.0)], let right = vocabulary[ScalarString(pair.1)] else { continue }
-            guard let merged = vocabulary[ScalarString(pair.0 + pair.1)] else {
-                throw LoRAMixerError.format("\(where_): merge \(rank) (\(quoted(pair.0)), \(quoted(pair.1))) makes \(quoted(pair.0 + pair.1)), which is not in the vocabulary")
-            }
-            let key = UInt64(UInt32(left)) << 32 | UInt64(UInt32(right))
-            if merges[key] == nil { merges[key] = (Int32(rank), merged) }
-        }
+        merges = try Self.resolve(mergeList, in: vocabulary, where: where_)
+
         var scalarIDs: [UInt32: Int32] = [:]
-        for (token, id) in vocabulary {
-            let scalars = token.text.unicodeScalars
-            if scalars.count == 1, let scalar = scalars.first { scalarIDs[scalar.value] = id }
+        vocabulary.forEach { token, id in
+            guard let lead = token.first else { return }
+            let length = lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4
+            guard token.count == length else { return }
+            var value = length == 1 ? UInt32(lead) : UInt32(lead) & (0x7F >> length)
+            for byte in token.dropFirst() { value = value << 6 | UInt32(byte & 0x3F) }
+            scalarIDs[value] = id
         }
         self.vocabulary = vocabulary
-        self.tokens = tokens
-        self.merges = merges
         self.scalarIDs = scalarIDs
+    }
+
+    /// The merges as (left id, right id) -> (rank, merged id); the first merge naming a token
+    /// the vocabulary lacks, or making one, is an error, as is the list's first malformed entry
+    /// (reported when the merges before it are fine).
+    private static func resolve(_ list: MergeList, in vocabulary: Vocabulary, where where_: String) throws -> MergeTable {
+        var merges = MergeTable(capacity: list.spans.count)
+        var resolved: [(key: UInt64, rank: Int32, merged: Int32)] = []
+        // in blocks: the tokens' hashes first, their slots touched together, then the lookups
+        let block = 32
+        var hashes = [UInt32](repeating: 0, count: 3 * block)
+        try list.bytes.withUnsafeBytes { arena in
+            try list.spans.withUnsafeBufferPointer { spans in
+                func slices(_ span: MergeList.Span) -> (UnsafeRawBufferPointer, UnsafeRawBufferPointer) {
+                    (UnsafeRawBufferPointer(rebasing: arena[Int(span.leftStart)..<Int(span.leftEnd)]),
+                     UnsafeRawBufferPointer(rebasing: arena[Int(span.rightStart)..<Int(span.rightEnd)]))
+                }
+                let empty = UnsafeRawBufferPointer(start: nil, count: 0)
+                var start = 0
+                while start < spans.count {
+                    let end = min(start + block, spans.count)
+                    hashes.withUnsafeMutableBufferPointer { hashes in
+                        for index in start..<end {
+                            let (left, right) = slices(spans[index])
+                            let slot = 3 * (index - start)
+                            hashes[slot] = Vocabulary.hash(left, empty)
+                            hashes[slot + 1] = Vocabulary.hash(right, empty)
+                            hashes[slot + 2] = Vocabulary.hash(left, right)
+                        }
+                        vocabulary.touch(hashes: UnsafeBufferPointer(rebasing: hashes[..<(3 * (end - start))]))
+                    }
+                    for rank in start..<end {
+                        let (leftBytes, rightBytes) = slices(spans[rank])
+                        let slot = 3 * (rank - start)
+                        let left = vocabulary.id(hash: hashes[slot], leftBytes, empty)
+                        let right = vocabulary.id(hash: hashes[slot + 1], rightBytes, empty)
+                        guard let left, let right, let merged = vocabulary.id(hash: hashes[slot + 2], leftBytes, rightBytes) else {
+                            let pair = (String(decoding: leftBytes, as: UTF8.self), String(decoding: rightBytes, as: UTF8.self))
+                            let prefix = "\(where_): merge \(rank) (\(quoted(pair.0)), \(quoted(pair.1)))"
+                            if left == nil || right == nil {
+                                throw LoRAMixerError.format("\(prefix) names \(quoted(left == nil ? pair.0 : pair.1)), which is not in the vocabulary")
+                            }
+                            throw LoRAMixerError.format("\(prefix) makes \(quoted(pair.0 + pair.1)), which is not in the vocabulary")
+                        }
+                        resolved.append((MergeTable.key(left, right), Int32(rank), merged))
+                    }
+                    merges.insert(resolved)
+                    resolved.removeAll(keepingCapacity: true)
+                    start = end
+                }
+            }
+        }
+        if let problem = list.problem { throw LoRAMixerError.format("\(where_): \(problem.message)") }
+        return merges
     }
 
     /// Appends the ids of one pre-tokenized word. A scalar missing from the vocabulary becomes
@@ -123,7 +163,7 @@ final class BPEModel: @unchecked Sendable {
     /// does.
     func encode(_ word: String, into output: inout [Int32]) {
         let key = ScalarString(word)
-        if ignoreMerges, let id = vocabulary[key] {
+        if ignoreMerges, let id = vocabulary.id(word) {
             output.append(id)
             return
         }
@@ -184,8 +224,7 @@ final class BPEModel: @unchecked Sendable {
         var alive = [Bool](repeating: true, count: count)
         var heap = MergeHeap()
         func candidate(_ left: Int, _ right: Int) {
-            let key = UInt64(UInt32(symbols[left])) << 32 | UInt64(UInt32(symbols[right]))
-            if let merge = merges[key] { heap.push(.init(rank: merge.rank, position: left, merged: merge.merged)) }
+            if let merge = merges.find(MergeTable.key(symbols[left], symbols[right])) { heap.push(.init(rank: merge.rank, position: left, merged: merge.merged)) }
         }
         for index in 0..<(count - 1) { candidate(index, index + 1) }
         while let top = heap.pop() {
@@ -193,8 +232,7 @@ final class BPEModel: @unchecked Sendable {
             guard alive[left] else { continue }
             let right = next[left]
             guard right < count else { continue }
-            let key = UInt64(UInt32(symbols[left])) << 32 | UInt64(UInt32(symbols[right]))
-            guard let current = merges[key], current.merged == top.merged else { continue }
+            guard let current = merges.find(MergeTable.key(symbols[left], symbols[right])), current.merged == top.merged else { continue }
             symbols[left] = top.merged
             alive[right] = false
             next[left] = next[right]
@@ -208,6 +246,79 @@ final class BPEModel: @unchecked Sendable {
             write += 1
         }
         symbols.removeLast(count - write)
+    }
+}
+
+/// The merges by their pair of ids: (left id << 32 | right id) -> (rank, merged id), an
+/// open-addressing table (linear probing, at most 70% full) with a multiplicative hash. Built
+/// in blocks whose slots are touched before the inserts, as `Vocabulary` is.
+struct MergeTable: Sendable {
+    private struct Slot {
+        /// `empty` for a free slot (no pair of 32-bit ids below Int32.max has this key).
+        var key: UInt64 = MergeTable.empty
+        var rank: Int32 = 0
+        var merged: Int32 = 0
+    }
+
+    private static let empty = UInt64.max
+    private var slots: [Slot]
+    private let shift: UInt64
+    private(set) var count = 0
+
+    init(capacity: Int) {
+        var bits: UInt64 = 4
+        while (1 << bits) * 7 < capacity * 10 { bits += 1 }
+        slots = [Slot](repeating: Slot(), count: 1 << bits)
+        shift = 64 - bits
+    }
+
+    static func key(_ left: Int32, _ right: Int32) -> UInt64 {
+        UInt64(UInt32(bitPattern: left)) << 32 | UInt64(UInt32(bitPattern: right))
+    }
+
+    @inline(__always)
+    private static func home(_ key: UInt64, _ shift: UInt64) -> Int { Int(truncatingIfNeeded: (key &* 0x9E37_79B9_7F4A_7C15) >> shift) }
+
+    func find(_ key: UInt64) -> (rank: Int32, merged: Int32)? {
+        slots.withUnsafeBufferPointer { slots in
+            let mask = slots.count - 1
+            var index = Self.home(key, shift)
+            while true {
+                let slot = slots[index]
+                if slot.key == key { return (slot.rank, slot.merged) }
+                if slot.key == Self.empty { return nil }
+                index = (index + 1) & mask
+            }
+        }
+    }
+
+    /// Adds each pair that is not in the table yet (the first of several merges of one pair
+    /// keeps its rank, as in `tokenizers`).
+    mutating func insert(_ entries: [(key: UInt64, rank: Int32, merged: Int32)]) {
+        if (count + entries.count) * 10 > slots.count * 7 { grow(to: count + entries.count) }
+        var sink: UInt64 = 0
+        var added = 0
+        let shift = shift
+        slots.withUnsafeMutableBufferPointer { slots in
+            for entry in entries { sink &+= slots[Self.home(entry.key, shift)].key }
+            let mask = slots.count - 1
+            for entry in entries {
+                var index = Self.home(entry.key, shift)
+                while slots[index].key != Self.empty && slots[index].key != entry.key { index = (index + 1) & mask }
+                if slots[index].key == Self.empty {
+                    slots[index] = Slot(key: entry.key, rank: entry.rank, merged: entry.merged)
+                    added += 1
+                }
+            }
+        }
+        count += added
+        Vocabulary.consume(UInt32(truncatingIfNeeded: sink))
+    }
+
+    private mutating func grow(to capacity: Int) {
+        var larger = MergeTable(capacity: capacity * 2)
+        larger.insert(slots.filter { $0.key != Self.empty }.map { ($0.key, $0.rank, $0.merged) })
+        self = larger
     }
 }
 

@@ -52,12 +52,15 @@ public final class Tokenizer: Sendable {
     /// gives the special tokens and chat template that tokenizer.json does not hold.
     public convenience init(json bytes: [UInt8], context: String = "tokenizer.json",
                             configuration: TokenizerConfiguration = TokenizerConfiguration()) throws {
-        try self.init(document: try JSONParser.parse(bytes, context: context), context: context,
-                      configuration: configuration)
+        // the vocabulary and merges are read straight into the model's tables, not as JSONValues
+        let tables = BPETableReader()
+        try self.init(document: try JSONParser.parse(bytes, context: context, hooks: tables.hooks), context: context,
+                      configuration: configuration, tables: tables)
     }
 
-    /// A parsed tokenizer.json document (also what a GGUF file's tokenizer metadata is turned into).
-    init(document: JSONValue, context: String, configuration: TokenizerConfiguration) throws {
+    /// A parsed tokenizer.json document (also what a GGUF file's tokenizer metadata is turned
+    /// into); `tables` holds the model's vocabulary and merges when they were read while parsing.
+    init(document: JSONValue, context: String, configuration: TokenizerConfiguration, tables: BPETableReader? = nil) throws {
         guard let root = document.object else {
             throw LoRAMixerError.format("\(context): expected a JSON object, found \(document.kindName)")
         }
@@ -75,7 +78,7 @@ public final class Tokenizer: Sendable {
         guard modelType == "BPE" else {
             throw LoRAMixerError.format("\(context): model \(modelType) is not supported (only BPE, byte-level or with byte_fallback)")
         }
-        model = try BPEModel(json: modelObject, context: context)
+        model = try BPEModel(json: modelObject, context: context, tables: tables)
 
         preTokenizer = try root["pre_tokenizer"].flatMap { $0 == .null ? nil : try PreTokenizer(json: $0, context: context) }
         postProcessor = try root["post_processor"].flatMap { $0 == .null ? nil : try PostProcessor(json: $0, context: context) }
@@ -106,13 +109,13 @@ public final class Tokenizer: Sendable {
         addedByID = byID
         addedText = text
         specialTokenIDs = Set(added.filter(\.special).map(\.id)).sorted()
-        var ids = Set(model.vocabulary.values)
-        ids.formUnion(added.map(\.id))
-        vocabularySize = ids.count
-        largestID = ids.max()
+        let addedIDs = Set(added.map(\.id))
+        let vocabulary = model.vocabulary
+        vocabularySize = vocabulary.distinctIDCount + addedIDs.filter { !vocabulary.contains(id: $0) }.count
+        largestID = [vocabulary.largestID, addedIDs.max()].compactMap { $0 }.max()
         chatTemplateSource = configuration.chatTemplate
         specialTokens = try Self.resolve(configuration, context: context, added: added) { [model] text in
-            model.vocabulary[ScalarString(text)]
+            model.vocabulary.id(text)
         }
     }
 
@@ -143,7 +146,7 @@ public final class Tokenizer: Sendable {
     /// The id of a token given by its text: an added token's content, or a vocabulary entry as
     /// the file spells it.
     public func id(forToken text: String) -> Int32? {
-        addedTokens.tokens.first { $0.content.utf8.elementsEqual(text.utf8) }?.id ?? model.vocabulary[ScalarString(text)]
+        addedTokens.tokens.first { $0.content.utf8.elementsEqual(text.utf8) }?.id ?? model.vocabulary.id(text)
     }
 
     /// The ids for `text`; with `addSpecialTokens` the post-processor's template (BOS/EOS) is
@@ -171,7 +174,7 @@ public final class Tokenizer: Sendable {
     /// (normalized if it is matched normalized) or the model vocabulary's entry; nil for an id
     /// neither uses.
     public func token(_ id: Int32) -> String? {
-        addedText[id] ?? model.tokens[id]
+        addedText[id] ?? model.vocabulary.token(id)
     }
 
     /// The bytes one token contributes in the middle of a text, for streaming (which may be
@@ -201,7 +204,11 @@ public final class Tokenizer: Sendable {
         tokens.reserveCapacity(ids.count)
         for id in ids {
             if skipSpecialTokens, addedByID[id]?.special == true { continue }
-            if let text = token(id) { tokens.append(Array(text.utf8)) }
+            if let text = addedText[id] {
+                tokens.append(Array(text.utf8))
+            } else if let bytes = model.vocabulary.bytes(of: id) {
+                tokens.append(bytes)
+            }
         }
         return tokens
     }
