@@ -712,17 +712,22 @@ def report_tail(runs, failures_heading="Failures:"):
     return lines
 
 
-def write_report(a, lines, started, runs, info, configs, **figures):
-    """Prints the report, writes it to a.out and the raw figures (``figures`` among them) next to it (.json)."""
+def write_results(out, lines, record):
+    """Prints the report ``lines``, writes them to ``out`` (markdown) and ``record`` next to it (.json)."""
     text = "\n".join(lines) + "\n"
     print(text)
-    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    with open(a.out, "w") as f:
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
         f.write(text)
-    with open(os.path.splitext(a.out)[0] + ".json", "w") as f:
-        args = dict(vars(a), out=os.path.relpath(os.path.abspath(a.out), REPO))  # no machine path in the record
-        json.dump(dict(started=started.isoformat(), total_s=runs.total_s, args=args, machine=info,
-                       bandwidth_gbs=runs.bws, **figures, configs=configs, results=runs.results), f, indent=1)
+    with open(os.path.splitext(out)[0] + ".json", "w") as f:
+        json.dump(record, f, indent=1)
+
+
+def write_report(a, lines, started, runs, info, configs, **figures):
+    """Prints the report, writes it to a.out and the raw figures (``figures`` among them) next to it (.json)."""
+    args = dict(vars(a), out=os.path.relpath(os.path.abspath(a.out), REPO))  # no machine path in the record
+    write_results(a.out, lines, dict(started=started.isoformat(), total_s=runs.total_s, args=args, machine=info,
+                                     bandwidth_gbs=runs.bws, **figures, configs=configs, results=runs.results))
     print(f"written {os.path.relpath(a.out, REPO)} ({runs.total_s / 60:.1f} min)", file=sys.stderr)
 
 

@@ -252,15 +252,10 @@ def main():
         f"- {'met' if med(lmx_load) <= 100 else 'NOT met'}: load of the {n_vocab // 1000}k-entry vocabulary ≤ 100 ms — "
         f"{med(lmx_load):.1f} ms",
     ]
-    out = "\n".join(lines) + "\n"
-    print(out)
-    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    with open(a.out, "w") as f:
-        f.write(out)
-    with open(os.path.splitext(a.out)[0] + ".json", "w") as f:
-        json.dump(dict(started=started.isoformat(), total_s=total, command=cmd, cpu=info["cpu"], cores=info["cores"],
-                       cpu_flags=flags, tokenizers=tokenizers.__version__, git=info["git"], vocab=n_vocab,
-                       merges=n_merges, text_bytes=n_bytes, tokens=tokens, runs=runs), f, indent=1)
+    bench.write_results(a.out, lines, dict(
+        started=started.isoformat(), total_s=total, command=cmd, cpu=info["cpu"], cores=info["cores"], cpu_flags=flags,
+        tokenizers=tokenizers.__version__, git=info["git"], vocab=n_vocab, merges=n_merges, text_bytes=n_bytes,
+        tokens=tokens, runs=runs))
     print(f"written {os.path.relpath(os.path.abspath(a.out), REPO)}", file=sys.stderr)
 
 
