@@ -4,18 +4,7 @@ import XCTest
 
 /// Bad models, adapters, routers and arguments: each must throw the right kind with a message that
 /// names the file, tensor or argument.
-final class BadInputTests: XCTestCase {
-    private var directory: String!
-
-    override func setUpWithError() throws {
-        directory = NSTemporaryDirectory() + "lmx-bad-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(atPath: directory)
-    }
-
+final class BadInputTests: TemporaryFolderTestCase {
     /// Failures of the file system are `.io` (LMX_ERR_IO) naming the path, never `.invalidArgument`:
     /// a PEFT folder that cannot be created, a router file in a folder that does not exist, a
     /// plugin path that is a folder's entry that does not exist.

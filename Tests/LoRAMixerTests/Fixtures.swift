@@ -84,3 +84,18 @@ func storedMatrix(_ values: [Float], rows: Int, cols: Int, dtype: DType) throws 
                                  (name: "w", dtype: dtype, shape: [rows, cols], data: bytes)], metadata: [:], to: path)
     return try WeightMatrix(SafeTensorsFile(path: path, mode: .copied).tensor("w"), rows: rows, cols: cols, source: path)
 }
+
+/// A test case with a fresh private folder per test (`directory`, mode 0700), removed afterwards.
+class TemporaryFolderTestCase: XCTestCase {
+    private(set) var directory = ""
+
+    override func setUpWithError() throws {
+        directory = NSTemporaryDirectory() + "lmx-\(String(describing: type(of: self)))-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}

@@ -4,18 +4,7 @@ import XCTest
 
 /// The GGUF container reader against `gguf.GGUFReader` (fixtures from tools/make_gguf_fixtures.py)
 /// and against hand-made malformed files.
-final class GGUFTests: XCTestCase {
-    private var directory = ""
-
-    override func setUpWithError() throws {
-        directory = NSTemporaryDirectory() + "gguf-tests-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try FileManager.default.removeItem(atPath: directory)
-    }
-
+final class GGUFTests: TemporaryFolderTestCase {
     static let fixtures = ["vocab_only", "tensors", "tensors_align64"]
 
     // MARK: Helpers

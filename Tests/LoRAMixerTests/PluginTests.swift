@@ -3,19 +3,7 @@ import XCTest
 @testable import LoRAMixer
 
 /// Plugins built with `cc` from small C sources at test time, loaded from Swift.
-final class PluginTests: XCTestCase {
-    private var directory: String!
-
-    override func setUpWithError() throws {
-        directory = NSTemporaryDirectory() + "lmx-plugins-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(atPath: directory)
-    }
-
+final class PluginTests: TemporaryFolderTestCase {
     private static let includeDirectory = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("include").path

@@ -2,18 +2,7 @@ import Foundation
 import XCTest
 @testable import LoRAMixer
 
-final class SafeTensorsTests: XCTestCase {
-    private var directory = ""
-
-    override func setUpWithError() throws {
-        directory = NSTemporaryDirectory() + "safetensors-tests-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try FileManager.default.removeItem(atPath: directory)
-    }
-
+final class SafeTensorsTests: TemporaryFolderTestCase {
     // MARK: Helpers
 
     /// Writes a file byte by byte: 8-byte header length (the header's size unless overridden),
