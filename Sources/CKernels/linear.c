@@ -300,6 +300,9 @@ void lmxk_linear(float *y, const float *x, size_t tokens, size_t in, const void 
         const float *w_row;                                                                            \
         if (dtype == LMXK_F32) {                                                                       \
             w_row = (const float *)w + o * in;                                                         \
+        } else if (lmxk_type_block_size(dtype) > 1) {                                                  \
+            lmxk_dequantize_row_reference(row, (const char *)w + o * lmxk_row_bytes(dtype, in), dtype, in); \
+            w_row = row;                                                                               \
         } else {                                                                                       \
             for (size_t i = 0; i < in; i++) row[i] = load_weight(w, dtype, o * in + i);                \
             w_row = row;                                                                               \

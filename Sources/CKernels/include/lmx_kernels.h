@@ -12,8 +12,26 @@
 extern "C" {
 #endif
 
-/* Element types of weight matrices. */
-enum { LMXK_F32 = 0, LMXK_F16 = 1, LMXK_BF16 = 2 };
+/* Element types of weight matrices: plain floats, and ggml's block formats (ggml-common.h), whose
+ * rows are runs of blocks: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 hold 32 elements per block, the K-quants
+ * (Q4_K, Q5_K, Q6_K) 256. A row of a block type has a multiple of its block size elements. */
+enum {
+    LMXK_F32 = 0, LMXK_F16 = 1, LMXK_BF16 = 2,
+    LMXK_Q8_0 = 3, LMXK_Q4_0 = 4, LMXK_Q4_1 = 5, LMXK_Q5_0 = 6, LMXK_Q5_1 = 7,
+    LMXK_Q4_K = 8, LMXK_Q5_K = 9, LMXK_Q6_K = 10,
+    LMXK_TYPE_COUNT = 11
+};
+
+/* Elements per block (1 for the float types) and bytes per block; 0 for an unknown type. */
+size_t lmxk_type_block_size(int type);
+size_t lmxk_type_block_bytes(int type);
+/* Bytes of one row of `cols` elements; 0 for an unknown type or cols not a multiple of the block. */
+size_t lmxk_row_bytes(int type, size_t cols);
+
+/* The reference definition of every format: one row of `cols` elements (a multiple of the block
+ * size) widened to f32, element by element in plain C (ggml's dequantize_row_* arithmetic, so the
+ * values are bit-identical to ggml's and to the gguf package's). */
+void lmxk_dequantize_row_reference(float *y, const void *row, int type, size_t cols);
 
 /* Dense projection for output rows [o_begin, o_end):
  *   y[t * out + o] = sum_i x[t * in + i] * w[o * in + i] + (bias ? bias[o] : 0)
@@ -23,9 +41,17 @@ enum { LMXK_F32 = 0, LMXK_F16 = 1, LMXK_BF16 = 2 };
 void lmxk_linear(float *y, const float *x, size_t tokens, size_t in, const void *w, int dtype, size_t out,
                  const float *bias, size_t o_begin, size_t o_end);
 
+/* lmxk_linear for weights of any type (f32, f16, bf16 or a block format): rows [o_begin, o_end)
+ * are widened one at a time into `row` (scratch of `in` floats) with the reference dequantization
+ * and dotted with every token in f32. Exact (no activation quantization) and slow: the reference
+ * for the quantized kernels and the path for checking them. */
+void lmxk_linear_dequantized(float *y, const float *x, size_t tokens, size_t in, const void *w, int type, size_t out,
+                             const float *bias, size_t o_begin, size_t o_end, float *row);
+
 /* Gradient of the input of a projection, for tokens [t_begin, t_end):
  *   dx[t * in + i] += sum_o dy[t * out + o] * w[o * in + i]
- *   dy: [tokens, out] f32, w: [out, in] of `dtype`, dx: [tokens, in] f32 (accumulated into).
+ *   dy: [tokens, out] f32, w: [out, in] of `dtype` (any type; block formats are dequantized a row at a
+ *   time), dx: [tokens, in] f32 (accumulated into).
  * Each token's dx row is written by one call only, so token ranges can run on separate threads.
  * Returns 0, or -1 if the scratch row for widening f16/bf16 could not be allocated. */
 int lmxk_linear_backward_input(float *dx, const float *dy, size_t in, const void *w, int dtype, size_t out,

@@ -1,11 +1,15 @@
-/// A read-only `[rows x cols]` row-major weight matrix in f32, f16 or bf16, used where it is
-/// stored (a mapped file) or in memory the matrix owns. Rows are converted to f32 as they are
-/// read; the stored bytes are never widened as a whole.
+internal import CKernels
+
+/// A read-only `[rows x cols]` row-major weight matrix in f32, f16, bf16 or a ggml block format,
+/// used where it is stored (a mapped file) or in memory the matrix owns. Rows are converted to
+/// f32 as they are read; the stored bytes are never widened as a whole.
 public struct WeightMatrix: @unchecked Sendable {
     public let rows: Int
     public let cols: Int
-    public let dtype: DType
-    /// Aligned for `dtype`; valid while `owner` lives.
+    public let type: WeightType
+    /// Bytes from one row to the next.
+    public let rowBytes: Int
+    /// Aligned for the float types' elements; valid while `owner` lives.
     let base: UnsafeRawPointer
     let owner: AnyObject
 
@@ -21,7 +25,7 @@ public struct WeightMatrix: @unchecked Sendable {
                 "\(source): tensor '\(view.name)' has shape \(view.shape), expected [\(rows), \(cols)]")
         }
         if let address = view.bytes.baseAddress, Int(bitPattern: address) % view.dtype.byteSize == 0 {
-            self.init(rows: rows, cols: cols, dtype: view.dtype, base: address, owner: view.owner)
+            self.init(rows: rows, cols: cols, type: WeightType(view.dtype)!, base: address, owner: view.owner)
         } else {
             try self.init(rows: rows, cols: cols, dtype: view.dtype, copying: view.bytes)
         }
@@ -40,7 +44,34 @@ public struct WeightMatrix: @unchecked Sendable {
         }
         let copy = AlignedBuffer(byteCount: byteCount)
         copy.pointer.copyMemory(from: source, byteCount: byteCount)
-        self.init(rows: rows, cols: cols, dtype: dtype, base: UnsafeRawPointer(copy.pointer), owner: copy)
+        self.init(rows: rows, cols: cols, type: WeightType(dtype)!, base: UnsafeRawPointer(copy.pointer), owner: copy)
+    }
+
+    /// A matrix of any weight type over memory someone else owns (a mapped GGUF tensor), used in
+    /// place while `owner` lives. Block formats need no alignment; float types not aligned for
+    /// their element are copied.
+    public init(rows: Int, cols: Int, type: WeightType, borrowing bytes: UnsafeRawBufferPointer, owner: AnyObject, source: String) throws {
+        guard rows > 0, cols > 0 else { throw LoRAMixerError.shape("\(source): a weight matrix cannot be [\(rows), \(cols)]") }
+        guard let rowBytes = type.rowBytes(cols: cols) else {
+            throw LoRAMixerError.shape(
+                "\(source): rows of \(cols) elements cannot be stored as \(type.rawValue), whose blocks hold \(type.blockSize)")
+        }
+        let byteCount = try checkedProduct([rows, rowBytes], "[\(rows), \(cols)] \(type.rawValue) matrix")
+        guard bytes.count == byteCount, let address = bytes.baseAddress else {
+            throw LoRAMixerError.shape("\(source): a [\(rows), \(cols)] \(type.rawValue) matrix needs \(byteCount) bytes, got \(bytes.count)")
+        }
+        if !type.isQuantized, Int(bitPattern: address) % type.bytesPerBlock != 0 {
+            let copy = AlignedBuffer(byteCount: byteCount)
+            copy.pointer.copyMemory(from: address, byteCount: byteCount)
+            self.init(rows: rows, cols: cols, type: type, base: UnsafeRawPointer(copy.pointer), owner: copy)
+        } else {
+            self.init(rows: rows, cols: cols, type: type, base: address, owner: owner)
+        }
+    }
+
+    /// A matrix owning `bytes`, already laid out as `rows` rows of `type` (quantize-on-load).
+    init(rows: Int, cols: Int, type: WeightType, owning buffer: AlignedBuffer) {
+        self.init(rows: rows, cols: cols, type: type, base: UnsafeRawPointer(buffer.pointer), owner: buffer)
     }
 
     /// A matrix over memory someone else owns, used in place while `owner` is kept alive (every
@@ -51,7 +82,7 @@ public struct WeightMatrix: @unchecked Sendable {
             try self.init(rows: rows, cols: cols, dtype: dtype, copying: UnsafeRawBufferPointer(start: base, count: byteCount))
             return
         }
-        self.init(rows: rows, cols: cols, dtype: dtype, base: base, owner: owner)
+        self.init(rows: rows, cols: cols, type: WeightType(dtype)!, base: base, owner: owner)
     }
 
     /// A matrix over memory someone else owns; `release` runs once when the matrix and every copy
@@ -60,10 +91,11 @@ public struct WeightMatrix: @unchecked Sendable {
         try self.init(rows: rows, cols: cols, dtype: dtype, borrowing: base, owner: ReleaseOnDeinit(release))
     }
 
-    private init(rows: Int, cols: Int, dtype: DType, base: UnsafeRawPointer, owner: AnyObject) {
+    private init(rows: Int, cols: Int, type: WeightType, base: UnsafeRawPointer, owner: AnyObject) {
         self.rows = rows
         self.cols = cols
-        self.dtype = dtype
+        self.type = type
+        rowBytes = type.rowBytes(cols: cols)!
         self.base = base
         self.owner = owner
     }
@@ -76,21 +108,23 @@ public struct WeightMatrix: @unchecked Sendable {
         return try checkedProduct([rows, cols, dtype.byteSize], "[\(rows), \(cols)] \(dtype.rawValue) matrix")
     }
 
-    public var byteCount: Int { rows * cols * dtype.byteSize }
+    public var byteCount: Int { rows * rowBytes }
 
     /// Row `row` as f32 into `destination` (`cols` floats).
     @inline(__always)
     func loadRow(_ row: Int, into destination: UnsafeMutablePointer<Float>) {
         let start = row * cols
-        switch dtype {
+        switch type {
         case .f32:
             destination.update(from: base.assumingMemoryBound(to: Float.self) + start, count: cols)
         case .f16:
             let source = base.assumingMemoryBound(to: Float16.self) + start
             for i in 0..<cols { destination[i] = Float(source[i]) }
-        default:
+        case .bf16:
             let source = base.assumingMemoryBound(to: UInt16.self) + start
             for i in 0..<cols { destination[i] = bf16ToFloat(source[i]) }
+        default:
+            lmxk_dequantize_row_reference(destination, base + row * rowBytes, type.kernelCode, cols)
         }
     }
 

@@ -7,10 +7,10 @@ internal import CKernels
 // tokens (input) or the output rows (weight): every element is summed by one thread in a fixed
 // order, so results are the same run after run.
 
-/// dx += dy W for a stored weight (f32/f16/bf16, widened row by row).
+/// dx += dy W for a stored weight (any type, widened row by row).
 func linearBackwardInput(_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>, _ weight: WeightMatrix,
                          tokens: Int, pool: ThreadPool? = nil) {
-    linearBackwardInput(dx, dy, weight.base, dtype: weight.kernelDType, rows: weight.rows, cols: weight.cols,
+    linearBackwardInput(dx, dy, weight.base, dtype: weight.type.kernelCode, rows: weight.rows, cols: weight.cols,
                         tokens: tokens, pool: pool)
 }
 

@@ -2,7 +2,8 @@ internal import CKernels
 
 /// Dense projection, as `nn.Linear`:
 ///   linearForward: y[t, o] = sum_i x[t, i] * W[o, i] + bias[o]
-///   x: [T, in], W: [out, in] (f32/f16/bf16, widened in registers), bias: [out] or nil, y: [T, out]
+///   x: [T, in], W: [out, in] (f32/f16/bf16 widened in registers; block formats see `projectRows`),
+///   bias: [out] or nil, y: [T, out]
 /// The SIMD kernel lives in CKernels; output rows are split across the pool's threads, so each
 /// thread streams its own part of W once for the whole batch.
 func linearForward(
@@ -10,10 +11,7 @@ func linearForward(
     bias: UnsafePointer<Float>?, tokens: Int, pool: ThreadPool? = nil
 ) {
     let (inFeatures, outFeatures) = (weight.cols, weight.rows)
-    let dtype = weight.kernelDType
-    let run = { (rows: Range<Int>) in
-        lmxk_linear(y, x, tokens, inFeatures, weight.base, dtype, outFeatures, bias, rows.lowerBound, rows.upperBound)
-    }
+    let run = { (rows: Range<Int>) in projectRows(y, x, weight, bias: bias, tokens: tokens, rows: rows) }
     // Below ~64k multiply-adds a second thread costs more than it saves.
     if let pool, tokens * inFeatures * outFeatures >= 1 << 16 {
         pool.parallelRanges(outFeatures, granule: 4, run)
@@ -39,9 +37,26 @@ func linearForward(
         for i in weights.indices {
             let begin = max(rows.lowerBound, starts[i]), end = min(rows.upperBound, starts[i + 1])
             guard begin < end else { continue }
-            let w = weights[i]
-            lmxk_linear(ys[i], x, tokens, w.cols, w.base, w.kernelDType, w.rows, biases[i], begin - starts[i], end - starts[i])
+            projectRows(ys[i], x, weights[i], bias: biases[i], tokens: tokens, rows: (begin - starts[i])..<(end - starts[i]))
         }
+    }
+}
+
+/// Output rows `rows` of `linearForward` on the calling thread: the float types by the SIMD kernel,
+/// block formats one dequantized row at a time.
+@inline(__always)
+private func projectRows(
+    _ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ weight: WeightMatrix,
+    bias: UnsafePointer<Float>?, tokens: Int, rows: Range<Int>
+) {
+    if weight.type.isQuantized {
+        withScratch(count: weight.cols) { row in
+            lmxk_linear_dequantized(y, x, tokens, weight.cols, weight.base, weight.type.kernelCode, weight.rows, bias,
+                                    rows.lowerBound, rows.upperBound, row)
+        }
+    } else {
+        lmxk_linear(y, x, tokens, weight.cols, weight.base, weight.type.kernelCode, weight.rows, bias,
+                    rows.lowerBound, rows.upperBound)
     }
 }
 
@@ -74,17 +89,6 @@ func setMaxKernelISA(_ isa: KernelISA) -> KernelISA {
 
 /// The instruction set the kernels use on this CPU (within the cap).
 var kernelISA: KernelISA { KernelISA(rawValue: lmxk_isa()) ?? .portable }
-
-extension WeightMatrix {
-    /// The CKernels element type code (LMXK_F32 / LMXK_F16 / LMXK_BF16).
-    var kernelDType: Int32 {
-        switch dtype {
-        case .f16: Int32(LMXK_F16)
-        case .bf16: Int32(LMXK_BF16)
-        default: Int32(LMXK_F32)
-        }
-    }
-}
 
 /// Runs `body` with a temporary f32 buffer of `count` elements.
 @inline(__always)
